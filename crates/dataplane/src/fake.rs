@@ -1,0 +1,182 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::{
+    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, OwnedEndpoint,
+    OwnedNetwork, RemoteEndpointPlan, RouterPlan,
+};
+
+/// One request the fake received, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    EnsureRouter(String),
+    RemoveRouter(String),
+    EnsureNetwork(u32),
+    RemoveNetwork(u32),
+    EnsureLocalEndpoint(String),
+    RemoveLocalEndpoint(String),
+    EnsureRemoteEndpoint(RemoteEndpointPlan),
+    RemoveRemoteEndpoint(RemoteEndpointPlan),
+    Inventory,
+}
+
+#[derive(Debug, Default)]
+struct FakeKernel {
+    routers: BTreeSet<PathBuf>,
+    networks: BTreeMap<u32, NetworkPlan>,
+    endpoints: BTreeMap<String, LocalEndpointPlan>,
+    remote: BTreeSet<RemoteEndpointPlan>,
+    log: Vec<Recorded>,
+}
+
+/// A dataplane that records every request and keeps an in-memory picture of the
+/// kernel it would have produced, so reconciler tests run without root.
+#[derive(Debug, Default)]
+pub struct FakeDataplane {
+    kernel: Mutex<FakeKernel>,
+}
+
+impl FakeDataplane {
+    /// Creates an empty fake kernel.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns and clears the requests recorded so far.
+    pub fn take_log(&self) -> Vec<Recorded> {
+        std::mem::take(&mut self.lock().log)
+    }
+
+    /// Returns the VNIs of the networks present.
+    pub fn network_vnis(&self) -> Vec<u32> {
+        self.lock().networks.keys().copied().collect()
+    }
+
+    /// Returns the ids of the local endpoints present.
+    pub fn endpoint_ids(&self) -> Vec<String> {
+        self.lock().endpoints.keys().cloned().collect()
+    }
+
+    /// Returns the remote endpoint entries present.
+    pub fn remote_endpoints(&self) -> Vec<RemoteEndpointPlan> {
+        self.lock().remote.iter().cloned().collect()
+    }
+
+    /// Returns the router namespaces present.
+    pub fn routers(&self) -> Vec<PathBuf> {
+        self.lock().routers.iter().cloned().collect()
+    }
+
+    /// Puts a local endpoint into the fake kernel without recording it, as if an
+    /// earlier agent had made it.
+    pub fn preload_endpoint(&self, plan: LocalEndpointPlan) {
+        self.lock().endpoints.insert(plan.endpoint_id.clone(), plan);
+    }
+
+    /// Puts a network into the fake kernel without recording it.
+    pub fn preload_network(&self, plan: NetworkPlan) {
+        self.lock().networks.insert(plan.vni, plan);
+    }
+
+    /// Puts a remote endpoint entry into the fake kernel without recording it.
+    pub fn preload_remote(&self, plan: RemoteEndpointPlan) {
+        self.lock().remote.insert(plan);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FakeKernel> {
+        // A panic in another test thread must not hide this test's own result.
+        self.kernel.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl Dataplane for FakeDataplane {
+    async fn ensure_router(&self, plan: &RouterPlan) -> Result<(), DataplaneError> {
+        let mut k = self.lock();
+        k.log.push(Recorded::EnsureRouter(plan.tenant_id.clone()));
+        k.routers.insert(plan.netns_path.clone());
+        Ok(())
+    }
+
+    async fn remove_router(&self, plan: &RouterPlan) -> Result<(), DataplaneError> {
+        let mut k = self.lock();
+        k.log.push(Recorded::RemoveRouter(plan.tenant_id.clone()));
+        k.routers.remove(&plan.netns_path);
+        Ok(())
+    }
+
+    async fn ensure_network(&self, plan: &NetworkPlan) -> Result<(), DataplaneError> {
+        let mut k = self.lock();
+        k.log.push(Recorded::EnsureNetwork(plan.vni));
+        k.networks.insert(plan.vni, plan.clone());
+        Ok(())
+    }
+
+    async fn remove_network(&self, plan: &NetworkPlan) -> Result<(), DataplaneError> {
+        let mut k = self.lock();
+        k.log.push(Recorded::RemoveNetwork(plan.vni));
+        k.networks.remove(&plan.vni);
+        let vxlan = plan.vxlan.clone();
+        k.remote.retain(|r| r.vxlan != vxlan);
+        Ok(())
+    }
+
+    async fn ensure_local_endpoint(&self, plan: &LocalEndpointPlan) -> Result<(), DataplaneError> {
+        let mut k = self.lock();
+        k.log.push(Recorded::EnsureLocalEndpoint(plan.endpoint_id.clone()));
+        k.endpoints.insert(plan.endpoint_id.clone(), plan.clone());
+        Ok(())
+    }
+
+    async fn remove_local_endpoint(&self, host_ifname: &str) -> Result<(), DataplaneError> {
+        let mut k = self.lock();
+        k.log.push(Recorded::RemoveLocalEndpoint(host_ifname.to_string()));
+        k.endpoints.retain(|_, e| e.host_ifname != host_ifname);
+        Ok(())
+    }
+
+    async fn ensure_remote_endpoint(&self, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError> {
+        let mut k = self.lock();
+        k.log.push(Recorded::EnsureRemoteEndpoint(plan.clone()));
+        k.remote.retain(|r| !(r.vxlan == plan.vxlan && r.mac == plan.mac));
+        k.remote.insert(plan.clone());
+        Ok(())
+    }
+
+    async fn remove_remote_endpoint(&self, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError> {
+        let mut k = self.lock();
+        k.log.push(Recorded::RemoveRemoteEndpoint(plan.clone()));
+        k.remote.remove(plan);
+        Ok(())
+    }
+
+    async fn inventory(&self) -> Result<Inventory, DataplaneError> {
+        let mut k = self.lock();
+        k.log.push(Recorded::Inventory);
+        Ok(Inventory {
+            networks: k
+                .networks
+                .values()
+                .map(|n| OwnedNetwork {
+                    network_id: n.network_id.clone(),
+                    vni: n.vni,
+                    bridge: Some(n.bridge.clone()),
+                    vxlan: Some(n.vxlan.clone()),
+                })
+                .collect(),
+            endpoints: k
+                .endpoints
+                .values()
+                .map(|e| OwnedEndpoint {
+                    endpoint_id: e.endpoint_id.clone(),
+                    host_ifname: e.host_ifname.clone(),
+                })
+                .collect(),
+            remote_endpoints: k.remote.iter().cloned().collect(),
+            routers: k.routers.iter().cloned().collect(),
+        })
+    }
+}

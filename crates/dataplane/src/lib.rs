@@ -1,0 +1,55 @@
+//! The dataplane: everything cloison does to the Linux kernel, behind the
+//! [`Dataplane`] trait. [`NetlinkDataplane`] programs a real kernel over netlink;
+//! [`FakeDataplane`] records requests and keeps an in-memory picture of the
+//! kernel, for the agent's unit tests.
+//!
+//! Callers describe the desired state of one object at a time as a plan
+//! ([`NetworkPlan`], [`LocalEndpointPlan`], ...). Every `ensure_*` call is
+//! idempotent: it creates what is missing, adopts what cloison already owns,
+//! repairs attributes that drifted, and fails instead of touching an object of
+//! the same name that cloison does not own. Every `remove_*` call succeeds when
+//! the object is already gone.
+
+mod error;
+mod fake;
+mod netlink;
+pub mod names;
+mod plan;
+
+pub use error::DataplaneError;
+pub use fake::{FakeDataplane, Recorded};
+// pub use netlink::NetlinkDataplane;
+pub use plan::{
+    GatewayPlan, Inventory, LocalEndpointPlan, NetworkPlan, OwnedEndpoint, OwnedNetwork,
+    RemoteEndpointPlan, RouterPlan,
+};
+
+use async_trait::async_trait;
+
+/// Kernel operations the agent needs, one desired object at a time.
+#[async_trait]
+pub trait Dataplane: Send + Sync + std::fmt::Debug {
+    /// Creates or adopts a tenant's router namespace.
+    async fn ensure_router(&self, plan: &RouterPlan) -> Result<(), DataplaneError>;
+    /// Removes a tenant's router namespace and everything in it.
+    async fn remove_router(&self, plan: &RouterPlan) -> Result<(), DataplaneError>;
+
+    /// Creates or repairs a network's bridge, VXLAN device and gateway port.
+    async fn ensure_network(&self, plan: &NetworkPlan) -> Result<(), DataplaneError>;
+    /// Removes a network's bridge, VXLAN device and gateway port.
+    async fn remove_network(&self, plan: &NetworkPlan) -> Result<(), DataplaneError>;
+
+    /// Creates or repairs a local endpoint: the veth pair, its container side
+    /// configured inside the sandbox namespace, and a gratuitous ARP.
+    async fn ensure_local_endpoint(&self, plan: &LocalEndpointPlan) -> Result<(), DataplaneError>;
+    /// Removes a local endpoint's veth pair (both ends go with the host end).
+    async fn remove_local_endpoint(&self, host_ifname: &str) -> Result<(), DataplaneError>;
+
+    /// Installs the static FDB and neighbour entries of an endpoint on another host.
+    async fn ensure_remote_endpoint(&self, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError>;
+    /// Removes the FDB and neighbour entries of an endpoint on another host.
+    async fn remove_remote_endpoint(&self, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError>;
+
+    /// Lists every kernel object on this host that carries cloison's mark.
+    async fn inventory(&self) -> Result<Inventory, DataplaneError>;
+}

@@ -1,0 +1,105 @@
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use cloison_model::MacAddr;
+use ipnet::{Ipv4Net, Ipv6Net};
+
+/// A tenant's router namespace, pinned by a bind mount at `netns_path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterPlan {
+    pub tenant_id: String,
+    pub netns_path: PathBuf,
+}
+
+/// The distributed gateway of one network: a veth pair whose `host_port` end is a
+/// port of the network's bridge and whose `router_port` end lives in the tenant's
+/// router namespace with the gateway addresses and MAC, identical on every host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayPlan {
+    pub host_port: String,
+    pub router_port: String,
+    pub router_netns: PathBuf,
+    /// Gateway address with the network's prefix length.
+    pub ipv4: Ipv4Net,
+    pub ipv6: Option<Ipv6Net>,
+    pub mac: MacAddr,
+}
+
+/// One network present on this host: bridge, VXLAN device and gateway port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPlan {
+    pub network_id: String,
+    pub vni: u32,
+    /// Like `ip link add NAME type bridge`, with no address in the host namespace.
+    pub bridge: String,
+    /// Like `ip link add NAME type vxlan id VNI local VTEP dstport PORT nolearning proxy`.
+    pub vxlan: String,
+    /// MTU of every interface of the network on this host.
+    pub mtu: u32,
+    pub local_vtep: IpAddr,
+    pub vxlan_port: u16,
+    /// VTEPs that receive broadcast and unknown unicast (all-zero FDB entries).
+    /// Empty unless the network asks for flooding.
+    pub flood_vteps: Vec<IpAddr>,
+    pub gateway: GatewayPlan,
+}
+
+/// An endpoint of a container on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEndpointPlan {
+    pub endpoint_id: String,
+    pub bridge: String,
+    /// Host end of the veth pair, a port of `bridge`.
+    pub host_ifname: String,
+    /// Temporary name of the container end until it is renamed to `ifname`.
+    pub peer_ifname: String,
+    /// Path of the container's network namespace (`/run/netns/NAME`, `/proc/PID/ns/net`).
+    pub sandbox: PathBuf,
+    /// Name of the interface inside the container.
+    pub ifname: String,
+    pub mac: MacAddr,
+    pub ipv4: Ipv4Net,
+    pub ipv6: Option<Ipv6Net>,
+    pub gateway4: Ipv4Addr,
+    pub gateway6: Option<Ipv6Addr>,
+    pub mtu: u32,
+}
+
+/// An endpoint on another host of a network present here: a static FDB entry
+/// (`bridge fdb replace MAC dev VXLAN dst VTEP self permanent`) and static neighbour
+/// entries (`ip neigh replace IP lladdr MAC dev VXLAN nud permanent`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RemoteEndpointPlan {
+    pub vxlan: String,
+    pub mac: MacAddr,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Option<Ipv6Addr>,
+    pub vtep: IpAddr,
+}
+
+/// A network cloison owns on this host, as found in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedNetwork {
+    pub network_id: String,
+    pub vni: u32,
+    pub bridge: Option<String>,
+    pub vxlan: Option<String>,
+}
+
+/// A local endpoint cloison owns on this host, as found in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedEndpoint {
+    pub endpoint_id: String,
+    pub host_ifname: String,
+}
+
+/// Everything carrying cloison's mark on this host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    pub networks: Vec<OwnedNetwork>,
+    pub endpoints: Vec<OwnedEndpoint>,
+    /// Static FDB and neighbour entries on cloison's VXLAN devices, merged per MAC.
+    pub remote_endpoints: Vec<RemoteEndpointPlan>,
+    /// Router namespaces pinned under the agent's run directory.
+    pub routers: Vec<PathBuf>,
+}

@@ -1,0 +1,24 @@
+use thiserror::Error;
+
+/// Input that breaks a rule of the model. Each message names the value and what is accepted.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ValidationError {
+    #[error("invalid {kind} name {name:?}: use 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit")]
+    Name { kind: &'static str, name: String },
+    #[error("invalid interface name {name:?}: use 1-15 bytes without '/', ':' or whitespace (the kernel's IFNAMSIZ limit)")]
+    Ifname { name: String },
+    #[error("invalid IPv4 subnet {subnet}: the prefix length must be between /8 and /30")]
+    Subnet4Prefix { subnet: String },
+    #[error("invalid IPv6 subnet {subnet}: the prefix length must be between /64 and /120")]
+    Subnet6Prefix { subnet: String },
+    #[error("invalid subnet {subnet}: host bits are set; did you mean {network}?")]
+    SubnetHostBits { subnet: String, network: String },
+    #[error("invalid VNI {vni}: accepted values are 1 to 16777215")]
+    Vni { vni: u32 },
+    #[error("invalid MTU {mtu}: accepted values are 576 to 9000 for IPv4-only networks, 1280 to 9000 with IPv6")]
+    Mtu { mtu: u32 },
+    #[error("invalid gateway {gateway}: it must be a usable address inside {subnet}")]
+    Gateway { gateway: String, subnet: String },
+    #[error("invalid MAC address {mac:?}: expected six hex bytes such as 02:42:ac:11:00:02, unicast")]
+    Mac { mac: String },
+}
