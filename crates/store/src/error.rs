@@ -19,7 +19,38 @@ pub enum StoreError {
         #[source]
         source: redb::DatabaseError,
     },
+    /// The store's directory could not be created.
+    #[error("cannot create store directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A transaction names the same key in more than one operation, as etcd rejects too.
+    #[error("transaction has more than one operation on key {key}; use one put or delete per key")]
+    DuplicateKey { key: String },
+    /// A blocking database task panicked or was cancelled.
+    #[error("store task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     /// A stored record could not be decoded.
     #[error("corrupt record for key {key}: {reason}")]
     Corrupt { key: String, reason: String },
 }
+
+/// Converts each redb error kind through `redb::Error`, so `?` works on redb calls.
+macro_rules! from_redb {
+    ($($kind:ty),*) => {
+        $(impl From<$kind> for StoreError {
+            fn from(err: $kind) -> Self {
+                StoreError::Database(redb::Error::from(err))
+            }
+        })*
+    };
+}
+
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

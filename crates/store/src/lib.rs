@@ -8,9 +8,13 @@
 //! and then follows new ones, until the history it needs has been compacted.
 
 mod api;
+mod codec;
+#[cfg(feature = "contract-tests")]
+pub mod contract;
 mod error;
 mod redb_store;
+mod redb_watch;
 
 pub use api::{Compare, Event, KeyValue, Op, Store, TxnResponse, WatchBatch, WatchStream};
 pub use error::StoreError;
-// pub use redb_store::RedbStore;
+pub use redb_store::{RedbOptions, RedbStore};
