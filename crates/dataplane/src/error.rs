@@ -37,6 +37,10 @@ pub enum DataplaneError {
     /// The requested interface name is already taken inside the container.
     #[error("interface {ifname} already exists in namespace {sandbox}")]
     IfnameTaken { ifname: String, sandbox: String },
+    /// An interface cloison needs is missing, such as the VXLAN device of a network
+    /// that was not ensured on this host.
+    #[error("interface {name} not found; ensure its network first")]
+    NoSuchInterface { name: String },
     /// Any other I/O failure.
     #[error("{op} failed: {source}")]
     Io {
@@ -58,6 +62,7 @@ impl DataplaneError {
             DataplaneError::Sandbox { source, .. } | DataplaneError::Io { source, .. } => {
                 source.raw_os_error()
             }
+            DataplaneError::NoSuchInterface { .. } => Some(libc::ENODEV),
             _ => None,
         }
     }

@@ -18,7 +18,7 @@ mod plan;
 
 pub use error::DataplaneError;
 pub use fake::{FakeDataplane, Recorded};
-// pub use netlink::NetlinkDataplane;
+pub use netlink::NetlinkDataplane;
 pub use plan::{
     GatewayPlan, Inventory, LocalEndpointPlan, NetworkPlan, OwnedEndpoint, OwnedNetwork,
     RemoteEndpointPlan, RouterPlan,
