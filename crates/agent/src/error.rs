@@ -1,0 +1,30 @@
+use thiserror::Error;
+
+/// Failures of the agent.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    /// The kernel rejected a change.
+    #[error(transparent)]
+    Dataplane(#[from] cloison_dataplane::DataplaneError),
+    /// The controller rejected a request or could not be reached.
+    #[error("controller: {message}")]
+    Controller {
+        /// HTTP status when the controller answered, None when it was unreachable.
+        status: Option<u16>,
+        code: String,
+        message: String,
+    },
+    /// An attach target could not be resolved to a network namespace.
+    #[error("invalid attach target {target:?}: {reason}; accepted forms are netns:NAME, pid:PID, docker:CONTAINER or a path to a network namespace")]
+    Target { target: String, reason: String },
+    /// The desired state refers to something this agent has not received.
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// The local socket could not be served.
+    #[error("cannot serve socket {path}: {source}")]
+    Socket {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,114 @@
+//! The reconciler: turns the desired state into kernel state, one network at a time.
+//!
+//! It remembers what it last applied, so an event costs kernel work only for the
+//! objects it changed. A snapshot (agent start, watch resynchronisation) compares
+//! the kernel's inventory with the desired state, removes cloison's orphans and
+//! re-ensures everything, which adopts existing objects instead of recreating them.
+
+mod applied;
+mod converge;
+mod sync;
+
+use std::sync::Arc;
+
+use cloison_dataplane::Dataplane;
+use cloison_model::{Endpoint, Network, WatchEvent};
+use tokio::sync::Mutex;
+
+use crate::state::Delta;
+use crate::{AgentError, DesiredState, HostContext};
+use applied::Applied;
+
+/// Reconciles one host's kernel with the desired state.
+#[derive(Debug)]
+pub struct Reconciler {
+    dataplane: Arc<dyn Dataplane>,
+    ctx: HostContext,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    desired: DesiredState,
+    applied: Applied,
+    /// True once a snapshot was applied; until then nothing is removed from the kernel.
+    synced: bool,
+}
+
+impl Reconciler {
+    /// Creates a reconciler that has applied nothing yet.
+    pub fn new(dataplane: Arc<dyn Dataplane>, ctx: HostContext) -> Self {
+        Self {
+            dataplane,
+            ctx,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Returns the host facts the reconciler plans with.
+    pub fn context(&self) -> &HostContext {
+        &self.ctx
+    }
+
+    /// Returns the revision of the last watch event applied.
+    pub async fn revision(&self) -> u64 {
+        self.inner.lock().await.desired.revision
+    }
+
+    /// Returns a copy of the desired state.
+    pub async fn desired(&self) -> DesiredState {
+        self.inner.lock().await.desired.clone()
+    }
+
+    /// Applies one watch event to the desired state and the kernel. Kernel failures
+    /// are logged and retried by [`Reconciler::repair`]; they do not stop the watch.
+    pub async fn apply_event(&self, event: WatchEvent) {
+        let mut inner = self.inner.lock().await;
+        match inner.desired.apply(event) {
+            Delta::Resync => self.resync(&mut inner).await,
+            Delta::Network(id) => {
+                let _ = self.converge(&mut inner, &id).await;
+            }
+            Delta::Host(host) => self.converge_host(&mut inner, &host).await,
+            Delta::None => {}
+        }
+    }
+
+    /// Programs a just-created local endpoint without waiting for the watch, so an
+    /// attach returns once the interface is usable.
+    pub async fn attach(&self, network: Network, endpoint: Endpoint) -> Result<(), AgentError> {
+        let mut inner = self.inner.lock().await;
+        let network_id = network.id.clone();
+        let endpoint_id = endpoint.id.clone();
+        inner.desired.networks.insert(network_id.clone(), network);
+        inner.desired.endpoints.insert(endpoint_id.clone(), endpoint);
+        let result = self.converge(&mut inner, &network_id).await;
+        if inner.applied.local.contains_key(&endpoint_id) {
+            return Ok(());
+        }
+        // Forget the endpoint so a later event does not retry a failed attach.
+        inner.desired.endpoints.remove(&endpoint_id);
+        inner.applied.broken.remove(&endpoint_id);
+        let _ = self.converge(&mut inner, &network_id).await;
+        Err(result.err().unwrap_or_else(|| AgentError::NotFound {
+            what: format!("endpoint {endpoint_id} after attach"),
+        }))
+    }
+
+    /// Removes a local endpoint from the kernel without waiting for the watch.
+    pub async fn detach(&self, endpoint: &Endpoint) -> Result<(), AgentError> {
+        let mut inner = self.inner.lock().await;
+        inner.desired.endpoints.remove(&endpoint.id);
+        self.converge(&mut inner, &endpoint.network_id).await
+    }
+
+    /// Compares the kernel with what was applied and repairs what went missing
+    /// (a device deleted by hand, an endpoint whose attach failed earlier).
+    pub async fn repair(&self) -> Result<(), AgentError> {
+        let mut inner = self.inner.lock().await;
+        if !inner.synced {
+            return Ok(());
+        }
+        self.repair_locked(&mut inner).await
+    }
+}

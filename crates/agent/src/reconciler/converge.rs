@@ -1,0 +1,237 @@
+//! Convergence of one network: compare its desired plans with the applied ones and
+//! touch the kernel only where they differ.
+
+use std::collections::BTreeMap;
+
+use cloison_dataplane::{LocalEndpointPlan, RemoteEndpointPlan};
+use cloison_model::Network;
+use tracing::{debug, warn};
+
+use super::{Inner, Reconciler};
+use crate::AgentError;
+
+/// The plans one network needs on this host.
+struct NetworkWants {
+    local: BTreeMap<String, LocalEndpointPlan>,
+    remote: BTreeMap<String, RemoteEndpointPlan>,
+}
+
+impl Reconciler {
+    /// Brings one network's kernel objects to the desired state. Returns the first
+    /// error met; the other objects are still attempted.
+    pub(super) async fn converge(&self, inner: &mut Inner, network_id: &str) -> Result<(), AgentError> {
+        let network = inner.desired.networks.get(network_id).cloned();
+        let wants = network.as_ref().map(|n| self.wants(inner, n));
+        let mut first_error = None;
+        match (network, wants) {
+            (Some(network), Some(wants)) if !wants.local.is_empty() => {
+                let mut note = |r: Result<(), AgentError>| {
+                    if let Err(e) = r {
+                        first_error.get_or_insert(e);
+                    }
+                };
+                note(self.ensure_network(inner, &network).await);
+                self.remove_stale_endpoints(inner, network_id, &wants).await;
+                for (id, plan) in wants.local {
+                    note(self.ensure_local(inner, network_id, id, plan).await);
+                }
+                for (id, plan) in wants.remote {
+                    note(self.ensure_remote(inner, network_id, id, plan).await);
+                }
+            }
+            _ => {
+                if let Err(e) = self.remove_network(inner, network_id).await {
+                    first_error = Some(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Converges every network that has an endpoint on `host`.
+    pub(super) async fn converge_host(&self, inner: &mut Inner, host: &str) {
+        let mut ids: Vec<String> = inner
+            .desired
+            .endpoints
+            .values()
+            .filter(|e| e.host == host)
+            .map(|e| e.network_id.clone())
+            .collect();
+        ids.extend(
+            inner
+                .applied
+                .remote
+                .values()
+                .map(|(network_id, _)| network_id.clone()),
+        );
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            let _ = self.converge(inner, &id).await;
+        }
+    }
+
+    fn wants(&self, inner: &Inner, network: &Network) -> NetworkWants {
+        let mut wants = NetworkWants {
+            local: BTreeMap::new(),
+            remote: BTreeMap::new(),
+        };
+        for endpoint in inner.desired.endpoints_of(&network.id) {
+            if endpoint.host == self.ctx.host {
+                let plan = self.ctx.local_endpoint_plan(network, endpoint);
+                wants.local.insert(endpoint.id.clone(), plan);
+            } else if let Some(plan) = self.ctx.remote_endpoint_plan(network, endpoint, &inner.desired) {
+                wants.remote.insert(endpoint.id.clone(), plan);
+            }
+        }
+        wants
+    }
+
+    async fn ensure_network(&self, inner: &mut Inner, network: &Network) -> Result<(), AgentError> {
+        let router = self.ctx.router_plan(&network.tenant);
+        if inner.applied.routers.get(&network.tenant) != Some(&router) {
+            self.dataplane.ensure_router(&router).await?;
+            inner.applied.routers.insert(network.tenant.clone(), router);
+        }
+        let plan = self.ctx.network_plan(network, &inner.desired);
+        if inner.applied.networks.get(&network.id).map(|(_, p)| p) != Some(&plan) {
+            self.dataplane.ensure_network(&plan).await.inspect_err(|e| {
+                warn!(net.vni = plan.vni, error = %e, "network setup failed");
+            })?;
+            debug!(net.vni = plan.vni, bridge = %plan.bridge, "network ready");
+            inner
+                .applied
+                .networks
+                .insert(network.id.clone(), (network.tenant.clone(), plan));
+        }
+        Ok(())
+    }
+
+    async fn ensure_local(
+        &self,
+        inner: &mut Inner,
+        network_id: &str,
+        id: String,
+        plan: LocalEndpointPlan,
+    ) -> Result<(), AgentError> {
+        if inner.applied.local.get(&id).map(|(_, p)| p) == Some(&plan)
+            || inner.applied.broken.get(&id) == Some(&plan)
+        {
+            return Ok(());
+        }
+        if let Some((_, old)) = inner.applied.local.remove(&id) {
+            // The address, MAC or interface changed: rebuild rather than patch.
+            self.dataplane.remove_local_endpoint(&old.host_ifname).await?;
+        }
+        match self.dataplane.ensure_local_endpoint(&plan).await {
+            Ok(()) => {
+                debug!(endpoint.id = %id, ifname = %plan.host_ifname, "endpoint ready");
+                inner.applied.broken.remove(&id);
+                inner.applied.local.insert(id, (network_id.to_string(), plan));
+                Ok(())
+            }
+            Err(e) => {
+                warn!(endpoint.id = %id, sandbox = %plan.sandbox.display(), error = %e, "endpoint setup failed");
+                inner.applied.broken.insert(id, plan);
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn ensure_remote(
+        &self,
+        inner: &mut Inner,
+        network_id: &str,
+        id: String,
+        plan: RemoteEndpointPlan,
+    ) -> Result<(), AgentError> {
+        if inner.applied.remote.get(&id).map(|(_, p)| p) == Some(&plan) {
+            return Ok(());
+        }
+        if let Some((_, old)) = inner.applied.remote.remove(&id) {
+            // The endpoint moved (new MAC or host): no entry may keep pointing at the old one.
+            self.dataplane.remove_remote_endpoint(&old).await?;
+        }
+        self.dataplane.ensure_remote_endpoint(&plan).await?;
+        inner
+            .applied
+            .remote
+            .insert(id, (network_id.to_string(), plan));
+        Ok(())
+    }
+
+    /// Removes the applied endpoints of a network that are no longer wanted.
+    async fn remove_stale_endpoints(&self, inner: &mut Inner, network_id: &str, wants: &NetworkWants) {
+        let stale_local: Vec<String> = applied_ids(&inner.applied.local, network_id)
+            .filter(|id| !wants.local.contains_key(id))
+            .collect();
+        for id in stale_local {
+            self.remove_local(inner, &id).await;
+        }
+        let stale_remote: Vec<String> = applied_ids(&inner.applied.remote, network_id)
+            .filter(|id| !wants.remote.contains_key(id))
+            .collect();
+        for id in stale_remote {
+            self.remove_remote(inner, &id).await;
+        }
+        inner
+            .applied
+            .broken
+            .retain(|id, _| wants.local.contains_key(id) || !inner.desired.endpoints.contains_key(id));
+    }
+
+    async fn remove_local(&self, inner: &mut Inner, id: &str) {
+        if let Some((network_id, plan)) = inner.applied.local.remove(id) {
+            if let Err(e) = self.dataplane.remove_local_endpoint(&plan.host_ifname).await {
+                warn!(endpoint.id = %id, error = %e, "endpoint removal failed");
+                inner.applied.local.insert(id.to_string(), (network_id, plan));
+            }
+        }
+        inner.applied.broken.remove(id);
+    }
+
+    async fn remove_remote(&self, inner: &mut Inner, id: &str) {
+        if let Some((network_id, plan)) = inner.applied.remote.remove(id) {
+            if let Err(e) = self.dataplane.remove_remote_endpoint(&plan).await {
+                warn!(endpoint.id = %id, error = %e, "remote endpoint removal failed");
+                inner.applied.remote.insert(id.to_string(), (network_id, plan));
+            }
+        }
+    }
+
+    /// Removes a network that has no local endpoint any more, and its tenant's router
+    /// when it was the tenant's last network here.
+    async fn remove_network(&self, inner: &mut Inner, network_id: &str) -> Result<(), AgentError> {
+        let empty = NetworkWants {
+            local: BTreeMap::new(),
+            remote: BTreeMap::new(),
+        };
+        self.remove_stale_endpoints(inner, network_id, &empty).await;
+        let Some((tenant, plan)) = inner.applied.networks.remove(network_id) else {
+            return Ok(());
+        };
+        if let Err(e) = self.dataplane.remove_network(&plan).await {
+            inner
+                .applied
+                .networks
+                .insert(network_id.to_string(), (tenant, plan));
+            return Err(e.into());
+        }
+        debug!(net.vni = plan.vni, "network removed");
+        if !inner.applied.tenant_has_networks(&tenant) {
+            if let Some(router) = inner.applied.routers.remove(&tenant) {
+                self.dataplane.remove_router(&router).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn applied_ids<'a, T>(
+    map: &'a BTreeMap<String, (String, T)>,
+    network_id: &'a str,
+) -> impl Iterator<Item = String> + 'a {
+    map.iter()
+        .filter(move |(_, (n, _))| n == network_id)
+        .map(|(id, _)| id.clone())
+}

@@ -1,0 +1,150 @@
+//! Whole-host passes: the resynchronisation after a snapshot, and the periodic
+//! repair of objects that disappeared from the kernel.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use cloison_dataplane::{names, GatewayPlan, Inventory, NetworkPlan, OwnedNetwork, RouterPlan};
+use tracing::{info, warn};
+
+use super::{Inner, Reconciler};
+use crate::AgentError;
+
+impl Reconciler {
+    /// Replaces the applied state with the kernel's after a snapshot: removes
+    /// cloison's objects that nothing wants any more, then re-ensures every network,
+    /// which adopts what exists and creates what is missing.
+    pub(super) async fn resync(&self, inner: &mut Inner) {
+        let inventory = match self.dataplane.inventory().await {
+            Ok(inventory) => inventory,
+            Err(e) => {
+                warn!(error = %e, "kernel inventory failed; resynchronisation postponed");
+                return;
+            }
+        };
+        inner.applied.clear();
+        let wanted: Vec<String> = inner.desired.networks_with_endpoints_on(&self.ctx.host);
+        for id in &wanted {
+            let _ = self.converge(inner, id).await;
+        }
+        self.remove_orphans(inner, &inventory).await;
+        inner.synced = true;
+        info!(
+            revision = inner.desired.revision,
+            networks = inner.applied.networks.len(),
+            endpoints = inner.applied.local.len(),
+            remote_endpoints = inner.applied.remote.len(),
+            "kernel resynchronised"
+        );
+    }
+
+    /// Removes every object carrying cloison's mark that the applied state does not
+    /// account for. Objects of other owners are never listed by the inventory.
+    async fn remove_orphans(&self, inner: &mut Inner, inventory: &Inventory) {
+        let applied = &inner.applied;
+        let local_ifnames: BTreeSet<&str> = applied.local.values().map(|(_, p)| p.host_ifname.as_str()).collect();
+        let broken_ifnames: BTreeSet<&str> = applied.broken.values().map(|p| p.host_ifname.as_str()).collect();
+        let remote: BTreeSet<_> = applied.remote.values().map(|(_, p)| p.clone()).collect();
+        let vnis: BTreeSet<u32> = applied.networks.values().map(|(_, p)| p.vni).collect();
+        let routers: BTreeSet<&PathBuf> = applied.routers.values().map(|r| &r.netns_path).collect();
+        let mut failures = Vec::new();
+        for endpoint in &inventory.endpoints {
+            let name = endpoint.host_ifname.as_str();
+            if !local_ifnames.contains(name) && !broken_ifnames.contains(name) {
+                info!(endpoint.id = %endpoint.endpoint_id, "removing orphaned endpoint");
+                failures.extend(self.dataplane.remove_local_endpoint(name).await.err());
+            }
+        }
+        for entry in inventory.remote_endpoints.iter().filter(|r| !remote.contains(*r)) {
+            failures.extend(self.dataplane.remove_remote_endpoint(entry).await.err());
+        }
+        for network in inventory.networks.iter().filter(|n| !vnis.contains(&n.vni)) {
+            info!(net.vni = network.vni, "removing orphaned network");
+            let plan = self.orphan_network_plan(network);
+            failures.extend(self.dataplane.remove_network(&plan).await.err());
+        }
+        for path in inventory.routers.iter().filter(|p| !routers.contains(p)) {
+            let plan = RouterPlan {
+                tenant_id: String::new(),
+                netns_path: path.clone(),
+            };
+            failures.extend(self.dataplane.remove_router(&plan).await.err());
+        }
+        for e in failures {
+            warn!(error = %e, "orphan removal failed");
+        }
+    }
+
+    /// Builds enough of a plan to remove a network that is no longer known.
+    fn orphan_network_plan(&self, owned: &OwnedNetwork) -> NetworkPlan {
+        let vni = owned.vni;
+        NetworkPlan {
+            network_id: owned.network_id.clone(),
+            vni,
+            bridge: owned.bridge.clone().unwrap_or_else(|| names::bridge(vni)),
+            vxlan: owned.vxlan.clone().unwrap_or_else(|| names::vxlan(vni)),
+            mtu: 0,
+            local_vtep: self.ctx.underlay_ip,
+            vxlan_port: self.ctx.vxlan_port,
+            flood_vteps: Vec::new(),
+            gateway: GatewayPlan {
+                host_port: names::gateway_host_port(vni),
+                router_port: names::gateway_router_port(vni),
+                router_netns: PathBuf::new(),
+                ipv4: ipnet::Ipv4Net::default(),
+                ipv6: None,
+                mac: cloison_model::MacAddr::default(),
+            },
+        }
+    }
+
+    /// Re-ensures what vanished from the kernel since it was applied, and retries
+    /// endpoints whose setup failed.
+    pub(super) async fn repair_locked(&self, inner: &mut Inner) -> Result<(), AgentError> {
+        let inventory = self.dataplane.inventory().await?;
+        let mut dirty = BTreeSet::new();
+        let present_vxlans: BTreeSet<&str> = inventory.networks.iter().filter_map(|n| n.vxlan.as_deref()).collect();
+        let present_bridges: BTreeSet<&str> = inventory.networks.iter().filter_map(|n| n.bridge.as_deref()).collect();
+        for (id, (_, plan)) in &inner.applied.networks {
+            if !present_vxlans.contains(plan.vxlan.as_str()) || !present_bridges.contains(plan.bridge.as_str()) {
+                warn!(net.vni = plan.vni, "network devices missing from the kernel; recreating");
+                dirty.insert(id.clone());
+            }
+        }
+        let present_endpoints: BTreeSet<&str> = inventory.endpoints.iter().map(|e| e.host_ifname.as_str()).collect();
+        for (id, (network_id, plan)) in &inner.applied.local {
+            if !present_endpoints.contains(plan.host_ifname.as_str()) {
+                warn!(endpoint.id = %id, "endpoint interface missing from the kernel; recreating");
+                dirty.insert(network_id.clone());
+            }
+        }
+        let present_remote: BTreeSet<_> = inventory.remote_endpoints.iter().collect();
+        for (network_id, plan) in inner.applied.remote.values() {
+            if !present_remote.contains(plan) {
+                dirty.insert(network_id.clone());
+            }
+        }
+        let had_broken = !inner.applied.broken.is_empty();
+        inner.applied.broken.clear();
+        for id in &dirty {
+            self.forget_network(inner, id);
+        }
+        if had_broken {
+            dirty.extend(inner.desired.networks_with_endpoints_on(&self.ctx.host));
+        }
+        let mut first_error = None;
+        for id in dirty {
+            if let Err(e) = self.converge(inner, &id).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Forgets what was applied for one network so its next convergence re-ensures it.
+    fn forget_network(&self, inner: &mut Inner, network_id: &str) {
+        inner.applied.networks.remove(network_id);
+        inner.applied.local.retain(|_, (n, _)| n != network_id);
+        inner.applied.remote.retain(|_, (n, _)| n != network_id);
+    }
+}

@@ -1,0 +1,72 @@
+use std::path::{Path, PathBuf};
+
+use crate::AgentError;
+
+/// Resolves an attach target to the path of a network namespace the agent can open.
+///
+/// `netns:NAME` is a namespace made by `ip netns add` (under `/run/netns`), `pid:PID`
+/// the namespace of a running process, and any absolute path a namespace file or
+/// bind mount. `docker:CONTAINER` is resolved by the caller through Docker's API
+/// into `pid:PID` first.
+pub fn resolve_target(target: &str) -> Result<PathBuf, AgentError> {
+    let invalid = |reason: &str| AgentError::Target {
+        target: target.to_string(),
+        reason: reason.to_string(),
+    };
+    let path = if let Some(name) = target.strip_prefix("netns:") {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(invalid("a namespace name may not be empty or contain '/'"));
+        }
+        Path::new("/run/netns").join(name)
+    } else if let Some(pid) = target.strip_prefix("pid:") {
+        let pid: u32 = pid
+            .parse()
+            .map_err(|_| invalid("the process id must be a positive integer"))?;
+        if pid == 0 {
+            return Err(invalid("the process id must be a positive integer"));
+        }
+        PathBuf::from(format!("/proc/{pid}/ns/net"))
+    } else if target.starts_with('/') {
+        PathBuf::from(target)
+    } else if target.starts_with("docker:") {
+        return Err(invalid("docker targets are resolved by the agent's Docker lookup"));
+    } else {
+        return Err(invalid("unknown form"));
+    };
+    if !path.exists() {
+        return Err(invalid(&format!("{} does not exist", path.display())));
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unknown_forms_with_accepted_list() {
+        let err = resolve_target("container1").expect_err("bare name");
+        assert!(err.to_string().contains("netns:NAME, pid:PID"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_pid_and_name() {
+        assert!(resolve_target("pid:abc").is_err());
+        assert!(resolve_target("pid:0").is_err());
+        assert!(resolve_target("netns:../etc").is_err());
+        assert!(resolve_target("netns:").is_err());
+    }
+
+    #[test]
+    fn missing_namespace_is_named() {
+        let err = resolve_target("netns:cloison-test-does-not-exist").expect_err("missing");
+        assert!(err.to_string().contains("/run/netns/cloison-test-does-not-exist does not exist"), "{err}");
+    }
+
+    #[test]
+    fn own_pid_resolves() {
+        let target = format!("pid:{}", std::process::id());
+        let path = resolve_target(&target).expect("own namespace");
+        assert!(path.ends_with("ns/net"));
+    }
+}

@@ -1,0 +1,172 @@
+//! The agent's local HTTP API on a Unix socket: attach, detach and status, for the
+//! CLI, the CNI plugin and the Docker driver.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cloison_model::{Endpoint, EndpointSpec};
+use serde::{Deserialize, Serialize};
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::{resolve_target, AgentError, AttachRequest, ControlPlane, DetachRequest, Reconciler};
+
+#[derive(Debug, Clone)]
+struct AppState {
+    control: Arc<dyn ControlPlane>,
+    reconciler: Arc<Reconciler>,
+}
+
+/// Body of `GET /v1/status` on the agent socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub host: String,
+    pub revision: u64,
+    pub networks: usize,
+    pub local_endpoints: usize,
+    pub remote_endpoints: usize,
+}
+
+/// Serves the agent API on `path` until `cancel` fires. A stale socket file from an
+/// earlier run is replaced.
+pub async fn serve_socket(
+    path: &Path,
+    control: Arc<dyn ControlPlane>,
+    reconciler: Arc<Reconciler>,
+    cancel: CancellationToken,
+) -> Result<(), AgentError> {
+    let listener = bind(path)?;
+    let app = Router::new()
+        .route("/v1/attach", post(attach))
+        .route("/v1/detach", post(detach))
+        .route("/v1/status", get(status))
+        .with_state(AppState { control, reconciler });
+    info!(socket = %path.display(), "agent socket listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+        .map_err(|source| AgentError::Socket {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+fn bind(path: &Path) -> Result<UnixListener, AgentError> {
+    let socket_error = |source| AgentError::Socket {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(socket_error)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(socket_error(e)),
+    }
+    UnixListener::bind(path).map_err(socket_error)
+}
+
+async fn attach(State(app): State<AppState>, Json(request): Json<AttachRequest>) -> Response {
+    let span = info_span!("attach", tenant = %request.tenant, net.name = %request.network);
+    match do_attach(&app, request).instrument(span).await {
+        Ok(endpoint) => (StatusCode::CREATED, Json(endpoint)).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn do_attach(app: &AppState, request: AttachRequest) -> Result<Endpoint, AgentError> {
+    let sandbox = resolve_sandbox(&request.target).await?;
+    let host = app.reconciler.context().host.clone();
+    let spec = EndpointSpec {
+        name: request.name,
+        network: request.network.clone(),
+        host,
+        mac: request.mac,
+        ipv4: request.ipv4,
+        ipv6: request.ipv6,
+        ifname: request.ifname,
+        sandbox: sandbox.display().to_string(),
+        groups: request.groups,
+        labels: request.labels,
+    };
+    let network = app.control.get_network(&request.tenant, &request.network).await?;
+    let endpoint = app.control.create_endpoint(&request.tenant, &spec).await?;
+    if let Err(e) = app.reconciler.attach(network, endpoint.clone()).await {
+        // Nothing half-made stays behind: the kernel side was rolled back by the
+        // reconciler, the record and its addresses go too.
+        if let Err(cleanup) = app.control.delete_endpoint(&endpoint.tenant, &endpoint.name).await {
+            warn!(endpoint.id = %endpoint.id, error = %cleanup, "rollback of failed attach failed");
+        }
+        return Err(e);
+    }
+    info!(endpoint.id = %endpoint.id, endpoint.name = %endpoint.name, ipv4 = %endpoint.ipv4, "attached");
+    Ok(endpoint)
+}
+
+async fn resolve_sandbox(target: &str) -> Result<PathBuf, AgentError> {
+    if let Some(container) = target.strip_prefix("docker:") {
+        let pid = crate::docker::container_pid(container).await?;
+        return resolve_target(&format!("pid:{pid}"));
+    }
+    resolve_target(target)
+}
+
+async fn detach(State(app): State<AppState>, Json(request): Json<DetachRequest>) -> Response {
+    let span = info_span!("detach", tenant = %request.tenant, endpoint.name = %request.endpoint);
+    let result = async {
+        let endpoint = app.control.get_endpoint(&request.tenant, &request.endpoint).await?;
+        app.control.delete_endpoint(&request.tenant, &request.endpoint).await?;
+        if endpoint.host == app.reconciler.context().host {
+            app.reconciler.detach(&endpoint).await?;
+        }
+        info!(endpoint.id = %endpoint.id, "detached");
+        Ok::<_, AgentError>(endpoint)
+    }
+    .instrument(span)
+    .await;
+    match result {
+        Ok(endpoint) => Json(endpoint).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn status(State(app): State<AppState>) -> Json<AgentStatus> {
+    let desired = app.reconciler.desired().await;
+    let host = app.reconciler.context().host.clone();
+    let local = desired.endpoints.values().filter(|e| e.host == host).count();
+    Json(AgentStatus {
+        revision: desired.revision,
+        networks: desired.networks.len(),
+        local_endpoints: local,
+        remote_endpoints: desired.endpoints.len() - local,
+        host,
+    })
+}
+
+fn error_response(error: AgentError) -> Response {
+    let (status, code) = match &error {
+        AgentError::Target { .. } => (StatusCode::BAD_REQUEST, "invalid_target".to_string()),
+        AgentError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found".to_string()),
+        AgentError::Controller { status, code, .. } => (
+            status
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            code.clone(),
+        ),
+        AgentError::Dataplane(_) => (StatusCode::INTERNAL_SERVER_ERROR, "kernel_error".to_string()),
+        AgentError::Socket { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal".to_string()),
+    };
+    let message = match &error {
+        AgentError::Controller { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    (status, Json(body)).into_response()
+}

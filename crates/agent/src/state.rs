@@ -1,0 +1,116 @@
+use std::collections::BTreeMap;
+
+use cloison_model::{Endpoint, Host, Network, WatchEvent, WatchObject};
+
+/// What the controller wants on this host, as carried by the host's watch stream.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredState {
+    /// Revision of the last event applied; a resumed watch starts after it.
+    pub revision: u64,
+    pub networks: BTreeMap<String, Network>,
+    pub endpoints: BTreeMap<String, Endpoint>,
+    pub hosts: BTreeMap<String, Host>,
+}
+
+/// What one watch event changed, so the reconciler can touch only that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delta {
+    /// Everything may have changed: reconcile every network against the kernel.
+    Resync,
+    /// The objects of one network changed.
+    Network(String),
+    /// A host's VTEP may have changed: every network with endpoints there.
+    Host(String),
+    /// Nothing to do in the kernel.
+    None,
+}
+
+impl DesiredState {
+    /// Applies one watch event and returns what the reconciler must look at.
+    pub fn apply(&mut self, event: WatchEvent) -> Delta {
+        self.revision = self.revision.max(event.revision());
+        match event {
+            WatchEvent::Snapshot {
+                revision,
+                networks,
+                endpoints,
+                hosts,
+            } => {
+                self.revision = revision;
+                self.networks = networks.into_iter().map(|n| (n.id.clone(), n)).collect();
+                self.endpoints = endpoints.into_iter().map(|e| (e.id.clone(), e)).collect();
+                self.hosts = hosts.into_iter().map(|h| (h.name.clone(), h)).collect();
+                Delta::Resync
+            }
+            WatchEvent::Put { object, .. } => self.put(object),
+            WatchEvent::Delete { object, .. } => self.delete(object),
+            WatchEvent::Bookmark { .. } => Delta::None,
+        }
+    }
+
+    /// Inserts or replaces one object.
+    pub fn put(&mut self, object: WatchObject) -> Delta {
+        match object {
+            WatchObject::Network(n) => {
+                let id = n.id.clone();
+                self.networks.insert(id.clone(), n);
+                Delta::Network(id)
+            }
+            WatchObject::Endpoint(e) => {
+                let network = e.network_id.clone();
+                self.endpoints.insert(e.id.clone(), e);
+                Delta::Network(network)
+            }
+            WatchObject::Host(h) => {
+                let name = h.name.clone();
+                let changed = self.hosts.get(&name).map(|old| {
+                    (old.underlay_ip, old.vxlan_port) != (h.underlay_ip, h.vxlan_port)
+                });
+                self.hosts.insert(name.clone(), h);
+                match changed {
+                    Some(false) => Delta::None,
+                    _ => Delta::Host(name),
+                }
+            }
+        }
+    }
+
+    /// Removes one object.
+    pub fn delete(&mut self, object: WatchObject) -> Delta {
+        match object {
+            WatchObject::Network(n) => {
+                self.networks.remove(&n.id);
+                self.endpoints.retain(|_, e| e.network_id != n.id);
+                Delta::Network(n.id)
+            }
+            WatchObject::Endpoint(e) => {
+                self.endpoints.remove(&e.id);
+                Delta::Network(e.network_id)
+            }
+            WatchObject::Host(h) => {
+                self.hosts.remove(&h.name);
+                Delta::Host(h.name)
+            }
+        }
+    }
+
+    /// Returns the endpoints of one network.
+    pub fn endpoints_of<'a>(&'a self, network_id: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
+        self.endpoints
+            .values()
+            .filter(move |e| e.network_id == network_id)
+    }
+
+    /// Returns the ids of the networks that have an endpoint on `host`.
+    pub fn networks_with_endpoints_on(&self, host: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .endpoints
+            .values()
+            .filter(|e| e.host == host)
+            .map(|e| e.network_id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}

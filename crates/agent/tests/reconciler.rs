@@ -1,0 +1,262 @@
+//! Reconciler tests against the recording fake dataplane: no root needed.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cloison_agent::{HostContext, Reconciler};
+use cloison_dataplane::{names, FakeDataplane, Recorded};
+use cloison_model::{Endpoint, Host, MacAddr, Network, WatchEvent, WatchObject};
+
+const ME: &str = "h1";
+
+fn ctx() -> HostContext {
+    HostContext {
+        host: ME.into(),
+        underlay_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        underlay_mtu: 1500,
+        vxlan_port: 4789,
+        run_dir: PathBuf::from("/run/cloison-test"),
+    }
+}
+
+fn network(id: &str, tenant: &str, vni: u32) -> Network {
+    Network {
+        id: id.into(),
+        tenant: tenant.into(),
+        name: format!("net-{id}"),
+        vni,
+        subnet: "10.10.0.0/24".parse().expect("subnet"),
+        subnet6: None,
+        gateway: Ipv4Addr::new(10, 10, 0, 1),
+        gateway6: None,
+        gateway_mac: MacAddr::local_from_u64(u64::from(vni)),
+        mtu: None,
+        external: false,
+        flood: false,
+        labels: BTreeMap::new(),
+        resource_version: 1,
+    }
+}
+
+fn endpoint(id: &str, network: &Network, host: &str, last_octet: u8) -> Endpoint {
+    Endpoint {
+        id: id.into(),
+        tenant: network.tenant.clone(),
+        name: format!("ep-{id}"),
+        network: network.name.clone(),
+        network_id: network.id.clone(),
+        host: host.into(),
+        mac: MacAddr::local_from_u64(u64::from(last_octet) + 1000),
+        ipv4: Ipv4Addr::new(10, 10, 0, last_octet),
+        ipv6: None,
+        ifname: "eth0".into(),
+        sandbox: format!("/run/netns/{id}"),
+        groups: vec![],
+        labels: BTreeMap::new(),
+        resource_version: 1,
+    }
+}
+
+fn host(name: &str, last_octet: u8) -> Host {
+    Host {
+        name: name.into(),
+        underlay_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last_octet)),
+        underlay_mtu: 1500,
+        vxlan_port: 4789,
+        last_heartbeat: 0,
+        resource_version: 1,
+    }
+}
+
+fn snapshot(revision: u64, networks: Vec<Network>, endpoints: Vec<Endpoint>) -> WatchEvent {
+    WatchEvent::Snapshot {
+        revision,
+        networks,
+        endpoints,
+        hosts: vec![host("h1", 1), host("h2", 2), host("h3", 3)],
+    }
+}
+
+fn setup() -> (Arc<FakeDataplane>, Reconciler) {
+    let fake = Arc::new(FakeDataplane::new());
+    let reconciler = Reconciler::new(fake.clone(), ctx());
+    (fake, reconciler)
+}
+
+#[tokio::test]
+async fn snapshot_programs_local_and_remote() {
+    let (fake, reconciler) = setup();
+    let net = network("n1", "t1", 42);
+    let local = endpoint("a1", &net, ME, 2);
+    let remote = endpoint("b1", &net, "h2", 3);
+    reconciler.apply_event(snapshot(5, vec![net], vec![local, remote.clone()])).await;
+
+    assert_eq!(fake.network_vnis(), vec![42]);
+    assert_eq!(fake.endpoint_ids(), vec!["a1".to_string()]);
+    let entries = fake.remote_endpoints();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].mac, remote.mac);
+    assert_eq!(entries[0].vtep, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)));
+    assert_eq!(fake.routers().len(), 1);
+    assert_eq!(reconciler.revision().await, 5);
+}
+
+#[tokio::test]
+async fn repeated_event_touches_nothing() {
+    let (fake, reconciler) = setup();
+    let net = network("n1", "t1", 42);
+    let local = endpoint("a1", &net, ME, 2);
+    reconciler.apply_event(snapshot(5, vec![net.clone()], vec![local.clone()])).await;
+    fake.take_log();
+
+    let again = WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(local) };
+    reconciler.apply_event(again).await;
+    assert!(fake.take_log().is_empty(), "an unchanged endpoint reached the kernel");
+}
+
+#[tokio::test]
+async fn remote_event_costs_one_kernel_call() {
+    let (fake, reconciler) = setup();
+    let net = network("n1", "t1", 42);
+    let mut endpoints = vec![endpoint("a1", &net, ME, 2)];
+    for i in 0..50u8 {
+        endpoints.push(endpoint(&format!("r{i}"), &net, "h2", 10 + i));
+    }
+    reconciler.apply_event(snapshot(5, vec![net.clone()], endpoints)).await;
+    fake.take_log();
+
+    let new_remote = endpoint("z9", &net, "h3", 200);
+    reconciler
+        .apply_event(WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(new_remote) })
+        .await;
+    let log = fake.take_log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(matches!(log[0], Recorded::EnsureRemoteEndpoint(_)));
+}
+
+#[tokio::test]
+async fn moved_endpoint_leaves_no_stale_entry() {
+    let (fake, reconciler) = setup();
+    let net = network("n1", "t1", 42);
+    let old = endpoint("b1", &net, "h2", 10);
+    reconciler
+        .apply_event(snapshot(5, vec![net.clone()], vec![endpoint("a1", &net, ME, 2), old.clone()]))
+        .await;
+
+    // Same address, new MAC, new host: delete then create, as the controller sends it.
+    reconciler
+        .apply_event(WatchEvent::Delete { revision: 6, object: WatchObject::Endpoint(old.clone()) })
+        .await;
+    let mut moved = endpoint("b2", &net, "h3", 10);
+    moved.mac = MacAddr::local_from_u64(0xdead);
+    reconciler
+        .apply_event(WatchEvent::Put { revision: 7, object: WatchObject::Endpoint(moved.clone()) })
+        .await;
+
+    let entries = fake.remote_endpoints();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].mac, moved.mac);
+    assert_eq!(entries[0].vtep, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)));
+}
+
+#[tokio::test]
+async fn changed_mac_in_place_replaces_entry() {
+    let (fake, reconciler) = setup();
+    let net = network("n1", "t1", 42);
+    let remote = endpoint("b1", &net, "h2", 10);
+    reconciler
+        .apply_event(snapshot(5, vec![net.clone()], vec![endpoint("a1", &net, ME, 2), remote.clone()]))
+        .await;
+    let mut changed = remote.clone();
+    changed.mac = MacAddr::local_from_u64(0xbeef);
+    reconciler
+        .apply_event(WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(changed.clone()) })
+        .await;
+    let entries = fake.remote_endpoints();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].mac, changed.mac);
+}
+
+#[tokio::test]
+async fn last_local_endpoint_gone_removes_network_and_router() {
+    let (fake, reconciler) = setup();
+    let net = network("n1", "t1", 42);
+    let local = endpoint("a1", &net, ME, 2);
+    reconciler
+        .apply_event(snapshot(5, vec![net.clone()], vec![local.clone(), endpoint("b1", &net, "h2", 3)]))
+        .await;
+    reconciler
+        .apply_event(WatchEvent::Delete { revision: 6, object: WatchObject::Endpoint(local) })
+        .await;
+    assert!(fake.network_vnis().is_empty());
+    assert!(fake.endpoint_ids().is_empty());
+    assert!(fake.remote_endpoints().is_empty());
+    assert!(fake.routers().is_empty());
+}
+
+#[tokio::test]
+async fn snapshot_removes_only_orphans() {
+    let (fake, reconciler) = setup();
+    let net = network("n1", "t1", 42);
+    let keep = endpoint("a1", &net, ME, 2);
+    let c = ctx();
+    fake.preload_network(c.network_plan(&net, &cloison_agent::DesiredState::default()));
+    fake.preload_endpoint(c.local_endpoint_plan(&net, &keep));
+    let orphan_net = network("n9", "t9", 99);
+    let orphan = endpoint("o1", &orphan_net, ME, 7);
+    fake.preload_network(c.network_plan(&orphan_net, &cloison_agent::DesiredState::default()));
+    fake.preload_endpoint(c.local_endpoint_plan(&orphan_net, &orphan));
+
+    reconciler.apply_event(snapshot(5, vec![net], vec![keep])).await;
+
+    assert_eq!(fake.network_vnis(), vec![42]);
+    assert_eq!(fake.endpoint_ids(), vec!["a1".to_string()]);
+    let log = fake.take_log();
+    assert!(log.contains(&Recorded::RemoveLocalEndpoint(names::endpoint_host("o1"))));
+    assert!(log.contains(&Recorded::RemoveNetwork(99)));
+    assert!(!log.contains(&Recorded::RemoveLocalEndpoint(names::endpoint_host("a1"))));
+}
+
+#[tokio::test]
+async fn tenants_get_separate_routers() {
+    let (fake, reconciler) = setup();
+    let a = network("n1", "t1", 42);
+    let b = network("n2", "t2", 43);
+    let eps = vec![endpoint("a1", &a, ME, 2), endpoint("b1", &b, ME, 2)];
+    reconciler.apply_event(snapshot(5, vec![a, b], eps)).await;
+    assert_eq!(fake.routers().len(), 2);
+    assert_eq!(fake.network_vnis(), vec![42, 43]);
+}
+
+#[tokio::test]
+async fn repair_recreates_vanished_network() {
+    let (fake, reconciler) = setup();
+    let net = network("n1", "t1", 42);
+    reconciler
+        .apply_event(snapshot(5, vec![net.clone()], vec![endpoint("a1", &net, ME, 2), endpoint("b1", &net, "h2", 3)]))
+        .await;
+    // Someone deletes the network's devices; their FDB entries go with them.
+    let plan = ctx().network_plan(&net, &cloison_agent::DesiredState::default());
+    use cloison_dataplane::Dataplane;
+    fake.remove_network(&plan).await.expect("fake removal");
+    fake.take_log();
+
+    reconciler.repair().await.expect("repair");
+    assert_eq!(fake.network_vnis(), vec![42]);
+    assert_eq!(fake.remote_endpoints().len(), 1);
+}
+
+#[tokio::test]
+async fn overlay_mtu_follows_underlay() {
+    let mut c = ctx();
+    c.underlay_mtu = 1400;
+    let net = network("n1", "t1", 42);
+    assert_eq!(c.overlay_mtu(&net), 1350);
+    c.underlay_ip = "2001:db8::1".parse().expect("v6");
+    assert_eq!(c.overlay_mtu(&net), 1330);
+    let mut fixed = net.clone();
+    fixed.mtu = Some(1200);
+    assert_eq!(c.overlay_mtu(&fixed), 1200);
+}
