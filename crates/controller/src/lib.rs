@@ -1,1 +1,26 @@
-//! placeholder
+//! The cloison controller: validates requests, allocates VNIs, addresses and MACs,
+//! stores tenants, networks, endpoints and hosts, and streams to each host the part
+//! of that state its agent needs.
+//!
+//! [`Controller`] is the service layer and knows nothing of HTTP; [`router`] and
+//! [`serve`] put the REST API under `/v1` in front of it. The controller keeps no
+//! state that the store does not hold, apart from locks and allocation cursors that
+//! only make allocation cheaper, so several controllers may share one store.
+
+mod alloc;
+mod controller;
+mod endpoints;
+mod error;
+mod hosts;
+mod http;
+mod keys;
+mod networks;
+mod pool;
+mod records;
+mod tenants;
+mod watch;
+
+pub use controller::{Controller, EndpointFilter};
+pub use error::ControllerError;
+pub use http::{router, serve, ApiDoc, ErrorBody, ErrorDetail};
+pub use watch::HostWatchFilter;

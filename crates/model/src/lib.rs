@@ -9,7 +9,7 @@ mod validate;
 pub use error::ValidationError;
 pub use mac::MacAddr;
 pub use resources::{
-    Endpoint, EndpointSpec, Host, HostSpec, Labels, Network, NetworkSpec, Tenant, TenantSpec,
+    Endpoint, EndpointSpec, EndpointUpdate, Host, HostSpec, Labels, Network, NetworkSpec, Status, Tenant, TenantSpec,
     WatchEvent, WatchObject,
 };
 pub use validate::{

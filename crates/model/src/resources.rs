@@ -219,3 +219,26 @@ impl WatchEvent {
         }
     }
 }
+
+/// Request body that changes an endpoint's security groups or labels; fields left out
+/// keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EndpointUpdate {
+    /// The version the change was based on; the controller rejects it with 409 when the
+    /// endpoint changed since.
+    pub resource_version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
+}
+
+/// Counts and the store revision, returned by the controller's status call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Status {
+    pub revision: u64,
+    pub tenants: u64,
+    pub networks: u64,
+    pub endpoints: u64,
+    pub hosts: u64,
+}

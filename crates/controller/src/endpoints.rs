@@ -1,0 +1,380 @@
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use cloison_model::{
+    validate_ifname, validate_name, Endpoint, EndpointSpec, EndpointUpdate, MacAddr, Network,
+    NAME_MAX,
+};
+use cloison_store::{Compare, KeyValue, Op};
+
+use crate::alloc::Cursor;
+use crate::controller::{new_id, TXN_ATTEMPTS};
+use crate::records::{decode_raw, encode, encode_raw, Owner};
+use crate::{keys, pool, Controller, ControllerError, EndpointFilter};
+
+/// Interface name inside the container when the request names none.
+const DEFAULT_IFNAME: &str = "eth0";
+
+/// The values picked for one endpoint.
+#[derive(Debug, Clone, Copy)]
+struct Allocation {
+    ipv4: Ipv4Addr,
+    ipv6: Option<Ipv6Addr>,
+    mac: MacAddr,
+}
+
+impl Controller {
+    /// Creates an endpoint on a registered host, allocating its addresses and MAC
+    /// unless the request gives them.
+    pub async fn create_endpoint(
+        &self,
+        tenant: &str,
+        spec: EndpointSpec,
+    ) -> Result<Endpoint, ControllerError> {
+        check_spec(&spec)?;
+        self.require_host(&spec.host).await?;
+        let (network, _) = self.read_network(tenant, &spec.network).await?;
+        let mut cursor = self.locks.network(&network.id).await;
+        for _ in 0..TXN_ATTEMPTS {
+            if let Some(endpoint) = self.try_create_endpoint(tenant, &spec, &mut cursor).await? {
+                tracing::info!(
+                    tenant.name = %tenant, endpoint.name = %endpoint.name, endpoint.id = %endpoint.id,
+                    network.name = %endpoint.network, host.name = %endpoint.host,
+                    endpoint.ipv4 = %endpoint.ipv4, "endpoint created"
+                );
+                return Ok(endpoint);
+            }
+        }
+        Err(ControllerError::Contention {
+            what: format!("creating an endpoint on network {} of tenant {tenant}", spec.network),
+        })
+    }
+
+    /// Reads the network's allocations, picks values and writes everything in one
+    /// transaction. Returns `None` when the transaction lost a race.
+    async fn try_create_endpoint(
+        &self,
+        tenant: &str,
+        spec: &EndpointSpec,
+        cursor: &mut Cursor,
+    ) -> Result<Option<Endpoint>, ControllerError> {
+        let (network, network_kv) = self.read_network(tenant, &spec.network).await?;
+        let id = new_id();
+        let name = spec.name.clone().unwrap_or_else(|| default_name(&network.name, &id));
+        let key = keys::endpoint(tenant, &name);
+        if self.store.get(&key).await?.is_some() {
+            return Err(ControllerError::AlreadyExists {
+                kind: "endpoint",
+                name: format!("{name} in tenant {tenant}"),
+            });
+        }
+        let allocation = self.allocate(&network, spec, cursor).await?;
+        let mut endpoint = Endpoint {
+            id,
+            tenant: tenant.to_string(),
+            name,
+            network: network.name.clone(),
+            network_id: network.id.clone(),
+            host: spec.host.clone(),
+            mac: allocation.mac,
+            ipv4: allocation.ipv4,
+            ipv6: allocation.ipv6,
+            ifname: spec.ifname.clone().unwrap_or_else(|| DEFAULT_IFNAME.to_string()),
+            sandbox: spec.sandbox.clone(),
+            groups: spec.groups.clone(),
+            labels: spec.labels.clone(),
+            resource_version: 0,
+        };
+        let owner = encode_raw(&Owner::endpoint(&endpoint));
+        let alloc_keys = allocation_keys(&endpoint);
+        let mut compares = vec![
+            Compare::Absent(key.clone()),
+            Compare::ModRevision(network_kv.key.clone(), network_kv.mod_revision),
+        ];
+        compares.extend(alloc_keys.iter().cloned().map(Compare::Absent));
+        let mut ops = vec![
+            Op::Put { key, value: encode(&endpoint) },
+            Op::Put { key: keys::network_guard(&network.id), value: b"{}".to_vec() },
+        ];
+        ops.extend(alloc_keys.into_iter().map(|key| Op::Put { key, value: owner.clone() }));
+        let response = self.store.txn(compares, ops).await?;
+        if !response.succeeded {
+            return Ok(None);
+        }
+        *cursor = Cursor {
+            ipv4: Some(allocation.ipv4),
+            ipv6: allocation.ipv6.or(cursor.ipv6),
+            mac: Some(allocation.mac),
+        };
+        endpoint.resource_version = response.revision;
+        Ok(Some(endpoint))
+    }
+
+    /// Picks the IPv4 address, IPv6 address (dual-stack networks only) and MAC.
+    async fn allocate(
+        &self,
+        network: &Network,
+        spec: &EndpointSpec,
+        cursor: &Cursor,
+    ) -> Result<Allocation, ControllerError> {
+        let ipv4 = self.pick_ipv4(network, spec.ipv4, cursor.ipv4).await?;
+        let ipv6 = match (network.subnet6, network.gateway6) {
+            (Some(_), Some(_)) => Some(self.pick_ipv6(network, spec.ipv6, cursor.ipv6).await?),
+            _ if spec.ipv6.is_some() => {
+                return Err(ControllerError::BadRequest(format!(
+                    "network {} has no IPv6 subnet, so the endpoint cannot have an IPv6 address",
+                    network.name
+                )))
+            }
+            _ => None,
+        };
+        let mac = self.pick_mac(network, spec.mac, cursor.mac).await?;
+        Ok(Allocation { ipv4, ipv6, mac })
+    }
+
+    async fn pick_ipv4(
+        &self,
+        network: &Network,
+        requested: Option<Ipv4Addr>,
+        cursor: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, ControllerError> {
+        if let Some(ip) = requested {
+            pool::check_requested_ipv4(&network.subnet, network.gateway, ip)?;
+            self.require_free(&keys::ipv4(&network.id, ip), format!("IPv4 address {ip}")).await?;
+            return Ok(ip);
+        }
+        let used: BTreeSet<Ipv4Addr> = self.allocated(&keys::ipv4_of(&network.id)).await?;
+        pool::next_free_ipv4(&network.subnet, network.gateway, &used, cursor).ok_or_else(|| {
+            ControllerError::Exhausted {
+                what: "IPv4 addresses",
+                pool: format!("subnet {} of network {}", network.subnet, network.name),
+                capacity: pool::ipv4_capacity(&network.subnet),
+            }
+        })
+    }
+
+    async fn pick_ipv6(
+        &self,
+        network: &Network,
+        requested: Option<Ipv6Addr>,
+        cursor: Option<Ipv6Addr>,
+    ) -> Result<Ipv6Addr, ControllerError> {
+        let (Some(subnet), Some(gateway)) = (network.subnet6, network.gateway6) else {
+            return Err(ControllerError::BadRequest(format!("network {} has no IPv6 subnet", network.name)));
+        };
+        if let Some(ip) = requested {
+            pool::check_requested_ipv6(&subnet, gateway, ip)?;
+            self.require_free(&keys::ipv6(&network.id, ip), format!("IPv6 address {ip}")).await?;
+            return Ok(ip);
+        }
+        let used: BTreeSet<Ipv6Addr> = self.allocated(&keys::ipv6_of(&network.id)).await?;
+        pool::next_free_ipv6(&subnet, gateway, &used, cursor).ok_or_else(|| ControllerError::Exhausted {
+            what: "IPv6 addresses",
+            pool: format!("subnet {subnet} of network {}", network.name),
+            capacity: (1u64 << (128 - u32::from(subnet.prefix_len())).min(63)) - 2,
+        })
+    }
+
+    async fn pick_mac(
+        &self,
+        network: &Network,
+        requested: Option<MacAddr>,
+        cursor: Option<MacAddr>,
+    ) -> Result<MacAddr, ControllerError> {
+        if let Some(mac) = requested {
+            pool::check_requested_mac(mac, network.gateway_mac)?;
+            self.require_free(&keys::mac(&network.id, mac), format!("MAC address {mac}")).await?;
+            return Ok(mac);
+        }
+        let used: BTreeSet<MacAddr> = self.allocated(&keys::mac_of(&network.id)).await?;
+        pool::next_free_mac(&used, cursor).ok_or(ControllerError::Exhausted {
+            what: "MAC addresses",
+            pool: format!("network {}", network.name),
+            capacity: (1 << 40) - 1,
+        })
+    }
+
+    /// Reads the values allocated under an `/alloc/` prefix.
+    async fn allocated<T: FromStr + Ord>(&self, prefix: &str) -> Result<BTreeSet<T>, ControllerError> {
+        let (kvs, _) = self.store.range(prefix).await?;
+        Ok(kvs
+            .iter()
+            .filter_map(|kv| keys::last_segment(&kv.key).parse().ok())
+            .collect())
+    }
+
+    /// Fails with the owner's name when an allocation key is already written.
+    async fn require_free(&self, key: &str, what: String) -> Result<(), ControllerError> {
+        match self.store.get(key).await? {
+            None => Ok(()),
+            Some(kv) => {
+                let owner: Owner = decode_raw(&kv)?;
+                Err(ControllerError::Taken { what, owner: owner.to_string() })
+            }
+        }
+    }
+
+    async fn require_host(&self, host: &str) -> Result<(), ControllerError> {
+        if self.store.get(&keys::host(host)).await?.is_some() {
+            return Ok(());
+        }
+        Err(ControllerError::BadRequest(format!(
+            "host {host} is not registered: start its agent, or register it with PUT /v1/hosts/{host}"
+        )))
+    }
+
+    /// Returns how many IPv4 addresses of a network are still free for endpoints.
+    pub async fn free_ipv4_count(&self, tenant: &str, network: &str) -> Result<u64, ControllerError> {
+        let (network, _) = self.read_network(tenant, network).await?;
+        let used: BTreeSet<Ipv4Addr> = self.allocated(&keys::ipv4_of(&network.id)).await?;
+        Ok(pool::free_ipv4_count(&network.subnet, &used))
+    }
+
+    /// Lists endpoints, of one tenant or all, narrowed by network name and host.
+    pub async fn list_endpoints(&self, filter: &EndpointFilter) -> Result<Vec<Endpoint>, ControllerError> {
+        let prefix = match &filter.tenant {
+            Some(tenant) => keys::endpoints_of(tenant),
+            None => keys::ENDPOINTS.to_string(),
+        };
+        let endpoints: Vec<Endpoint> = self.list(&prefix).await?;
+        Ok(endpoints
+            .into_iter()
+            .filter(|e| filter.network.as_ref().is_none_or(|n| *n == e.network))
+            .filter(|e| filter.host.as_ref().is_none_or(|h| *h == e.host))
+            .collect())
+    }
+
+    pub async fn get_endpoint(&self, tenant: &str, name: &str) -> Result<Endpoint, ControllerError> {
+        Ok(self.read_endpoint(tenant, name).await?.0)
+    }
+
+    async fn read_endpoint(&self, tenant: &str, name: &str) -> Result<(Endpoint, KeyValue), ControllerError> {
+        self.read(&keys::endpoint(tenant, name))
+            .await?
+            .ok_or_else(|| ControllerError::NotFound {
+                kind: "endpoint",
+                name: format!("{name} in tenant {tenant}"),
+            })
+    }
+
+    /// Deletes an endpoint and releases its addresses and MAC in the same transaction.
+    pub async fn delete_endpoint(&self, tenant: &str, name: &str) -> Result<(), ControllerError> {
+        for _ in 0..TXN_ATTEMPTS {
+            let (endpoint, kv) = self.read_endpoint(tenant, name).await?;
+            let mut ops = vec![
+                Op::Delete { key: kv.key.clone() },
+                Op::Put { key: keys::network_guard(&endpoint.network_id), value: b"{}".to_vec() },
+            ];
+            ops.extend(allocation_keys(&endpoint).into_iter().map(|key| Op::Delete { key }));
+            let compares = vec![Compare::ModRevision(kv.key, kv.mod_revision)];
+            if self.store.txn(compares, ops).await?.succeeded {
+                tracing::info!(tenant.name = %tenant, endpoint.name = %name, endpoint.id = %endpoint.id, "endpoint deleted");
+                return Ok(());
+            }
+        }
+        Err(ControllerError::Contention {
+            what: format!("deleting endpoint {name} in tenant {tenant}"),
+        })
+    }
+
+    /// Replaces an endpoint's security groups and/or labels. The update must carry the
+    /// endpoint's current resource_version, else it fails with
+    /// [`ControllerError::StaleVersion`] (HTTP 409).
+    pub async fn update_endpoint(
+        &self,
+        tenant: &str,
+        name: &str,
+        update: EndpointUpdate,
+    ) -> Result<Endpoint, ControllerError> {
+        let (mut endpoint, kv) = self.read_endpoint(tenant, name).await?;
+        let stale = || ControllerError::StaleVersion {
+            kind: "endpoint",
+            name: name.to_string(),
+            requested: update.resource_version,
+            current: kv.mod_revision,
+        };
+        if update.resource_version != kv.mod_revision {
+            return Err(stale());
+        }
+        if let Some(groups) = &update.groups {
+            check_groups(groups)?;
+            endpoint.groups = groups.clone();
+        }
+        if let Some(labels) = &update.labels {
+            endpoint.labels = labels.clone();
+        }
+        let compares = vec![Compare::ModRevision(kv.key.clone(), kv.mod_revision)];
+        let ops = vec![Op::Put { key: kv.key.clone(), value: encode(&endpoint) }];
+        let response = self.store.txn(compares, ops).await?;
+        if !response.succeeded {
+            // Another writer got in between the read and the write.
+            let current = self.store.get(&kv.key).await?.map_or(0, |kv| kv.mod_revision);
+            return Err(ControllerError::StaleVersion {
+                kind: "endpoint",
+                name: name.to_string(),
+                requested: update.resource_version,
+                current,
+            });
+        }
+        endpoint.resource_version = response.revision;
+        Ok(endpoint)
+    }
+}
+
+/// Checks what can be checked without the store.
+fn check_spec(spec: &EndpointSpec) -> Result<(), ControllerError> {
+    if let Some(name) = &spec.name {
+        validate_name("endpoint", name)?;
+    }
+    validate_name("network", &spec.network)?;
+    validate_name("host", &spec.host)?;
+    validate_ifname(spec.ifname.as_deref().unwrap_or(DEFAULT_IFNAME))?;
+    if spec.sandbox.is_empty() {
+        return Err(ControllerError::BadRequest(
+            "sandbox is empty: give the path of the container's network namespace, such as /var/run/netns/web1".into(),
+        ));
+    }
+    check_groups(&spec.groups)
+}
+
+fn check_groups(groups: &[String]) -> Result<(), ControllerError> {
+    for group in groups {
+        validate_name("security group", group)?;
+    }
+    Ok(())
+}
+
+/// Returns `<network>-<first 8 hex digits of the id>`, shortening the network part so
+/// the result stays a valid name.
+fn default_name(network: &str, id: &str) -> String {
+    let suffix: String = id.chars().filter(char::is_ascii_hexdigit).take(8).collect();
+    let room = NAME_MAX - suffix.len() - 1;
+    let prefix = &network[..network.len().min(room)];
+    format!("{prefix}-{suffix}")
+}
+
+/// The allocation keys an endpoint holds.
+fn allocation_keys(endpoint: &Endpoint) -> Vec<String> {
+    let mut keys = vec![
+        keys::ipv4(&endpoint.network_id, endpoint.ipv4),
+        keys::mac(&endpoint.network_id, endpoint.mac),
+    ];
+    if let Some(ipv6) = endpoint.ipv6 {
+        keys.push(keys::ipv6(&endpoint.network_id, ipv6));
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_name_fits_name_limit() {
+        let name = default_name(&"n".repeat(63), "0123abcd-ffff");
+        assert_eq!(name.len(), NAME_MAX);
+        assert!(name.ends_with("-0123abcd"));
+        assert!(validate_name("endpoint", &name).is_ok());
+    }
+}

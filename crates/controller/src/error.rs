@@ -1,0 +1,62 @@
+use cloison_model::ValidationError;
+use cloison_store::StoreError;
+use thiserror::Error;
+
+/// Failures of the controller. Each message names the value at fault and, where there
+/// is one, what would be accepted; `http::error` maps each variant to one status.
+#[derive(Debug, Error)]
+pub enum ControllerError {
+    /// The request breaks a rule of the model.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The request is malformed in a way the model's rules do not cover.
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    #[error("{kind} {name} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name} already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    /// A delete was rejected because other resources still use the resource.
+    #[error("{kind} {name} is in use by {users}; delete those first")]
+    InUse {
+        kind: &'static str,
+        name: String,
+        users: String,
+    },
+    /// Two networks of one tenant would share addresses.
+    #[error("subnet {subnet} overlaps subnet {other_subnet} of network {other_network} in the same tenant; choose a disjoint subnet")]
+    Overlap {
+        subnet: String,
+        other_network: String,
+        other_subnet: String,
+    },
+    /// A requested VNI, address or MAC is valid but already allocated.
+    #[error("{what} is already taken by {owner}")]
+    Taken { what: String, owner: String },
+    /// No free value is left to allocate.
+    #[error("{what} exhausted: all {capacity} usable values of {pool} are allocated")]
+    Exhausted {
+        what: &'static str,
+        pool: String,
+        capacity: u64,
+    },
+    /// An update carried a resource_version other than the stored one.
+    #[error("{kind} {name} changed since version {requested}; the current version is {current}: read it again and retry")]
+    StaleVersion {
+        kind: &'static str,
+        name: String,
+        requested: u64,
+        current: u64,
+    },
+    /// Other writers kept changing the same records; the request may be retried.
+    #[error("{what}: too many concurrent changes, retry the request")]
+    Contention { what: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored record {key} cannot be decoded: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}

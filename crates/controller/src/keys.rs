@@ -1,0 +1,98 @@
+//! The controller's key layout in the store. Every key starts with `/`, so a watch
+//! on `/` sees every change.
+//!
+//! | Key | Value |
+//! |---|---|
+//! | `/tenants/<tenant>` | [`Tenant`](cloison_model::Tenant) |
+//! | `/networks/<tenant>/<network>` | [`Network`](cloison_model::Network) |
+//! | `/endpoints/<tenant>/<endpoint>` | [`Endpoint`](cloison_model::Endpoint) |
+//! | `/hosts/<host>` | [`Host`](cloison_model::Host) |
+//! | `/alloc/vni/<vni>` | [`Owner`](crate::records::Owner) of the VNI (a network) |
+//! | `/alloc/ip4/<network-id>/<ipv4>` | owner of the IPv4 address (an endpoint) |
+//! | `/alloc/ip6/<network-id>/<ipv6>` | owner of the IPv6 address |
+//! | `/alloc/mac/<network-id>/<mac>` | owner of the MAC address |
+//! | `/guards/tenant/<tenant>` | empty; rewritten by every network create and delete |
+//! | `/guards/network/<network-id>` | empty; rewritten by every endpoint create and delete |
+//!
+//! The store has no "this prefix is empty" comparison, so a delete that must not race
+//! with a create below it (a tenant with a new network, a network with a new endpoint)
+//! compares the guard key's revision instead: the create rewrites the guard, and the
+//! delete's transaction fails and re-reads.
+//!
+//! Names are path segments: [`cloison_model::validate_name`] allows only `[a-z0-9-]`,
+//! so a name never contains `/`.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use cloison_model::MacAddr;
+
+pub(crate) const TENANTS: &str = "/tenants/";
+pub(crate) const NETWORKS: &str = "/networks/";
+pub(crate) const ENDPOINTS: &str = "/endpoints/";
+pub(crate) const HOSTS: &str = "/hosts/";
+pub(crate) const VNIS: &str = "/alloc/vni/";
+
+pub(crate) fn tenant(tenant: &str) -> String {
+    format!("{TENANTS}{tenant}")
+}
+
+pub(crate) fn networks_of(tenant: &str) -> String {
+    format!("{NETWORKS}{tenant}/")
+}
+
+pub(crate) fn network(tenant: &str, network: &str) -> String {
+    format!("{NETWORKS}{tenant}/{network}")
+}
+
+pub(crate) fn endpoints_of(tenant: &str) -> String {
+    format!("{ENDPOINTS}{tenant}/")
+}
+
+pub(crate) fn endpoint(tenant: &str, endpoint: &str) -> String {
+    format!("{ENDPOINTS}{tenant}/{endpoint}")
+}
+
+pub(crate) fn host(host: &str) -> String {
+    format!("{HOSTS}{host}")
+}
+
+pub(crate) fn vni(vni: u32) -> String {
+    format!("{VNIS}{vni}")
+}
+
+pub(crate) fn ipv4_of(network_id: &str) -> String {
+    format!("/alloc/ip4/{network_id}/")
+}
+
+pub(crate) fn ipv4(network_id: &str, ip: Ipv4Addr) -> String {
+    format!("/alloc/ip4/{network_id}/{ip}")
+}
+
+pub(crate) fn ipv6_of(network_id: &str) -> String {
+    format!("/alloc/ip6/{network_id}/")
+}
+
+pub(crate) fn ipv6(network_id: &str, ip: Ipv6Addr) -> String {
+    format!("/alloc/ip6/{network_id}/{ip}")
+}
+
+pub(crate) fn mac_of(network_id: &str) -> String {
+    format!("/alloc/mac/{network_id}/")
+}
+
+pub(crate) fn mac(network_id: &str, mac: MacAddr) -> String {
+    format!("/alloc/mac/{network_id}/{mac}")
+}
+
+pub(crate) fn tenant_guard(tenant: &str) -> String {
+    format!("/guards/tenant/{tenant}")
+}
+
+pub(crate) fn network_guard(network_id: &str) -> String {
+    format!("/guards/network/{network_id}")
+}
+
+/// Returns the last path segment of a key, the allocated value in an `/alloc/` key.
+pub(crate) fn last_segment(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}

@@ -1,0 +1,88 @@
+use cloison_model::{validate_name, Network, Tenant, TenantSpec};
+use cloison_store::{Compare, Op};
+
+use crate::controller::{new_id, TXN_ATTEMPTS};
+use crate::records::encode;
+use crate::{keys, Controller, ControllerError};
+
+impl Controller {
+    /// Creates a tenant; its name must be unused.
+    pub async fn create_tenant(&self, spec: TenantSpec) -> Result<Tenant, ControllerError> {
+        validate_name("tenant", &spec.name)?;
+        let mut tenant = Tenant {
+            id: new_id(),
+            name: spec.name,
+            labels: spec.labels,
+            resource_version: 0,
+        };
+        let key = keys::tenant(&tenant.name);
+        let put = Op::Put {
+            key: key.clone(),
+            value: encode(&tenant),
+        };
+        let response = self.store.txn(vec![Compare::Absent(key)], vec![put]).await?;
+        if !response.succeeded {
+            return Err(ControllerError::AlreadyExists {
+                kind: "tenant",
+                name: tenant.name,
+            });
+        }
+        tenant.resource_version = response.revision;
+        tracing::info!(tenant.name = %tenant.name, tenant.id = %tenant.id, "tenant created");
+        Ok(tenant)
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>, ControllerError> {
+        self.list(keys::TENANTS).await
+    }
+
+    pub async fn get_tenant(&self, name: &str) -> Result<Tenant, ControllerError> {
+        match self.read(&keys::tenant(name)).await? {
+            Some((tenant, _)) => Ok(tenant),
+            None => Err(not_found(name)),
+        }
+    }
+
+    /// Deletes a tenant that has no network left.
+    pub async fn delete_tenant(&self, name: &str) -> Result<(), ControllerError> {
+        for _ in 0..TXN_ATTEMPTS {
+            let Some((_, kv)) = self.read::<Tenant>(&keys::tenant(name)).await? else {
+                return Err(not_found(name));
+            };
+            let networks: Vec<Network> = self.list(&keys::networks_of(name)).await?;
+            if !networks.is_empty() {
+                return Err(in_use(name, &networks));
+            }
+            let guard_key = keys::tenant_guard(name);
+            let guard = match self.store.get(&guard_key).await? {
+                Some(guard) => Compare::ModRevision(guard_key.clone(), guard.mod_revision),
+                None => Compare::Absent(guard_key.clone()),
+            };
+            let compares = vec![Compare::ModRevision(kv.key.clone(), kv.mod_revision), guard];
+            let ops = vec![Op::Delete { key: kv.key }, Op::Delete { key: guard_key }];
+            if self.store.txn(compares, ops).await?.succeeded {
+                tracing::info!(tenant.name = %name, "tenant deleted");
+                return Ok(());
+            }
+        }
+        Err(ControllerError::Contention {
+            what: format!("deleting tenant {name}"),
+        })
+    }
+}
+
+fn not_found(name: &str) -> ControllerError {
+    ControllerError::NotFound {
+        kind: "tenant",
+        name: name.to_string(),
+    }
+}
+
+fn in_use(name: &str, networks: &[Network]) -> ControllerError {
+    let names: Vec<&str> = networks.iter().take(5).map(|n| n.name.as_str()).collect();
+    ControllerError::InUse {
+        kind: "tenant",
+        name: name.to_string(),
+        users: format!("{} network(s): {}", networks.len(), names.join(", ")),
+    }
+}

@@ -1,0 +1,159 @@
+//! A small in-memory [`Store`] for tests: the same revision, transaction and watch
+//! semantics as the trait documents, with the whole history kept (no compaction)
+//! unless a test compacts it.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use cloison_store::{
+    Compare, Event, KeyValue, Op, Store, StoreError, TxnResponse, WatchBatch, WatchStream,
+};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Default)]
+struct State {
+    revision: u64,
+    data: BTreeMap<String, KeyValue>,
+    history: Vec<WatchBatch>,
+    oldest: u64,
+    watchers: Vec<(String, mpsc::Sender<Result<WatchBatch, StoreError>>)>,
+    unavailable: bool,
+}
+
+/// An in-memory revisioned store.
+#[derive(Debug, Default)]
+pub struct MemStore {
+    state: Mutex<State>,
+}
+
+impl MemStore {
+    /// Makes every later call fail with [`StoreError::Unavailable`].
+    #[allow(dead_code)]
+    pub fn set_unavailable(&self) {
+        self.lock().unavailable = true;
+    }
+
+    /// Forgets the history up to the current revision, as a compaction does.
+    #[allow(dead_code)]
+    pub fn compact(&self) {
+        let mut state = self.lock();
+        state.oldest = state.revision;
+        state.history.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn check(state: &State) -> Result<(), StoreError> {
+    if state.unavailable {
+        return Err(StoreError::Unavailable("test store switched off".into()));
+    }
+    Ok(())
+}
+
+fn filter_batch(batch: &WatchBatch, prefix: &str) -> Option<WatchBatch> {
+    let events: Vec<Event> = batch
+        .events
+        .iter()
+        .filter(|event| match event {
+            Event::Put(kv) => kv.key.starts_with(prefix),
+            Event::Delete { prev, .. } => prev.key.starts_with(prefix),
+        })
+        .cloned()
+        .collect();
+    (!events.is_empty()).then(|| WatchBatch { revision: batch.revision, events })
+}
+
+#[async_trait]
+impl Store for MemStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let state = self.lock();
+        check(&state)?;
+        Ok(state.data.get(key).cloned())
+    }
+
+    async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
+        let state = self.lock();
+        check(&state)?;
+        let kvs = state
+            .data
+            .range(prefix.to_string()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(_, kv)| kv.clone())
+            .collect();
+        Ok((kvs, state.revision))
+    }
+
+    async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResponse, StoreError> {
+        let mut state = self.lock();
+        check(&state)?;
+        let holds = compares.iter().all(|compare| match compare {
+            Compare::Absent(key) => !state.data.contains_key(key),
+            Compare::ModRevision(key, rev) => state.data.get(key).is_some_and(|kv| kv.mod_revision == *rev),
+        });
+        if !holds {
+            return Ok(TxnResponse { succeeded: false, revision: state.revision });
+        }
+        let revision = state.revision + 1;
+        let mut events = Vec::new();
+        for op in ops {
+            match op {
+                Op::Put { key, value } => {
+                    let create_revision = state.data.get(&key).map_or(revision, |kv| kv.create_revision);
+                    let kv = KeyValue { key: key.clone(), value, create_revision, mod_revision: revision };
+                    state.data.insert(key, kv.clone());
+                    events.push(Event::Put(kv));
+                }
+                Op::Delete { key } => {
+                    if let Some(prev) = state.data.remove(&key) {
+                        events.push(Event::Delete { prev, revision });
+                    }
+                }
+            }
+        }
+        if events.is_empty() {
+            return Ok(TxnResponse { succeeded: true, revision: state.revision });
+        }
+        events.sort_by(|a, b| event_key(a).cmp(event_key(b)));
+        state.revision = revision;
+        let batch = WatchBatch { revision, events };
+        state.watchers.retain(|(prefix, sender)| match filter_batch(&batch, prefix) {
+            Some(filtered) => sender.try_send(Ok(filtered)).is_ok(),
+            None => !sender.is_closed(),
+        });
+        state.history.push(batch);
+        Ok(TxnResponse { succeeded: true, revision })
+    }
+
+    async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream, StoreError> {
+        let mut state = self.lock();
+        check(&state)?;
+        if after < state.oldest {
+            return Err(StoreError::Compacted { requested: after, oldest: state.oldest });
+        }
+        let (sender, receiver) = mpsc::channel(100_000);
+        for batch in state.history.iter().filter(|b| b.revision > after) {
+            if let Some(filtered) = filter_batch(batch, prefix) {
+                let _ = sender.try_send(Ok(filtered));
+            }
+        }
+        state.watchers.push((prefix.to_string(), sender));
+        Ok(receiver)
+    }
+
+    async fn revision(&self) -> Result<u64, StoreError> {
+        let state = self.lock();
+        check(&state)?;
+        Ok(state.revision)
+    }
+}
+
+fn event_key(event: &Event) -> &str {
+    match event {
+        Event::Put(kv) => &kv.key,
+        Event::Delete { prev, .. } => &prev.key,
+    }
+}

@@ -1,0 +1,272 @@
+mod common;
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use cloison_controller::{ControllerError, EndpointFilter};
+use cloison_model::{EndpointUpdate, MacAddr, TenantSpec};
+use common::{controller, endpoint_spec, network_spec};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocation_unique_under_300_concurrent_creates() {
+    let (ctl, _) = controller().await;
+    let network = ctl.create_network("t1", network_spec("big", "10.20.0.0/23")).await.expect("network");
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let ctl = ctl.clone();
+        let host = if i % 2 == 0 { "h1" } else { "h2" };
+        tasks.push(tokio::spawn(async move { ctl.create_endpoint("t1", endpoint_spec("big", host)).await }));
+    }
+    let mut ips = HashSet::new();
+    let mut macs = HashSet::new();
+    for task in tasks {
+        let endpoint = task.await.expect("join").expect("create endpoint");
+        assert!(network.subnet.contains(&endpoint.ipv4), "{} outside subnet", endpoint.ipv4);
+        assert_ne!(endpoint.ipv4, network.gateway, "gateway handed out");
+        assert!(ips.insert(endpoint.ipv4), "duplicate {}", endpoint.ipv4);
+        assert!(macs.insert(endpoint.mac), "duplicate {}", endpoint.mac);
+    }
+    assert_eq!(ips.len(), 300);
+    // A /23 has 512 addresses: minus network, broadcast and gateway, minus 300.
+    assert_eq!(ctl.free_ipv4_count("t1", "big").await.expect("count"), 512 - 3 - 300);
+}
+
+#[tokio::test]
+async fn deleted_endpoint_releases_address() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("small", "10.0.0.0/30")).await.expect("network");
+    let first = ctl.create_endpoint("t1", endpoint_spec("small", "h1")).await.expect("endpoint");
+    assert_eq!(first.ipv4, Ipv4Addr::new(10, 0, 0, 2));
+    let err = ctl.create_endpoint("t1", endpoint_spec("small", "h1")).await.expect_err("full");
+    assert!(matches!(err, ControllerError::Exhausted { .. }), "{err}");
+    assert!(err.to_string().contains("10.0.0.0/30"), "{err}");
+    assert!(err.to_string().contains("all 1 usable"), "{err}");
+    ctl.delete_endpoint("t1", &first.name).await.expect("delete");
+    assert_eq!(ctl.free_ipv4_count("t1", "small").await.expect("count"), 1);
+    let again = ctl.create_endpoint("t1", endpoint_spec("small", "h1")).await.expect("reuse");
+    assert_eq!(again.ipv4, first.ipv4);
+}
+
+#[tokio::test]
+async fn explicit_values_accepted_when_free() {
+    let (ctl, _) = controller().await;
+    let mut spec = network_spec("web", "10.1.0.0/24");
+    spec.vni = Some(4242);
+    let network = ctl.create_network("t1", spec).await.expect("network");
+    assert_eq!(network.vni, 4242);
+    let mac: MacAddr = "0a:00:00:00:12:34".parse().expect("mac");
+    let mut endpoint = endpoint_spec("web", "h1");
+    endpoint.ipv4 = Some(Ipv4Addr::new(10, 1, 0, 50));
+    endpoint.mac = Some(mac);
+    endpoint.name = Some("web-a".into());
+    let created = ctl.create_endpoint("t1", endpoint).await.expect("endpoint");
+    assert_eq!(created.ipv4, Ipv4Addr::new(10, 1, 0, 50));
+    assert_eq!(created.mac, mac);
+    assert_eq!(created.name, "web-a");
+    assert_eq!(created.ifname, "eth0");
+}
+
+#[tokio::test]
+async fn explicit_values_rejected_with_reason() {
+    let (ctl, _) = controller().await;
+    let mut spec = network_spec("web", "10.1.0.0/24");
+    spec.vni = Some(4242);
+    let network = ctl.create_network("t1", spec).await.expect("network");
+    let mut first = endpoint_spec("web", "h1");
+    first.name = Some("web-a".into());
+    first.ipv4 = Some(Ipv4Addr::new(10, 1, 0, 50));
+    let first = ctl.create_endpoint("t1", first).await.expect("endpoint");
+
+    let cases: Vec<(Option<Ipv4Addr>, Option<MacAddr>, &str)> = vec![
+        (Some(Ipv4Addr::new(10, 1, 0, 50)), None, "already taken by endpoint web-a of tenant t1"),
+        (Some(Ipv4Addr::new(10, 2, 0, 5)), None, "outside subnet 10.1.0.0/24"),
+        (Some(Ipv4Addr::new(10, 1, 0, 1)), None, "is the gateway"),
+        (Some(Ipv4Addr::new(10, 1, 0, 255)), None, "network or broadcast"),
+        (None, Some(first.mac), "already taken by endpoint web-a"),
+        (None, Some(network.gateway_mac), "gateway MAC"),
+    ];
+    for (ipv4, mac, expected) in cases {
+        let mut spec = endpoint_spec("web", "h1");
+        spec.ipv4 = ipv4;
+        spec.mac = mac;
+        let err = ctl.create_endpoint("t1", spec).await.expect_err(expected);
+        assert!(err.to_string().contains(expected), "{err} lacks {expected:?}");
+    }
+
+    let mut taken_vni = network_spec("other", "10.9.0.0/24");
+    taken_vni.vni = Some(4242);
+    let err = ctl.create_network("t2", taken_vni).await.expect_err("VNI taken");
+    assert!(err.to_string().contains("VNI 4242 is already taken by network web of tenant t1"), "{err}");
+
+    let mut bad_vni = network_spec("other", "10.9.0.0/24");
+    bad_vni.vni = Some(1 << 24);
+    let err = ctl.create_network("t2", bad_vni).await.expect_err("VNI out of range");
+    assert!(err.to_string().contains("1 to 16777215"), "{err}");
+}
+
+#[tokio::test]
+async fn overlap_rejected_within_tenant_only() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("a", "10.0.0.0/16")).await.expect("a");
+    let err = ctl.create_network("t1", network_spec("b", "10.0.5.0/24")).await.expect_err("overlap");
+    assert!(matches!(err, ControllerError::Overlap { .. }), "{err}");
+    assert!(err.to_string().contains("network a"), "{err}");
+    ctl.create_network("t2", network_spec("b", "10.0.5.0/24")).await.expect("other tenant may overlap");
+    ctl.create_network("t1", network_spec("c", "10.1.0.0/24")).await.expect("disjoint");
+}
+
+#[tokio::test]
+async fn overlap_rejected_for_ipv6() {
+    let (ctl, _) = controller().await;
+    let mut a = network_spec("a", "10.0.0.0/24");
+    a.subnet6 = Some("fd00:1::/64".parse().expect("subnet6"));
+    ctl.create_network("t1", a).await.expect("a");
+    let mut b = network_spec("b", "10.0.1.0/24");
+    b.subnet6 = Some("fd00:1::/80".parse().expect("subnet6"));
+    let err = ctl.create_network("t1", b).await.expect_err("overlap");
+    assert!(err.to_string().contains("fd00:1::/64 of network a"), "{err}");
+}
+
+#[tokio::test]
+async fn network_checks_gateway_and_mtu() {
+    let (ctl, _) = controller().await;
+    let mut spec = network_spec("a", "10.0.0.0/24");
+    spec.gateway = Some(Ipv4Addr::new(10, 0, 1, 1));
+    let err = ctl.create_network("t1", spec).await.expect_err("gateway");
+    assert!(err.to_string().contains("invalid gateway 10.0.1.1"), "{err}");
+    let mut spec = network_spec("a", "10.0.0.0/24");
+    spec.mtu = Some(100);
+    let err = ctl.create_network("t1", spec).await.expect_err("mtu");
+    assert!(err.to_string().contains("invalid MTU 100"), "{err}");
+    let err = ctl.create_network("t1", network_spec("a", "10.0.0.5/24")).await.expect_err("host bits");
+    assert!(err.to_string().contains("did you mean 10.0.0.0/24"), "{err}");
+}
+
+#[tokio::test]
+async fn stale_version_rejected() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+    let endpoint = ctl.create_endpoint("t1", endpoint_spec("web", "h1")).await.expect("endpoint");
+    let update = EndpointUpdate {
+        resource_version: endpoint.resource_version,
+        groups: Some(vec!["db-clients".into()]),
+        labels: None,
+    };
+    let updated = ctl.update_endpoint("t1", &endpoint.name, update.clone()).await.expect("update");
+    assert_eq!(updated.groups, vec!["db-clients".to_string()]);
+    assert!(updated.resource_version > endpoint.resource_version);
+    let err = ctl.update_endpoint("t1", &endpoint.name, update).await.expect_err("stale");
+    assert!(matches!(err, ControllerError::StaleVersion { .. }), "{err}");
+    assert!(err.to_string().contains("current version is"), "{err}");
+}
+
+#[tokio::test]
+async fn delete_rejected_while_in_use() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+    let endpoint = ctl.create_endpoint("t1", endpoint_spec("web", "h1")).await.expect("endpoint");
+    let err = ctl.delete_network("t1", "web").await.expect_err("network in use");
+    assert!(matches!(err, ControllerError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains(&endpoint.name), "{err}");
+    let err = ctl.delete_tenant("t1").await.expect_err("tenant in use");
+    assert!(err.to_string().contains("1 network(s): web"), "{err}");
+    ctl.delete_endpoint("t1", &endpoint.name).await.expect("delete endpoint");
+    ctl.delete_network("t1", "web").await.expect("delete network");
+    ctl.delete_tenant("t1").await.expect("delete tenant");
+    let err = ctl.get_tenant("t1").await.expect_err("gone");
+    assert!(matches!(err, ControllerError::NotFound { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn names_validated_with_message() {
+    let (ctl, _) = controller().await;
+    let err = ctl
+        .create_tenant(TenantSpec { name: "Bad_Name".into(), ..Default::default() })
+        .await
+        .expect_err("tenant name");
+    assert!(err.to_string().contains("invalid tenant name \"Bad_Name\""), "{err}");
+    let err = ctl.create_network("t1", network_spec("x y", "10.0.0.0/24")).await.expect_err("network name");
+    assert!(err.to_string().contains("invalid network name"), "{err}");
+    ctl.create_network("t1", network_spec("web", "10.0.0.0/24")).await.expect("network");
+    let mut spec = endpoint_spec("web", "h1");
+    spec.name = Some("-web".into());
+    let err = ctl.create_endpoint("t1", spec).await.expect_err("endpoint name");
+    assert!(err.to_string().contains("invalid endpoint name"), "{err}");
+    let mut spec = endpoint_spec("web", "h1");
+    spec.ifname = Some("a-very-long-interface".into());
+    let err = ctl.create_endpoint("t1", spec).await.expect_err("ifname");
+    assert!(err.to_string().contains("1-15 bytes"), "{err}");
+}
+
+#[tokio::test]
+async fn endpoint_requires_registered_host() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.0.0.0/24")).await.expect("network");
+    let err = ctl.create_endpoint("t1", endpoint_spec("web", "h9")).await.expect_err("unknown host");
+    assert!(err.to_string().contains("host h9 is not registered"), "{err}");
+}
+
+#[tokio::test]
+async fn duplicate_names_rejected() {
+    let (ctl, _) = controller().await;
+    ctl.create_tenant(TenantSpec { name: "t1".into(), ..Default::default() }).await.expect("tenant");
+    let err = ctl
+        .create_tenant(TenantSpec { name: "t1".into(), ..Default::default() })
+        .await
+        .expect_err("duplicate tenant");
+    assert!(matches!(err, ControllerError::AlreadyExists { .. }), "{err}");
+    ctl.create_network("t1", network_spec("web", "10.0.0.0/24")).await.expect("network");
+    let err = ctl.create_network("t1", network_spec("web", "10.5.0.0/24")).await.expect_err("duplicate network");
+    assert!(matches!(err, ControllerError::AlreadyExists { .. }), "{err}");
+    let mut spec = endpoint_spec("web", "h1");
+    spec.name = Some("e1".into());
+    ctl.create_endpoint("t1", spec.clone()).await.expect("endpoint");
+    let err = ctl.create_endpoint("t1", spec).await.expect_err("duplicate endpoint");
+    assert!(matches!(err, ControllerError::AlreadyExists { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn network_creates_tenant_implicitly() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("fresh", network_spec("web", "10.0.0.0/24")).await.expect("network");
+    let tenant = ctl.get_tenant("fresh").await.expect("implicit tenant");
+    assert_eq!(tenant.name, "fresh");
+}
+
+#[tokio::test]
+async fn endpoint_listing_filters() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("a", "10.0.0.0/24")).await.expect("a");
+    ctl.create_network("t1", network_spec("b", "10.0.1.0/24")).await.expect("b");
+    ctl.create_endpoint("t1", endpoint_spec("a", "h1")).await.expect("a h1");
+    ctl.create_endpoint("t1", endpoint_spec("a", "h2")).await.expect("a h2");
+    ctl.create_endpoint("t1", endpoint_spec("b", "h1")).await.expect("b h1");
+    let on_h1 = EndpointFilter { host: Some("h1".into()), ..Default::default() };
+    assert_eq!(ctl.list_endpoints(&on_h1).await.expect("list").len(), 2);
+    let on_a = EndpointFilter { tenant: Some("t1".into()), network: Some("a".into()), host: None };
+    assert_eq!(ctl.list_endpoints(&on_a).await.expect("list").len(), 2);
+    let endpoint = &ctl.list_endpoints(&on_a).await.expect("list")[0];
+    assert!(endpoint.name.starts_with("a-"), "{}", endpoint.name);
+    assert_eq!(endpoint.name.len(), 10);
+    let status = ctl.status().await.expect("status");
+    assert_eq!((status.tenants, status.networks, status.endpoints, status.hosts), (1, 2, 3, 2));
+}
+
+#[tokio::test]
+async fn dual_stack_endpoint_gets_ipv6() {
+    let (ctl, _) = controller().await;
+    let mut spec = network_spec("ds", "10.0.0.0/24");
+    spec.subnet6 = Some("fd00:5::/64".parse().expect("subnet6"));
+    let network = ctl.create_network("t1", spec).await.expect("network");
+    assert_eq!(network.gateway6, Some("fd00:5::1".parse().expect("ip")));
+    let endpoint = ctl.create_endpoint("t1", endpoint_spec("ds", "h1")).await.expect("endpoint");
+    assert_eq!(endpoint.ipv6, Some("fd00:5::2".parse().expect("ip")));
+}
+
+#[tokio::test]
+async fn store_unavailable_surfaces() {
+    let (ctl, store) = controller().await;
+    store.set_unavailable();
+    let err = ctl.list_tenants().await.expect_err("unavailable");
+    assert!(matches!(err, ControllerError::Store(cloison_store::StoreError::Unavailable(_))), "{err}");
+}
