@@ -2,8 +2,8 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_route::link::{InfoKind, InfoVxlan, LinkMessage};
-use rtnetlink::{Handle, LinkBridge, LinkVxlan};
+use netlink_packet_route::link::{InfoBridgePort, InfoKind, InfoVxlan, LinkMessage};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkVxlan};
 
 use super::links::{self, Link, Wanted};
 use super::{fdb, gateway};
@@ -14,6 +14,7 @@ use crate::{names, DataplaneError, NetworkPlan};
 pub(super) async fn ensure(host: &Handle, plan: &NetworkPlan) -> Result<(), DataplaneError> {
     let bridge = ensure_bridge(host, plan).await?;
     let vxlan = ensure_vxlan(host, plan, bridge).await?;
+    disable_port_learning(host, vxlan, &plan.vxlan).await?;
     gateway::ensure(host, plan, bridge).await?;
     fdb::sync_flood(host, vxlan, &plan.vxlan, &plan.flood_vteps).await
 }
@@ -73,6 +74,23 @@ async fn ensure_vxlan(host: &Handle, plan: &NetworkPlan, bridge: u32) -> Result<
         plan.vxlan, plan.mtu, plan.bridge, plan.vni, plan.local_vtep, plan.vxlan_port
     );
     links::add_marked(host, vxlan_message(plan, bridge), &plan.vxlan, &alias, &op).await
+}
+
+/// Stops the bridge from learning source MACs of frames that arrive through the
+/// tunnel, so a remote endpoint cannot claim a local endpoint's MAC.
+/// Like `ip link set VXLAN type bridge_slave learning off`.
+// Limitation: without learned or static `master` entries for remote MACs the
+// bridge floods unicast to remote endpoints to every local port of the network;
+// it matters on hosts with many local endpoints per network.
+async fn disable_port_learning(host: &Handle, vxlan: u32, name: &str) -> Result<(), DataplaneError> {
+    let message = LinkBridgePort::new(vxlan)
+        .append_info_data(InfoBridgePort::Learning(false))
+        .build();
+    host.link()
+        .set_port(message)
+        .execute()
+        .await
+        .map_err(|e| links::netlink(format!("ip link set {name} type bridge_slave learning off"), e))
 }
 
 fn vxlan_message(plan: &NetworkPlan, bridge: u32) -> LinkMessage {
