@@ -11,35 +11,39 @@ pub enum IpamError {
     /// The subnet itself is invalid (prefix length or host bits).
     #[error(transparent)]
     Subnet(#[from] ValidationError),
-    /// `what` is "gateway" or "address".
-    #[error("{what} {ip} is outside subnet {subnet}; use an address from {first} to {last}")]
+    /// `role` is "gateway" or "address", the use the address was requested for.
+    #[error("{role} {ip} is outside subnet {subnet}; use an address from {first} to {last}")]
     OutsideSubnet {
-        what: &'static str,
+        role: &'static str,
         ip: IpAddr,
         subnet: IpNet,
         first: IpAddr,
         last: IpAddr,
     },
-    #[error("{what} {ip} is the network address of {subnet}; use an address from {first} to {last}")]
+    #[error(
+        "{role} {ip} is the network address of {subnet}; use an address from {first} to {last}"
+    )]
     NetworkAddress {
-        what: &'static str,
+        role: &'static str,
         ip: IpAddr,
         subnet: IpNet,
         first: IpAddr,
         last: IpAddr,
     },
-    #[error("{what} {ip} is the broadcast address of {subnet}; use an address from {first} to {last}")]
+    #[error(
+        "{role} {ip} is the broadcast address of {subnet}; use an address from {first} to {last}"
+    )]
     BroadcastAddress {
-        what: &'static str,
+        role: &'static str,
         ip: IpAddr,
         subnet: IpNet,
         first: IpAddr,
         last: IpAddr,
     },
-    /// The IPv6 network address, which RFC 4291 reserves as the subnet-router anycast address.
-    #[error("{what} {ip} is the subnet-router anycast address of {subnet}; use an address from {first} to {last}")]
+    /// The IPv6 network address, which RFC 4291 defines as the subnet-router anycast address.
+    #[error("{role} {ip} is the subnet-router anycast address of {subnet}; use an address from {first} to {last}")]
     SubnetRouterAnycast {
-        what: &'static str,
+        role: &'static str,
         ip: IpAddr,
         subnet: IpNet,
         first: IpAddr,
@@ -61,7 +65,7 @@ pub enum IpamError {
     MacZero { mac: MacAddr },
 }
 
-/// Why an address cannot be used as a host address, before the error is built.
+/// Reason an address cannot be a host address, kept until the error is built.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Unusable {
     Outside,
@@ -74,18 +78,40 @@ impl Unusable {
     /// Builds the error for `ip`, naming the usable range `first..=last` of `subnet`.
     pub(crate) fn error(
         self,
-        what: &'static str,
+        role: &'static str,
         ip: IpAddr,
         subnet: IpNet,
         (first, last): (IpAddr, IpAddr),
     ) -> IpamError {
         match self {
-            Unusable::Outside => IpamError::OutsideSubnet { what, ip, subnet, first, last },
-            Unusable::Network => IpamError::NetworkAddress { what, ip, subnet, first, last },
-            Unusable::Broadcast => IpamError::BroadcastAddress { what, ip, subnet, first, last },
-            Unusable::SubnetRouterAnycast => {
-                IpamError::SubnetRouterAnycast { what, ip, subnet, first, last }
-            }
+            Unusable::Outside => IpamError::OutsideSubnet {
+                role,
+                ip,
+                subnet,
+                first,
+                last,
+            },
+            Unusable::Network => IpamError::NetworkAddress {
+                role,
+                ip,
+                subnet,
+                first,
+                last,
+            },
+            Unusable::Broadcast => IpamError::BroadcastAddress {
+                role,
+                ip,
+                subnet,
+                first,
+                last,
+            },
+            Unusable::SubnetRouterAnycast => IpamError::SubnetRouterAnycast {
+                role,
+                ip,
+                subnet,
+                first,
+                last,
+            },
         }
     }
 }

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use cloison_model::validate_subnet4;
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::search::first_free_wrapping;
 use crate::error::Unusable;
+use crate::search::first_free_wrapping;
 use crate::IpamError;
 
 /// Returns the first usable address of `subnet`, cloison's default gateway. The subnet
@@ -50,7 +50,7 @@ pub fn next_free_ipv4(
 ) -> Result<Ipv4Addr, IpamError> {
     validate_subnet4(&subnet)?;
     let (first, last) = host_range(subnet);
-    let taken_in = |from: u128, to: u128| {
+    let used_in = |from: u128, to: u128| {
         used.range(to_addr(from)..=to_addr(to))
             .map(|ip| u128::from(u32::from(*ip)))
     };
@@ -59,7 +59,7 @@ pub fn next_free_ipv4(
         u128::from(last),
         Some(u128::from(u32::from(gateway))),
         start_after.map(|ip| u128::from(u32::from(ip))),
-        taken_in,
+        used_in,
     );
     found.map(to_addr).ok_or_else(|| IpamError::Exhausted {
         subnet: IpNet::V4(subnet),
@@ -68,11 +68,7 @@ pub fn next_free_ipv4(
 }
 
 /// Counts the addresses [`next_free_ipv4`] could still hand out.
-pub fn free_ipv4_count(
-    subnet: Ipv4Net,
-    gateway: Ipv4Addr,
-    used: &BTreeSet<Ipv4Addr>,
-) -> u64 {
+pub fn free_ipv4_count(subnet: Ipv4Net, gateway: Ipv4Addr, used: &BTreeSet<Ipv4Addr>) -> u64 {
     let (first, last) = host_range(subnet);
     if first > last {
         return 0;
@@ -84,7 +80,8 @@ pub fn free_ipv4_count(
     capacity(subnet, gateway).saturating_sub(in_use as u64)
 }
 
-/// The usable host addresses, as integers; empty (`first > last`) for /31 and /32.
+/// Returns the first and last usable host addresses as integers. The range is empty
+/// (`first > last`) for /31 and /32.
 fn host_range(subnet: Ipv4Net) -> (u32, u32) {
     let network = u32::from(subnet.network());
     let broadcast = u32::from(subnet.broadcast());
@@ -107,7 +104,7 @@ fn capacity(subnet: Ipv4Net, gateway: Ipv4Addr) -> u64 {
 }
 
 /// Checks that `ip` is inside `subnet` and neither its network nor its broadcast address.
-fn check_host(subnet: Ipv4Net, ip: Ipv4Addr, what: &'static str) -> Result<(), IpamError> {
+fn check_host(subnet: Ipv4Net, ip: Ipv4Addr, role: &'static str) -> Result<(), IpamError> {
     validate_subnet4(&subnet)?;
     let reason = if !subnet.contains(&ip) {
         Unusable::Outside
@@ -123,7 +120,7 @@ fn check_host(subnet: Ipv4Net, ip: Ipv4Addr, what: &'static str) -> Result<(), I
         IpAddr::V4(Ipv4Addr::from(first)),
         IpAddr::V4(Ipv4Addr::from(last)),
     );
-    Err(reason.error(what, IpAddr::V4(ip), IpNet::V4(subnet), usable))
+    Err(reason.error(role, IpAddr::V4(ip), IpNet::V4(subnet), usable))
 }
 
 /// Converts a search result back to an address. Every value searched comes from a
@@ -161,15 +158,24 @@ mod tests {
         assert_eq!(check_gateway4(subnet, ip("10.1.0.254")), Ok(()));
         assert!(matches!(
             check_gateway4(subnet, ip("10.1.0.0")),
-            Err(IpamError::NetworkAddress { what: "gateway", .. })
+            Err(IpamError::NetworkAddress {
+                role: "gateway",
+                ..
+            })
         ));
         assert!(matches!(
             check_gateway4(subnet, ip("10.1.0.255")),
-            Err(IpamError::BroadcastAddress { what: "gateway", .. })
+            Err(IpamError::BroadcastAddress {
+                role: "gateway",
+                ..
+            })
         ));
         assert!(matches!(
             check_gateway4(subnet, ip("10.2.0.1")),
-            Err(IpamError::OutsideSubnet { what: "gateway", .. })
+            Err(IpamError::OutsideSubnet {
+                role: "gateway",
+                ..
+            })
         ));
     }
 
@@ -177,7 +183,10 @@ mod tests {
     fn requested_address_rejections() {
         let subnet = net("192.168.4.0/22");
         let gateway = ip("192.168.4.1");
-        assert_eq!(check_requested_ipv4(subnet, gateway, ip("192.168.7.254")), Ok(()));
+        assert_eq!(
+            check_requested_ipv4(subnet, gateway, ip("192.168.7.254")),
+            Ok(())
+        );
         assert!(matches!(
             check_requested_ipv4(subnet, gateway, ip("192.168.8.1")),
             Err(IpamError::OutsideSubnet { .. })
@@ -222,8 +231,8 @@ mod tests {
 
         let first = next_free_ipv4(subnet, gateway, &set(&[]), None).expect("one free");
         assert_eq!(first, ip("10.0.0.2"));
-        let err = next_free_ipv4(subnet, gateway, &set(&["10.0.0.2"]), None)
-            .expect_err("exhausted");
+        let err =
+            next_free_ipv4(subnet, gateway, &set(&["10.0.0.2"]), None).expect_err("exhausted");
         assert_eq!(
             err,
             IpamError::Exhausted {
@@ -238,21 +247,36 @@ mod tests {
     fn slash8_allocates_and_counts() {
         let subnet = net("10.0.0.0/8");
         let gateway = default_gateway4(subnet);
-        assert_eq!(next_free_ipv4(subnet, gateway, &set(&[]), None), Ok(ip("10.0.0.2")));
+        assert_eq!(
+            next_free_ipv4(subnet, gateway, &set(&[]), None),
+            Ok(ip("10.0.0.2"))
+        );
         assert_eq!(free_ipv4_count(subnet, gateway, &set(&[])), (1 << 24) - 3);
         let after = Some(ip("10.255.255.253"));
-        assert_eq!(next_free_ipv4(subnet, gateway, &set(&[]), after), Ok(ip("10.255.255.254")));
+        assert_eq!(
+            next_free_ipv4(subnet, gateway, &set(&[]), after),
+            Ok(ip("10.255.255.254"))
+        );
     }
 
     #[test]
     fn skips_used_and_gateway() {
         let subnet = net("10.1.0.0/24");
         let used = set(&["10.1.0.2", "10.1.0.3", "10.1.0.5"]);
-        assert_eq!(next_free_ipv4(subnet, ip("10.1.0.1"), &used, None), Ok(ip("10.1.0.4")));
+        assert_eq!(
+            next_free_ipv4(subnet, ip("10.1.0.1"), &used, None),
+            Ok(ip("10.1.0.4"))
+        );
         // A custom gateway inside the range is skipped like a used address.
-        assert_eq!(next_free_ipv4(subnet, ip("10.1.0.4"), &used, None), Ok(ip("10.1.0.1")));
+        assert_eq!(
+            next_free_ipv4(subnet, ip("10.1.0.4"), &used, None),
+            Ok(ip("10.1.0.1"))
+        );
         let used = set(&["10.1.0.1", "10.1.0.2"]);
-        assert_eq!(next_free_ipv4(subnet, ip("10.1.0.3"), &used, None), Ok(ip("10.1.0.4")));
+        assert_eq!(
+            next_free_ipv4(subnet, ip("10.1.0.3"), &used, None),
+            Ok(ip("10.1.0.4"))
+        );
     }
 
     #[test]
@@ -260,11 +284,23 @@ mod tests {
         let subnet = net("10.1.0.0/29");
         let gateway = ip("10.1.0.1");
         let used = set(&["10.1.0.3", "10.1.0.6"]);
-        assert_eq!(next_free_ipv4(subnet, gateway, &used, Some(ip("10.1.0.4"))), Ok(ip("10.1.0.5")));
-        assert_eq!(next_free_ipv4(subnet, gateway, &used, Some(ip("10.1.0.5"))), Ok(ip("10.1.0.2")));
-        assert_eq!(next_free_ipv4(subnet, gateway, &used, Some(ip("10.1.0.6"))), Ok(ip("10.1.0.2")));
+        assert_eq!(
+            next_free_ipv4(subnet, gateway, &used, Some(ip("10.1.0.4"))),
+            Ok(ip("10.1.0.5"))
+        );
+        assert_eq!(
+            next_free_ipv4(subnet, gateway, &used, Some(ip("10.1.0.5"))),
+            Ok(ip("10.1.0.2"))
+        );
+        assert_eq!(
+            next_free_ipv4(subnet, gateway, &used, Some(ip("10.1.0.6"))),
+            Ok(ip("10.1.0.2"))
+        );
         // A start outside the subnet starts from its first address.
-        assert_eq!(next_free_ipv4(subnet, gateway, &used, Some(ip("8.8.8.8"))), Ok(ip("10.1.0.2")));
+        assert_eq!(
+            next_free_ipv4(subnet, gateway, &used, Some(ip("8.8.8.8"))),
+            Ok(ip("10.1.0.2"))
+        );
     }
 
     #[test]
@@ -273,7 +309,9 @@ mod tests {
         let gateway = ip("10.1.0.1");
         let mut used = BTreeSet::new();
         while let Ok(next) = next_free_ipv4(subnet, gateway, &used, used.last().copied()) {
-            assert!(next != subnet.network() && next != subnet.broadcast() && next != gateway);
+            assert_ne!(next, subnet.network());
+            assert_ne!(next, subnet.broadcast());
+            assert_ne!(next, gateway);
             assert!(used.insert(next), "{next} handed out twice");
         }
         assert_eq!(used.len(), 5);
@@ -301,7 +339,11 @@ mod tests {
         }
         // 100 searches through 60 000 used entries: linear walks take milliseconds even
         // in a debug build, a per-address scan of a Vec would take minutes.
-        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(free_ipv4_count(subnet, gateway, &used), 65_533 - 60_000);
     }
 }

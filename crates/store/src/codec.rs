@@ -27,7 +27,7 @@ pub(crate) fn encode_record(create_revision: u64, mod_revision: u64, value: &[u8
     out
 }
 
-/// Decodes a record of the `kv` table; `key` only names the record in errors.
+/// Decodes a record of the `kv` table. The `key` argument only names the record in errors.
 pub(crate) fn decode_record(key: &str, bytes: &[u8]) -> Result<KeyValue, StoreError> {
     let mut reader = Reader::new(key, bytes);
     let create_revision = reader.u64()?;

@@ -66,7 +66,7 @@ async fn collect_until(stream: &mut WatchStream, revision: u64) -> Vec<WatchBatc
     batches
 }
 
-/// The `(key, value)` of every put in `batches`.
+/// Collects the `(key, value)` of every put in `batches`.
 fn puts(batches: &[WatchBatch]) -> Vec<(String, Vec<u8>)> {
     batches
         .iter()
@@ -342,11 +342,11 @@ pub async fn slow_watcher_misses_nothing(store: &dyn Store, writes: u64) {
 
 /// Checks that a watch from a revision older than the history kept fails with
 /// [`StoreError::Compacted`], from the call or as the stream's first item. The store must
-/// keep at most `kept` revisions of history.
-pub async fn watch_from_compacted_revision_fails(store: &dyn Store, kept: u64) {
+/// keep at most `history_revisions` revisions of history.
+pub async fn watch_from_compacted_revision_fails(store: &dyn Store, history_revisions: u64) {
     let prefix = "/contract/compacted/";
     let old = store.revision().await.expect("revision failed");
-    for i in 0..kept + 10 {
+    for i in 0..history_revisions + 10 {
         write(store, vec![put(&format!("{prefix}{i}"), "v")]).await;
     }
 

@@ -69,7 +69,7 @@ struct Inner {
     history_revisions: u64,
 }
 
-/// What a write transaction decided before it was committed or aborted.
+/// Outcome of staging a write transaction, before it is committed or aborted.
 enum Staged {
     Rejected(u64),
     Unchanged(u64),
@@ -135,7 +135,7 @@ fn create_tables(db: &Database) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Reads a counter of the `meta` table; a missing one means nothing happened yet.
+/// Reads a counter of the `meta` table. A missing counter reads as 0.
 pub(crate) fn read_meta(
     meta: &impl ReadableTable<&'static str, u64>,
     name: &str,

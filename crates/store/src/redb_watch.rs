@@ -2,7 +2,7 @@
 //!
 //! A watch task keeps a cursor, the last revision it has handled. It replays history
 //! after the cursor in chunks, then reads the broadcast of live commits and skips those
-//! at or below the cursor. When it lags behind the broadcast, or sees a revision beyond
+//! at or below the cursor. When it lags behind the broadcast, or receives a revision beyond
 //! the next one, it reads history again from the cursor. Only when that history has been
 //! compacted does the stream end with [`StoreError::Compacted`].
 
