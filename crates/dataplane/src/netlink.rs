@@ -1,9 +1,8 @@
 //! [`NetlinkDataplane`]: the [`Dataplane`] trait on a real kernel, over rtnetlink.
 //!
-//! A netlink socket talks to the namespace it was created in, so every request
+//! A netlink socket talks to the namespace it was created in. So every request
 //! aimed at another namespace (a sandbox, a router) goes through a short-lived
-//! connection opened by a thread that entered that namespace first; see
-//! [`namespace`]. No process is spawned: an attach costs about ten netlink
+//! connection opened by a thread that entered that namespace first. No process is spawned: an attach costs about ten netlink
 //! messages and one raw frame or two.
 
 mod announce;
@@ -31,7 +30,7 @@ use crate::{
 /// The dataplane of one host, programmed over netlink.
 #[derive(Debug)]
 pub struct NetlinkDataplane {
-    /// Namespace that plays the host; `None` is the calling process's own.
+    /// Namespace that plays the host, or `None` for the calling process's own.
     host_netns: Option<PathBuf>,
     run_dir: PathBuf,
     /// Connection to the host namespace, opened on first use so that the

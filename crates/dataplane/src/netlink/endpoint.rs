@@ -8,7 +8,7 @@ use netlink_packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth};
 
 use super::interface::{self, Settings};
-use super::links::{self, errno, Link, Wanted};
+use super::links::{self, errno, Link, Desired};
 use super::{announce, namespace};
 use crate::{names, DataplaneError, LocalEndpointPlan};
 
@@ -74,8 +74,8 @@ async fn open_sandbox(file: &File) -> Result<Sandbox, DataplaneError> {
 }
 
 /// Returns the container end of an existing endpoint after repairing its host
-/// end; `None` when there is no endpoint or when its container end is not at
-/// `ifname` in the sandbox any more, in which case the broken pair is deleted.
+/// end. Returns `None` when there is no endpoint, and also when its container end
+/// is no longer at `ifname` in the sandbox, after deleting the broken pair.
 async fn adopt(
     host: &Handle,
     sandbox: &Sandbox,
@@ -86,7 +86,7 @@ async fn adopt(
         return Ok(None);
     };
     links::check_owner(&link, &names::endpoint_alias(&plan.endpoint_id))?;
-    links::repair(host, &link, Wanted { mtu: plan.mtu, master: Some(bridge) }).await?;
+    links::repair(host, &link, Desired { mtu: plan.mtu, master: Some(bridge) }).await?;
     let peer = links::find(&sandbox.netlink, &plan.ifname).await?;
     if let Some(peer) = peer.filter(|p| p.mac.as_deref() == Some(&plan.mac.0[..])) {
         return Ok(Some(peer));

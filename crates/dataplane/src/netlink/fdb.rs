@@ -42,7 +42,7 @@ pub(super) async fn ensure_remote(host: &Handle, plan: &RemoteEndpointPlan) -> R
     Ok(())
 }
 
-/// Removes a remote endpoint's entries; success when they or the device are gone.
+/// Removes a remote endpoint's entries and succeeds when they or the device are gone.
 pub(super) async fn remove_remote(host: &Handle, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError> {
     let Some(index) = owned_vxlan(host, &plan.vxlan).await? else {
         return Ok(());
@@ -149,17 +149,17 @@ pub(super) async fn sync_flood(
     vxlan: &str,
     vteps: &[IpAddr],
 ) -> Result<(), DataplaneError> {
-    let wanted: BTreeSet<IpAddr> = vteps.iter().copied().collect();
+    let desired: BTreeSet<IpAddr> = vteps.iter().copied().collect();
     let present: BTreeSet<IpAddr> = fdb_entries(host)
         .await?
         .into_iter()
         .filter(|e| e.ifindex == index && e.mac == FLOOD_MAC)
         .map(|e| e.vtep)
         .collect();
-    for vtep in wanted.difference(&present) {
+    for vtep in desired.difference(&present) {
         append_flood(host, index, vxlan, *vtep).await?;
     }
-    for vtep in present.difference(&wanted) {
+    for vtep in present.difference(&desired) {
         delete_fdb(host, index, FLOOD_MAC, *vtep).await?;
     }
     Ok(())

@@ -4,7 +4,7 @@
 use rtnetlink::{Handle, LinkUnspec, LinkVeth};
 
 use super::interface::{self, Settings};
-use super::links::{self, Link, Wanted};
+use super::links::{self, Link, Desired};
 use super::namespace;
 use crate::{names, DataplaneError, GatewayPlan, NetworkPlan};
 
@@ -14,11 +14,11 @@ pub(super) async fn ensure(host: &Handle, plan: &NetworkPlan, bridge: u32) -> Re
     let router_netns = namespace::open(&gateway.router_netns)?;
     let router = namespace::connect_in(&router_netns).await?;
     let alias = names::gateway_alias(&plan.network_id);
-    let wanted = Wanted { mtu: plan.mtu, master: Some(bridge) };
+    let desired = Desired { mtu: plan.mtu, master: Some(bridge) };
 
     if let Some(link) = links::find(host, &gateway.host_port).await? {
         links::check_owner(&link, &alias)?;
-        links::repair(host, &link, wanted).await?;
+        links::repair(host, &link, desired).await?;
         if let Some(router_port) = links::find(&router, &gateway.router_port).await? {
             return interface::configure(&router, &router_port, &settings(gateway, plan.mtu)).await;
         }

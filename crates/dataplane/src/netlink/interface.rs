@@ -48,7 +48,7 @@ fn layer2(index: u32, settings: &Settings) -> LinkMessage {
 
 /// Adds an address or leaves it as it is. IPv6 addresses skip duplicate address
 /// detection because the controller allocated them uniquely and DAD would delay
-/// the first packet by a second or more.
+/// the first packet by about a second (the kernel default DAD takes one probe of 1 s).
 /// Like `ip addr replace ADDR/PREFIX dev NAME [nodad]`.
 pub(super) async fn replace_address(
     handle: &Handle,

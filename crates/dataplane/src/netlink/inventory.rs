@@ -93,7 +93,7 @@ fn endpoints(owned: &[Link]) -> Vec<OwnedEndpoint> {
 
 /// Merges the static FDB and neighbour entries of cloison's VXLAN devices per
 /// MAC. An FDB entry with no IPv4 neighbour entry is reported with the IPv4
-/// address `0.0.0.0`, so that the agent still sees it and can remove it.
+/// address `0.0.0.0`, so that the agent can still find and remove it.
 async fn remote_endpoints(
     host: &Handle,
     vxlans: &BTreeMap<u32, String>,

@@ -58,13 +58,13 @@ impl Link {
 
 /// The attributes `ensure_*` keeps a link at.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Wanted {
+pub(super) struct Desired {
     pub(super) mtu: u32,
-    /// Bridge the link is a port of; `None` leaves the master alone.
+    /// Bridge the link is a port of. `None` leaves the master alone.
     pub(super) master: Option<u32>,
 }
 
-/// Looks a link up by name; `None` when there is none. Like `ip link show NAME`.
+/// Looks a link up by name, returning `None` when there is none. Like `ip link show NAME`.
 pub(super) async fn find(handle: &Handle, name: &str) -> Result<Option<Link>, DataplaneError> {
     let mut request = std::pin::pin!(handle.link().get().match_name(name).execute());
     match request.try_next().await {
@@ -105,17 +105,17 @@ pub(super) fn check_owner(link: &Link, expected: &str) -> Result<(), DataplaneEr
 
 /// Sets MTU, master and up where they drifted, in one message and only when one
 /// of them did. Like `ip link set NAME mtu M master BR up`.
-pub(super) async fn repair(handle: &Handle, link: &Link, wanted: Wanted) -> Result<(), DataplaneError> {
-    let master_drifted = wanted.master.is_some_and(|m| link.master != Some(m));
-    if link.up && link.mtu == Some(wanted.mtu) && !master_drifted {
+pub(super) async fn repair(handle: &Handle, link: &Link, desired: Desired) -> Result<(), DataplaneError> {
+    let master_drifted = desired.master.is_some_and(|m| link.master != Some(m));
+    if link.up && link.mtu == Some(desired.mtu) && !master_drifted {
         return Ok(());
     }
-    let mut message = LinkUnspec::new_with_index(link.index).mtu(wanted.mtu).up();
-    if let (true, Some(master)) = (master_drifted, wanted.master) {
+    let mut message = LinkUnspec::new_with_index(link.index).mtu(desired.mtu).up();
+    if let (true, Some(master)) = (master_drifted, desired.master) {
         message = message.controller(master);
     }
     tracing::info!(link = %link.name, "repairing drifted link attributes");
-    set(handle, message.build(), &format!("ip link set {} mtu {} up", link.name, wanted.mtu)).await
+    set(handle, message.build(), &format!("ip link set {} mtu {} up", link.name, desired.mtu)).await
 }
 
 /// Marks a link as cloison's. Like `ip link set NAME alias ALIAS`.
@@ -160,7 +160,7 @@ pub(super) async fn add_marked(
     Ok(link.index)
 }
 
-/// Deletes a link by index; success when it is already gone. Like `ip link del dev NAME`.
+/// Deletes a link by index and succeeds when it is already gone. Like `ip link del dev NAME`.
 pub(super) async fn delete(handle: &Handle, index: u32) -> Result<(), DataplaneError> {
     match handle.link().del(index).execute().await {
         Err(e) if errno(&e) != Some(libc::ENODEV) => Err(netlink(format!("ip link del {index}"), e)),
@@ -168,7 +168,7 @@ pub(super) async fn delete(handle: &Handle, index: u32) -> Result<(), DataplaneE
     }
 }
 
-/// Deletes a link by name; success when there is none. Like `ip link del NAME`.
+/// Deletes a link by name and succeeds when there is none. Like `ip link del NAME`.
 pub(super) async fn delete_by_name(handle: &Handle, name: &str) -> Result<(), DataplaneError> {
     match find(handle, name).await? {
         Some(link) => delete(handle, link.index).await,

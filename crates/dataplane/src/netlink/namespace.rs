@@ -50,7 +50,7 @@ pub(super) async fn connect_in(netns: &File) -> Result<Handle, DataplaneError> {
 }
 
 /// Runs `work` on a new thread inside the namespace `netns` and returns its result.
-/// The thread exits afterwards, so its namespace never leaks to other work.
+/// The thread exits when `work` returns, so its namespace is not reused by other work.
 pub(super) async fn run_in<T, F>(netns: &File, work: F) -> Result<T, DataplaneError>
 where
     T: Send + 'static,

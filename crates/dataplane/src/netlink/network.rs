@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use netlink_packet_route::link::{InfoBridgePort, InfoKind, InfoVxlan, LinkMessage};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkVxlan};
 
-use super::links::{self, Link, Wanted};
+use super::links::{self, Link, Desired};
 use super::{fdb, gateway};
 use crate::{names, DataplaneError, NetworkPlan};
 
@@ -19,8 +19,8 @@ pub(super) async fn ensure(host: &Handle, plan: &NetworkPlan) -> Result<(), Data
     fdb::sync_flood(host, vxlan, &plan.vxlan, &plan.flood_vteps).await
 }
 
-/// Deletes the gateway port, the VXLAN device and the bridge; each may already be
-/// gone. The router end of the gateway goes with its peer.
+/// Deletes the gateway port, the VXLAN device and the bridge, each of which may
+/// already be gone. The router end of the gateway goes with its peer.
 pub(super) async fn remove(host: &Handle, plan: &NetworkPlan) -> Result<(), DataplaneError> {
     let network_alias = names::network_alias(&plan.network_id);
     let gateway_alias = names::gateway_alias(&plan.network_id);
@@ -42,10 +42,10 @@ async fn remove_owned(host: &Handle, name: &str, alias: &str) -> Result<(), Data
 /// Returns the bridge's index after creating or repairing it.
 async fn ensure_bridge(host: &Handle, plan: &NetworkPlan) -> Result<u32, DataplaneError> {
     let alias = names::network_alias(&plan.network_id);
-    let wanted = Wanted { mtu: plan.mtu, master: None };
+    let desired = Desired { mtu: plan.mtu, master: None };
     if let Some(link) = links::find(host, &plan.bridge).await? {
         links::check_owner(&link, &alias)?;
-        links::repair(host, &link, wanted).await?;
+        links::repair(host, &link, desired).await?;
         return Ok(link.index);
     }
     let message = LinkBridge::new(&plan.bridge).mtu(plan.mtu).up().build();
@@ -55,15 +55,15 @@ async fn ensure_bridge(host: &Handle, plan: &NetworkPlan) -> Result<u32, Datapla
 
 /// Returns the VXLAN device's index after creating, repairing or recreating it.
 /// Settings fixed at creation (VNI, local VTEP, port, learning, proxy) can only
-/// be fixed by recreating the device; that drops its FDB and neighbour entries,
+/// be fixed by recreating the device. That drops its FDB and neighbour entries,
 /// which the agent installs again.
 async fn ensure_vxlan(host: &Handle, plan: &NetworkPlan, bridge: u32) -> Result<u32, DataplaneError> {
     let alias = names::network_alias(&plan.network_id);
     if let Some(link) = links::find(host, &plan.vxlan).await? {
         links::check_owner(&link, &alias)?;
         if vxlan_matches(&link, plan) {
-            let wanted = Wanted { mtu: plan.mtu, master: Some(bridge) };
-            links::repair(host, &link, wanted).await?;
+            let desired = Desired { mtu: plan.mtu, master: Some(bridge) };
+            links::repair(host, &link, desired).await?;
             return Ok(link.index);
         }
         tracing::warn!(link = %link.name, vni = plan.vni, "recreating VXLAN device with drifted settings");
@@ -80,8 +80,8 @@ async fn ensure_vxlan(host: &Handle, plan: &NetworkPlan, bridge: u32) -> Result<
 /// tunnel, so a remote endpoint cannot claim a local endpoint's MAC.
 /// Like `ip link set VXLAN type bridge_slave learning off`.
 // Limitation: without learned or static `master` entries for remote MACs the
-// bridge floods unicast to remote endpoints to every local port of the network;
-// it matters on hosts with many local endpoints per network.
+// bridge floods unicast to remote endpoints to every local port of the network.
+// It matters on hosts with many local endpoints per network.
 async fn disable_port_learning(host: &Handle, vxlan: u32, name: &str) -> Result<(), DataplaneError> {
     let message = LinkBridgePort::new(vxlan)
         .append_info_data(InfoBridgePort::Learning(false))
@@ -111,12 +111,12 @@ fn vxlan_matches(link: &Link, plan: &NetworkPlan) -> bool {
         IpAddr::V4(local) => InfoVxlan::Local(local),
         IpAddr::V6(local) => InfoVxlan::Local6(local),
     };
-    let wanted = [
+    let desired = [
         InfoVxlan::Id(plan.vni),
         local,
         InfoVxlan::Port(plan.vxlan_port),
         InfoVxlan::Learning(false),
         InfoVxlan::Proxy(true),
     ];
-    link.kind == Some(InfoKind::Vxlan) && wanted.iter().all(|w| link.vxlan.contains(w))
+    link.kind == Some(InfoKind::Vxlan) && desired.iter().all(|w| link.vxlan.contains(w))
 }

@@ -15,7 +15,7 @@ use cloison_model::MacAddr;
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// Fails the test with a clear message unless it runs as root with `ip` available.
-pub fn require_root() {
+pub(crate) fn require_root() {
     assert!(
         // SAFETY: geteuid(2) takes no arguments and cannot fail.
         unsafe { libc::geteuid() } == 0,
@@ -33,7 +33,7 @@ fn unique(tag: &str) -> String {
 }
 
 /// Runs a command and panics with its output when it fails.
-pub fn run(program: &str, args: &[&str]) -> Output {
+pub(crate) fn run(program: &str, args: &[&str]) -> Output {
     let output = Command::new(program)
         .args(args)
         .output()
@@ -48,37 +48,37 @@ pub fn run(program: &str, args: &[&str]) -> Output {
 
 /// A named network namespace, deleted on drop.
 #[derive(Debug)]
-pub struct Netns {
-    pub name: String,
+pub(crate) struct Netns {
+    pub(crate) name: String,
 }
 
 impl Netns {
-    pub fn new(tag: &str) -> Self {
+    pub(crate) fn new(tag: &str) -> Self {
         let name = unique(tag);
         run("ip", &["netns", "add", &name]);
         Netns { name }
     }
 
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         PathBuf::from("/run/netns").join(&self.name)
     }
 
     /// Runs `ip ARGS` in this namespace.
-    pub fn ip(&self, args: &[&str]) -> String {
+    pub(crate) fn ip(&self, args: &[&str]) -> String {
         let mut all = vec!["-n", &self.name];
         all.extend_from_slice(args);
         String::from_utf8_lossy(&run("ip", &all).stdout).into_owned()
     }
 
     /// Runs `bridge ARGS` in this namespace.
-    pub fn bridge(&self, args: &[&str]) -> String {
+    pub(crate) fn bridge(&self, args: &[&str]) -> String {
         let mut all = vec!["-n", &self.name];
         all.extend_from_slice(args);
         String::from_utf8_lossy(&run("bridge", &all).stdout).into_owned()
     }
 
     /// Returns true when one ping to `address` from this namespace is answered.
-    pub fn ping(&self, address: &str) -> bool {
+    pub(crate) fn ping(&self, address: &str) -> bool {
         Command::new("ip")
             .args(["netns", "exec", &self.name, "ping", "-c1", "-W1", address])
             .output()
@@ -86,7 +86,7 @@ impl Netns {
     }
 
     /// Returns the interface index of `name`, or `None` when it does not exist.
-    pub fn ifindex(&self, name: &str) -> Option<u32> {
+    pub(crate) fn ifindex(&self, name: &str) -> Option<u32> {
         let output = Command::new("ip")
             .args(["-n", &self.name, "-o", "link", "show", name])
             .output()
@@ -95,7 +95,7 @@ impl Netns {
         text.split(':').next()?.trim().parse().ok()
     }
 
-    pub fn has_link(&self, name: &str) -> bool {
+    pub(crate) fn has_link(&self, name: &str) -> bool {
         self.ifindex(name).is_some()
     }
 }
@@ -108,18 +108,18 @@ impl Drop for Netns {
 
 /// A run directory whose pinned router namespaces are unmounted on drop.
 #[derive(Debug)]
-pub struct RunDir {
-    pub path: PathBuf,
+pub(crate) struct RunDir {
+    pub(crate) path: PathBuf,
 }
 
 impl RunDir {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let path = std::env::temp_dir().join(unique("run"));
         std::fs::create_dir_all(&path).expect("create run directory");
         RunDir { path }
     }
 
-    pub fn router(&self, tenant: &str) -> RouterPlan {
+    pub(crate) fn router(&self, tenant: &str) -> RouterPlan {
         RouterPlan {
             tenant_id: tenant.to_string(),
             netns_path: names::router_netns(&self.path, tenant),
@@ -138,10 +138,10 @@ impl Drop for RunDir {
     }
 }
 
-pub const VNI: u32 = 0x00ab01;
+pub(crate) const VNI: u32 = 0x00ab01;
 
 /// A network with gateway 10.1.0.1/24 and fd00:1::1/64.
-pub fn network(vni: u32, local_vtep: Ipv4Addr, router: &Path) -> NetworkPlan {
+pub(crate) fn network(vni: u32, local_vtep: Ipv4Addr, router: &Path) -> NetworkPlan {
     NetworkPlan {
         network_id: format!("net-{vni}"),
         vni,
@@ -163,7 +163,7 @@ pub fn network(vni: u32, local_vtep: Ipv4Addr, router: &Path) -> NetworkPlan {
 }
 
 /// Endpoint number `n` of `network`: 10.1.0.n, fd00:1::n, MAC 0a:00:00:00:01:n.
-pub fn endpoint(network: &NetworkPlan, n: u8, sandbox: &Path) -> LocalEndpointPlan {
+pub(crate) fn endpoint(network: &NetworkPlan, n: u8, sandbox: &Path) -> LocalEndpointPlan {
     let id = format!("{n:02x}1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f");
     LocalEndpointPlan {
         endpoint_id: id.clone(),
@@ -181,12 +181,12 @@ pub fn endpoint(network: &NetworkPlan, n: u8, sandbox: &Path) -> LocalEndpointPl
     }
 }
 
-pub fn mac_of(n: u8) -> MacAddr {
+pub(crate) fn mac_of(n: u8) -> MacAddr {
     MacAddr([0x0a, 0, 0, 0, 1, n])
 }
 
 /// The remote-endpoint entries another host installs for `endpoint`.
-pub fn remote(network: &NetworkPlan, endpoint: &LocalEndpointPlan, vtep: Ipv4Addr) -> RemoteEndpointPlan {
+pub(crate) fn remote(network: &NetworkPlan, endpoint: &LocalEndpointPlan, vtep: Ipv4Addr) -> RemoteEndpointPlan {
     RemoteEndpointPlan {
         vxlan: network.vxlan.clone(),
         mac: endpoint.mac,
