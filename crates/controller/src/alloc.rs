@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use cloison_model::MacAddr;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-/// Where the last allocation of each kind ended in one network.
+/// The last value allocated of each kind in one network.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Cursor {
     pub(crate) ipv4: Option<Ipv4Addr>,

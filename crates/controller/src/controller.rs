@@ -21,7 +21,7 @@ pub struct Controller {
     pub(crate) bookmark_interval: Duration,
 }
 
-/// Which endpoints a listing returns; `None` fields match everything.
+/// Filter of an endpoint listing; `None` fields match every endpoint.
 #[derive(Debug, Clone, Default)]
 pub struct EndpointFilter {
     pub tenant: Option<String>,

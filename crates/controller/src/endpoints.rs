@@ -11,7 +11,7 @@ use cloison_store::{Compare, KeyValue, Op};
 use crate::alloc::Cursor;
 use crate::controller::{new_id, TXN_ATTEMPTS};
 use crate::records::{decode_raw, encode, encode_raw, Owner};
-use crate::{keys, pool, Controller, ControllerError, EndpointFilter};
+use crate::{keys, Controller, ControllerError, EndpointFilter};
 
 /// Interface name inside the container when the request names none.
 const DEFAULT_IFNAME: &str = "eth0";
@@ -140,18 +140,12 @@ impl Controller {
         cursor: Option<Ipv4Addr>,
     ) -> Result<Ipv4Addr, ControllerError> {
         if let Some(ip) = requested {
-            pool::check_requested_ipv4(&network.subnet, network.gateway, ip)?;
+            cloison_ipam::check_requested_ipv4(network.subnet, network.gateway, ip)?;
             self.require_free(&keys::ipv4(&network.id, ip), format!("IPv4 address {ip}")).await?;
             return Ok(ip);
         }
         let used: BTreeSet<Ipv4Addr> = self.allocated(&keys::ipv4_of(&network.id)).await?;
-        pool::next_free_ipv4(&network.subnet, network.gateway, &used, cursor).ok_or_else(|| {
-            ControllerError::Exhausted {
-                what: "IPv4 addresses",
-                pool: format!("subnet {} of network {}", network.subnet, network.name),
-                capacity: pool::ipv4_capacity(&network.subnet),
-            }
-        })
+        Ok(cloison_ipam::next_free_ipv4(network.subnet, network.gateway, &used, cursor)?)
     }
 
     async fn pick_ipv6(
@@ -164,16 +158,12 @@ impl Controller {
             return Err(ControllerError::BadRequest(format!("network {} has no IPv6 subnet", network.name)));
         };
         if let Some(ip) = requested {
-            pool::check_requested_ipv6(&subnet, gateway, ip)?;
+            cloison_ipam::check_requested_ipv6(subnet, gateway, ip)?;
             self.require_free(&keys::ipv6(&network.id, ip), format!("IPv6 address {ip}")).await?;
             return Ok(ip);
         }
         let used: BTreeSet<Ipv6Addr> = self.allocated(&keys::ipv6_of(&network.id)).await?;
-        pool::next_free_ipv6(&subnet, gateway, &used, cursor).ok_or_else(|| ControllerError::Exhausted {
-            what: "IPv6 addresses",
-            pool: format!("subnet {subnet} of network {}", network.name),
-            capacity: (1u64 << (128 - u32::from(subnet.prefix_len())).min(63)) - 2,
-        })
+        Ok(cloison_ipam::next_free_ipv6(subnet, gateway, &used, cursor)?)
     }
 
     async fn pick_mac(
@@ -183,16 +173,13 @@ impl Controller {
         cursor: Option<MacAddr>,
     ) -> Result<MacAddr, ControllerError> {
         if let Some(mac) = requested {
-            pool::check_requested_mac(mac, network.gateway_mac)?;
+            check_requested_mac(mac, network.gateway_mac)?;
             self.require_free(&keys::mac(&network.id, mac), format!("MAC address {mac}")).await?;
             return Ok(mac);
         }
         let used: BTreeSet<MacAddr> = self.allocated(&keys::mac_of(&network.id)).await?;
-        pool::next_free_mac(&used, cursor).ok_or(ControllerError::Exhausted {
-            what: "MAC addresses",
-            pool: format!("network {}", network.name),
-            capacity: (1 << 40) - 1,
-        })
+        let seed = cursor.map_or(1, |mac| mac.low_bits() + 1);
+        Ok(cloison_ipam::next_free_mac(&used, seed))
     }
 
     /// Reads the values allocated under an `/alloc/` prefix.
@@ -228,7 +215,7 @@ impl Controller {
     pub async fn free_ipv4_count(&self, tenant: &str, network: &str) -> Result<u64, ControllerError> {
         let (network, _) = self.read_network(tenant, network).await?;
         let used: BTreeSet<Ipv4Addr> = self.allocated(&keys::ipv4_of(&network.id)).await?;
-        Ok(pool::free_ipv4_count(&network.subnet, &used))
+        Ok(cloison_ipam::free_ipv4_count(network.subnet, network.gateway, &used))
     }
 
     /// Lists endpoints, of one tenant or all, narrowed by network name and host.
@@ -322,6 +309,18 @@ impl Controller {
     }
 }
 
+/// Checks a requested MAC: unicast, and not the network's gateway MAC, which every
+/// host uses for its distributed gateway.
+fn check_requested_mac(mac: MacAddr, gateway_mac: MacAddr) -> Result<(), ControllerError> {
+    cloison_ipam::check_requested_mac(mac)?;
+    if mac == gateway_mac {
+        return Err(ControllerError::BadRequest(format!(
+            "MAC address {mac} cannot be used: it is the gateway MAC of the network; request another MAC or let cloison allocate one"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks what can be checked without the store.
 fn check_spec(spec: &EndpointSpec) -> Result<(), ControllerError> {
     if let Some(name) = &spec.name {
@@ -354,7 +353,7 @@ fn default_name(network: &str, id: &str) -> String {
     format!("{prefix}-{suffix}")
 }
 
-/// The allocation keys an endpoint holds.
+/// Returns the allocation keys an endpoint owns.
 fn allocation_keys(endpoint: &Endpoint) -> Vec<String> {
     let mut keys = vec![
         keys::ipv4(&endpoint.network_id, endpoint.ipv4),

@@ -1,3 +1,4 @@
+use cloison_ipam::IpamError;
 use cloison_model::ValidationError;
 use cloison_store::StoreError;
 use thiserror::Error;
@@ -33,13 +34,10 @@ pub enum ControllerError {
     /// A requested VNI, address or MAC is valid but already allocated.
     #[error("{what} is already taken by {owner}")]
     Taken { what: String, owner: String },
-    /// No free value is left to allocate.
-    #[error("{what} exhausted: all {capacity} usable values of {pool} are allocated")]
-    Exhausted {
-        what: &'static str,
-        pool: String,
-        capacity: u64,
-    },
+    /// A gateway, address, MAC or VNI was rejected by the allocation rules, or the
+    /// pool is exhausted.
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
     /// An update carried a resource_version other than the stored one.
     #[error("{kind} {name} changed since version {requested}; the current version is {current}: read it again and retry")]
     StaleVersion {

@@ -1,5 +1,5 @@
 //! The controller's key layout in the store. Every key starts with `/`, so a watch
-//! on `/` sees every change.
+//! on `/` receives every change.
 //!
 //! | Key | Value |
 //! |---|---|

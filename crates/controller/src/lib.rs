@@ -2,7 +2,7 @@
 //! stores tenants, networks, endpoints and hosts, and streams to each host the part
 //! of that state its agent needs.
 //!
-//! [`Controller`] is the service layer and knows nothing of HTTP; [`router`] and
+//! [`Controller`] is the service layer, independent of HTTP, and [`router`] and
 //! [`serve`] put the REST API under `/v1` in front of it. The controller keeps no
 //! state that the store does not hold, apart from locks and allocation cursors that
 //! only make allocation cheaper, so several controllers may share one store.
@@ -15,7 +15,6 @@ mod hosts;
 mod http;
 mod keys;
 mod networks;
-mod pool;
 mod records;
 mod tenants;
 mod watch;

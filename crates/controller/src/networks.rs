@@ -11,7 +11,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use crate::alloc::gateway_mac;
 use crate::controller::{new_id, TXN_ATTEMPTS};
 use crate::records::{decode_raw, encode, encode_raw, Owner};
-use crate::{keys, pool, Controller, ControllerError};
+use crate::{keys, Controller, ControllerError};
 
 /// The fields of a network request once checked and completed with defaults.
 struct CheckedSpec {
@@ -107,7 +107,7 @@ impl Controller {
     /// Picks the requested VNI if it is free, else the next free one after `cursor`.
     async fn pick_vni(&self, requested: Option<u32>, cursor: Option<u32>) -> Result<u32, ControllerError> {
         if let Some(vni) = requested {
-            pool::check_vni(vni)?;
+            cloison_ipam::check_vni(vni)?;
             if let Some(kv) = self.store.get(&keys::vni(vni)).await? {
                 let owner: Owner = decode_raw(&kv)?;
                 return Err(ControllerError::Taken {
@@ -122,11 +122,7 @@ impl Controller {
             .iter()
             .filter_map(|kv| keys::last_segment(&kv.key).parse().ok())
             .collect();
-        pool::next_free_vni(&used, cursor).ok_or(ControllerError::Exhausted {
-            what: "VNIs",
-            pool: format!("{}-{}", cloison_model::VNI_MIN, cloison_model::VNI_MAX),
-            capacity: u64::from(cloison_model::VNI_MAX - cloison_model::VNI_MIN + 1),
-        })
+        Ok(cloison_ipam::next_free_vni(&used, cursor)?)
     }
 
     /// Lists the networks of one tenant, or of every tenant.
@@ -187,7 +183,7 @@ impl Controller {
     }
 }
 
-/// Returns a comparison that holds while `key` keeps the state read as `kv`.
+/// Returns a comparison that succeeds while `key` still has the state read as `kv`.
 pub(crate) fn compare_unchanged(key: &str, kv: Option<&KeyValue>) -> Compare {
     match kv {
         Some(kv) => Compare::ModRevision(key.to_string(), kv.mod_revision),
@@ -211,15 +207,17 @@ fn check_spec(spec: NetworkSpec) -> Result<CheckedSpec, ControllerError> {
     validate_subnet4(&spec.subnet)?;
     let gateway = match spec.gateway {
         Some(gateway) => {
-            pool::check_gateway4(&spec.subnet, gateway)?;
+            cloison_ipam::check_gateway4(spec.subnet, gateway)?;
             gateway
         }
-        None => pool::default_gateway4(&spec.subnet),
+        None => cloison_ipam::default_gateway4(spec.subnet),
     };
     let gateway6 = match spec.subnet6 {
         Some(subnet6) => {
             validate_subnet6(&subnet6)?;
-            Some(check_gateway6(&subnet6, spec.gateway6)?)
+            let gateway6 = spec.gateway6.unwrap_or_else(|| cloison_ipam::default_gateway6(subnet6));
+            cloison_ipam::check_gateway6(subnet6, gateway6)?;
+            Some(gateway6)
         }
         None if spec.gateway6.is_some() => {
             return Err(ControllerError::BadRequest(
@@ -235,21 +233,6 @@ fn check_spec(spec: NetworkSpec) -> Result<CheckedSpec, ControllerError> {
         }
     }
     Ok(CheckedSpec { spec, gateway, gateway6 })
-}
-
-/// Returns the IPv6 gateway: the requested one if it is a usable address of the
-/// subnet, else the subnet's first address after the network address.
-fn check_gateway6(subnet: &Ipv6Net, requested: Option<Ipv6Addr>) -> Result<Ipv6Addr, ControllerError> {
-    let first = Ipv6Addr::from(u128::from(subnet.network()) + 1);
-    match requested {
-        None => Ok(first),
-        Some(gateway) if subnet.contains(&gateway) && gateway != subnet.network() => Ok(gateway),
-        Some(gateway) => Err(ValidationError::Gateway {
-            gateway: gateway.to_string(),
-            subnet: subnet.to_string(),
-        }
-        .into()),
-    }
 }
 
 /// Rejects a duplicate name and any subnet that overlaps one of the same tenant.

@@ -1,4 +1,4 @@
-//! How resources and allocation records are encoded in store values (JSON).
+//! Encoding of resources and allocation records in store values (JSON).
 
 use std::fmt;
 
@@ -48,14 +48,15 @@ pub(crate) fn encode<T: Versioned + Clone>(value: &T) -> Vec<u8> {
     encode_raw(&stored)
 }
 
-/// Encodes any record. Serialising these plain structs cannot fail, so a failure is
-/// a bug and yields an empty value that [`decode_raw`] reports as corrupt.
+/// Encodes any record. The records are structs with string keys and plain fields, for
+/// which serde_json does not fail; a failure would store an empty value that
+/// [`decode_raw`] reports as corrupt.
 pub(crate) fn encode_raw<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
 /// The resource an allocation record (VNI, address, MAC) belongs to, so a conflict
-/// can name who holds the value.
+/// can name the resource that owns the value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Owner {
     pub(crate) kind: String,

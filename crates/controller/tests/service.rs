@@ -38,9 +38,9 @@ async fn deleted_endpoint_releases_address() {
     let first = ctl.create_endpoint("t1", endpoint_spec("small", "h1")).await.expect("endpoint");
     assert_eq!(first.ipv4, Ipv4Addr::new(10, 0, 0, 2));
     let err = ctl.create_endpoint("t1", endpoint_spec("small", "h1")).await.expect_err("full");
-    assert!(matches!(err, ControllerError::Exhausted { .. }), "{err}");
+    assert!(matches!(err, ControllerError::Ipam(cloison_ipam::IpamError::Exhausted { .. })), "{err}");
     assert!(err.to_string().contains("10.0.0.0/30"), "{err}");
-    assert!(err.to_string().contains("all 1 usable"), "{err}");
+    assert!(err.to_string().contains("all 1 allocatable"), "{err}");
     ctl.delete_endpoint("t1", &first.name).await.expect("delete");
     assert_eq!(ctl.free_ipv4_count("t1", "small").await.expect("count"), 1);
     let again = ctl.create_endpoint("t1", endpoint_spec("small", "h1")).await.expect("reuse");
@@ -81,7 +81,7 @@ async fn explicit_values_rejected_with_reason() {
         (Some(Ipv4Addr::new(10, 1, 0, 50)), None, "already taken by endpoint web-a of tenant t1"),
         (Some(Ipv4Addr::new(10, 2, 0, 5)), None, "outside subnet 10.1.0.0/24"),
         (Some(Ipv4Addr::new(10, 1, 0, 1)), None, "is the gateway"),
-        (Some(Ipv4Addr::new(10, 1, 0, 255)), None, "network or broadcast"),
+        (Some(Ipv4Addr::new(10, 1, 0, 255)), None, "is the broadcast address of 10.1.0.0/24"),
         (None, Some(first.mac), "already taken by endpoint web-a"),
         (None, Some(network.gateway_mac), "gateway MAC"),
     ];
@@ -133,7 +133,7 @@ async fn network_checks_gateway_and_mtu() {
     let mut spec = network_spec("a", "10.0.0.0/24");
     spec.gateway = Some(Ipv4Addr::new(10, 0, 1, 1));
     let err = ctl.create_network("t1", spec).await.expect_err("gateway");
-    assert!(err.to_string().contains("invalid gateway 10.0.1.1"), "{err}");
+    assert!(err.to_string().contains("gateway 10.0.1.1 is outside subnet 10.0.0.0/24"), "{err}");
     let mut spec = network_spec("a", "10.0.0.0/24");
     spec.mtu = Some(100);
     let err = ctl.create_network("t1", spec).await.expect_err("mtu");

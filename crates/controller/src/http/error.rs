@@ -5,6 +5,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use cloison_ipam::IpamError;
 use cloison_store::StoreError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,8 @@ impl ControllerError {
             InUse { .. } => (StatusCode::CONFLICT, "in_use"),
             Overlap { .. } => (StatusCode::CONFLICT, "overlap"),
             Taken { .. } => (StatusCode::CONFLICT, "taken"),
-            Exhausted { .. } => (StatusCode::CONFLICT, "exhausted"),
+            Ipam(IpamError::Exhausted { .. } | IpamError::VnisExhausted) => (StatusCode::CONFLICT, "exhausted"),
+            Ipam(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
             StaleVersion { .. } => (StatusCode::CONFLICT, "stale_version"),
             Contention { .. } => (StatusCode::CONFLICT, "conflict"),
             Store(StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
@@ -65,8 +67,8 @@ pub(crate) fn error_response(status: StatusCode, code: &str, message: String) ->
     (status, Json(body)).into_response()
 }
 
-/// A JSON request body whose rejection (malformed JSON, missing field, wrong content
-/// type) is answered with the API's error body instead of axum's plain text.
+/// A JSON request body extractor. Its rejections (malformed JSON, missing field, wrong
+/// content type) return the API's error body instead of axum's plain text.
 #[derive(Debug)]
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
@@ -86,7 +88,7 @@ fn json_rejection(rejection: JsonRejection) -> Response {
     error_response(rejection.status(), "invalid_input", message)
 }
 
-/// Answers a malformed query string with the API's error body.
+/// Returns the API's error body for a malformed query string.
 pub(crate) fn query_rejection(rejection: QueryRejection) -> Response {
     let message = format!("invalid query string: {}", rejection.body_text());
     error_response(StatusCode::BAD_REQUEST, "invalid_input", message)

@@ -45,7 +45,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .with_state(controller)
 }
 
-/// Logs each request once it is answered, with its status and latency. A watch is
+/// Logs each request once its response is ready, with its status and latency. A watch is
 /// logged when its response starts, not when the stream ends.
 async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();

@@ -34,7 +34,7 @@ pub struct HostWatchFilter {
 }
 
 impl HostWatchFilter {
-    /// Creates a filter that knows nothing yet, at revision 0.
+    /// Creates a filter with empty state, at revision 0.
     pub fn new(host: &str) -> Self {
         HostWatchFilter {
             host: host.to_string(),
@@ -85,7 +85,7 @@ impl HostWatchFilter {
         WatchEvent::Snapshot { revision: self.revision, networks, endpoints, hosts }
     }
 
-    /// The revision of the last batch applied.
+    /// Returns the revision of the last batch applied.
     pub fn revision(&self) -> u64 {
         self.revision
     }

@@ -26,9 +26,9 @@ impl Controller {
     /// Streams what one host needs: a `snapshot` first unless `after` is the current
     /// revision, then filtered changes and a `bookmark` every bookmark interval.
     ///
-    /// Errors that happen before the stream starts (store unavailable) are returned;
-    /// later the stream restarts itself with a new snapshot when the store's history is
-    /// compacted, and ends on other store errors so the client reconnects.
+    /// Errors before the stream starts, such as an unavailable store, are returned.
+    /// Once started, the stream restarts with a new snapshot when the store's history is
+    /// compacted. It ends on other store errors, so the client reconnects.
     ///
     /// Limitation: resuming from a revision older than the current one sends a full
     /// snapshot, because the filter cannot rebuild which networks were relevant at an

@@ -64,7 +64,7 @@ fn filter_batch(batch: &WatchBatch, prefix: &str) -> Option<WatchBatch> {
         })
         .cloned()
         .collect();
-    (!events.is_empty()).then(|| WatchBatch { revision: batch.revision, events })
+    (!events.is_empty()).then_some(WatchBatch { revision: batch.revision, events })
 }
 
 #[async_trait]

@@ -8,7 +8,7 @@ use cloison_controller::Controller;
 use cloison_model::{EndpointSpec, HostSpec, NetworkSpec};
 pub use mem_store::MemStore;
 
-/// A controller over a fresh in-memory store, with hosts h1 and h2 registered.
+/// Creates a controller over a fresh in-memory store, with hosts h1 and h2 registered.
 pub async fn controller() -> (Arc<Controller>, Arc<MemStore>) {
     let store = Arc::new(MemStore::default());
     let controller = Arc::new(Controller::new(store.clone()));
