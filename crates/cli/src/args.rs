@@ -1,0 +1,262 @@
+//! Command-line arguments of `cloison`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::{Ipv4Net, Ipv6Net};
+
+/// cloison: watertight container networks over VXLAN, programmed into the Linux kernel.
+///
+/// Start everything on one machine with `cloison up`, then create a network and attach
+/// namespaces or containers to it:
+///
+///   cloison up &
+///   cloison network create web --tenant blue --subnet 10.10.0.0/24
+///   ip netns add c1 && cloison attach web netns:c1 --tenant blue
+#[derive(Debug, Parser)]
+#[command(name = "cloison", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every verb accepts.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Controller URL; several URLs separated by commas are tried in order.
+    #[arg(long, global = true, env = "CLOISON_CONTROLLER", default_value = "http://127.0.0.1:7420")]
+    pub(crate) controller: String,
+    /// Path of the local agent's socket.
+    #[arg(long, global = true, env = "CLOISON_AGENT_SOCKET", default_value = "/run/cloison/agent.sock")]
+    pub(crate) agent_socket: PathBuf,
+    /// Output format of results.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub(crate) output: OutputFormat,
+    /// Log format of long-running commands (up, controller, agent).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+    /// Log filter, as in RUST_LOG (for example `info` or `cloison_agent=debug`).
+    #[arg(long, global = true, env = "CLOISON_LOG", default_value = "info")]
+    pub(crate) log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a controller and an agent in one foreground process with the embedded store.
+    Up(UpArgs),
+    /// Run the controller alone (API server and store).
+    Controller(ControllerArgs),
+    /// Run the agent of this host.
+    Agent(AgentArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Attach a network namespace or container to a network, through the local agent.
+    Attach(AttachArgs),
+    /// Detach an endpoint: remove its interface and free its addresses.
+    Detach(DetachArgs),
+    /// Inspect endpoints.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+    /// Show the controller's and the local agent's state.
+    Status,
+}
+
+/// Options of `cloison up`.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Directory of the embedded store.
+    #[arg(long, default_value = "/var/lib/cloison")]
+    pub(crate) data_dir: PathBuf,
+    /// Address the controller API listens on.
+    #[arg(long, default_value = "127.0.0.1:7420")]
+    pub(crate) listen: SocketAddr,
+    /// Path of the agent's local socket.
+    #[arg(long, default_value = "/run/cloison/agent.sock")]
+    pub(crate) socket: PathBuf,
+    #[command(flatten)]
+    pub(crate) host: HostArgs,
+}
+
+/// Options of `cloison controller`.
+#[derive(Debug, Args)]
+pub(crate) struct ControllerArgs {
+    /// Address the API listens on.
+    #[arg(long, default_value = "127.0.0.1:7420")]
+    pub(crate) listen: SocketAddr,
+    /// Directory of the embedded store.
+    #[arg(long, default_value = "/var/lib/cloison")]
+    pub(crate) data_dir: PathBuf,
+}
+
+/// Options of `cloison agent`.
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// Path of the agent's local socket.
+    #[arg(long, default_value = "/run/cloison/agent.sock")]
+    pub(crate) socket: PathBuf,
+    #[command(flatten)]
+    pub(crate) host: HostArgs,
+}
+
+/// How this host presents itself to the others.
+#[derive(Debug, Args)]
+pub(crate) struct HostArgs {
+    /// Name of this host (default: the system host name).
+    #[arg(long)]
+    pub(crate) host: Option<String>,
+    /// Underlay address of this host's VTEP (default: the address of the default route's interface, or 127.0.0.1).
+    #[arg(long)]
+    pub(crate) underlay_ip: Option<IpAddr>,
+    /// Underlay MTU in bytes (default: the MTU of the interface holding the underlay address).
+    #[arg(long)]
+    pub(crate) underlay_mtu: Option<u32>,
+    /// UDP destination port of VXLAN.
+    #[arg(long, default_value_t = 4789)]
+    pub(crate) vxlan_port: u16,
+    /// Directory of the agent's runtime files (router namespace pins).
+    #[arg(long, default_value = "/run/cloison")]
+    pub(crate) run_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantCommand {
+    /// Create a tenant.
+    Create { name: String },
+    /// List tenants.
+    Ls,
+    /// Delete a tenant that has no networks.
+    Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NetworkCommand {
+    /// Create a network (and its tenant, if new).
+    Create(NetworkCreateArgs),
+    /// List networks.
+    Ls {
+        /// Only this tenant's networks.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Show one network.
+    Inspect {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Delete a network that has no endpoints.
+    Rm {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+/// Options of `cloison network create`.
+#[derive(Debug, Args)]
+pub(crate) struct NetworkCreateArgs {
+    /// Network name: 1-63 characters of a-z, 0-9 and '-'.
+    pub(crate) name: String,
+    /// Tenant the network belongs to.
+    #[arg(long)]
+    pub(crate) tenant: String,
+    /// IPv4 subnet, /8 to /30, for example 10.10.0.0/24.
+    #[arg(long)]
+    pub(crate) subnet: Ipv4Net,
+    /// Optional IPv6 subnet, /64 to /120.
+    #[arg(long)]
+    pub(crate) subnet6: Option<Ipv6Net>,
+    /// IPv4 gateway address (default: the first usable address).
+    #[arg(long)]
+    pub(crate) gateway: Option<Ipv4Addr>,
+    /// IPv6 gateway address (default: the subnet's first address after the network address).
+    #[arg(long)]
+    pub(crate) gateway6: Option<Ipv6Addr>,
+    /// VXLAN network identifier, 1 to 16777215 (default: allocated).
+    #[arg(long)]
+    pub(crate) vni: Option<u32>,
+    /// Overlay MTU in bytes (default: each host's underlay MTU minus the VXLAN overhead).
+    #[arg(long)]
+    pub(crate) mtu: Option<u32>,
+    /// Let endpoints reach the outside through source NAT.
+    #[arg(long)]
+    pub(crate) external: bool,
+    /// Replicate broadcast and unknown unicast to every host of the network.
+    #[arg(long)]
+    pub(crate) flood: bool,
+}
+
+/// Options of `cloison attach`.
+#[derive(Debug, Args)]
+pub(crate) struct AttachArgs {
+    /// Network to join.
+    pub(crate) network: String,
+    /// What to attach: netns:NAME, pid:PID, docker:CONTAINER, or a path to a network namespace.
+    pub(crate) target: String,
+    /// Tenant of the network.
+    #[arg(long)]
+    pub(crate) tenant: String,
+    /// Endpoint name (default: the network name and part of the endpoint id).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// IPv4 address (default: the next free one).
+    #[arg(long)]
+    pub(crate) ip: Option<Ipv4Addr>,
+    /// IPv6 address, on dual-stack networks (default: the next free one).
+    #[arg(long)]
+    pub(crate) ip6: Option<Ipv6Addr>,
+    /// MAC address (default: allocated, locally administered).
+    #[arg(long)]
+    pub(crate) mac: Option<String>,
+    /// Interface name inside the namespace, at most 15 bytes.
+    #[arg(long, default_value = "eth0")]
+    pub(crate) ifname: String,
+    /// Security group to join; repeat for several.
+    #[arg(long = "group")]
+    pub(crate) groups: Vec<String>,
+}
+
+/// Options of `cloison detach`.
+#[derive(Debug, Args)]
+pub(crate) struct DetachArgs {
+    /// Endpoint name.
+    pub(crate) endpoint: String,
+    #[arg(long)]
+    pub(crate) tenant: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EndpointCommand {
+    /// List endpoints.
+    Ls {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Show one endpoint.
+    Inspect {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+    },
+}

@@ -1,0 +1,147 @@
+//! The long-running commands: `up`, `controller` and `agent`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cloison_agent::{follow_watch, serve_socket, ControlPlane, HostContext, Reconciler, WatchOptions};
+use cloison_controller::Controller;
+use cloison_dataplane::NetlinkDataplane;
+use cloison_model::{validate_name, HostSpec};
+use cloison_store::{RedbStore, Store};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::args::{AgentArgs, ControllerArgs, GlobalArgs, HostArgs, UpArgs};
+use crate::control::HttpControlPlane;
+use crate::underlay;
+
+/// Runs a controller and an agent in this process until SIGINT or SIGTERM.
+pub(crate) async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
+    let cancel = shutdown_token();
+    let listener = bind_controller(&args.data_dir, args.listen, cancel.clone()).await?;
+    let url = format!("http://{listener}");
+    let control: Arc<dyn ControlPlane> = Arc::new(HttpControlPlane::new(&url)?);
+    let _ = global;
+    run_agent(control, &args.host, &args.socket, cancel).await
+}
+
+/// Runs the controller until SIGINT or SIGTERM.
+pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    let cancel = shutdown_token();
+    bind_controller(&args.data_dir, args.listen, cancel.clone()).await?;
+    cancel.cancelled().await;
+    Ok(())
+}
+
+/// Runs this host's agent until SIGINT or SIGTERM.
+pub(crate) async fn agent(global: &GlobalArgs, args: AgentArgs) -> anyhow::Result<()> {
+    let cancel = shutdown_token();
+    let control: Arc<dyn ControlPlane> = Arc::new(HttpControlPlane::new(&global.controller)?);
+    run_agent(control, &args.host, &args.socket, cancel).await
+}
+
+/// Opens the store, binds the API and serves it in the background. Returns the
+/// address actually bound.
+async fn bind_controller(
+    data_dir: &Path,
+    listen: std::net::SocketAddr,
+    cancel: CancellationToken,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let store = RedbStore::open(data_dir)
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let controller = Arc::new(Controller::new(store));
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}; is another controller running?"))?;
+    let bound = listener.local_addr()?;
+    info!(listen = %bound, data_dir = %data_dir.display(), "controller listening");
+    tokio::spawn(async move {
+        if let Err(e) = cloison_controller::serve(listener, controller, cancel).await {
+            tracing::error!(error = %e, "controller stopped");
+        }
+    });
+    Ok(bound)
+}
+
+async fn run_agent(
+    control: Arc<dyn ControlPlane>,
+    host: &HostArgs,
+    socket: &Path,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let ctx = host_context(host)?;
+    let spec = HostSpec {
+        name: ctx.host.clone(),
+        underlay_ip: ctx.underlay_ip,
+        underlay_mtu: ctx.underlay_mtu,
+        vxlan_port: ctx.vxlan_port,
+    };
+    info!(host.name = %ctx.host, underlay = %ctx.underlay_ip, underlay_mtu = ctx.underlay_mtu, "agent starting");
+    let dataplane = NetlinkDataplane::new(ctx.run_dir.clone()).context("cannot open netlink")?;
+    let reconciler = Arc::new(Reconciler::new(Arc::new(dataplane), ctx));
+    let watch = tokio::spawn(follow_watch(
+        control.clone(),
+        reconciler.clone(),
+        spec,
+        WatchOptions::default(),
+        cancel.clone(),
+    ));
+    let served = serve_socket(socket, control, reconciler, cancel.clone()).await;
+    cancel.cancel();
+    let _ = watch.await;
+    served.context("agent socket failed")
+}
+
+fn host_context(host: &HostArgs) -> anyhow::Result<HostContext> {
+    let name = match &host.host {
+        Some(name) => name.clone(),
+        None => system_host_name()?,
+    };
+    validate_name("host", &name)?;
+    let underlay_ip = host.underlay_ip.unwrap_or_else(underlay::default_underlay_ip);
+    let underlay_mtu = match host.underlay_mtu {
+        Some(mtu) => mtu,
+        None if underlay_ip.is_loopback() => 1500,
+        None => underlay::mtu_of_address(underlay_ip)?,
+    };
+    Ok(HostContext {
+        host: name,
+        underlay_ip,
+        underlay_mtu,
+        vxlan_port: host.vxlan_port,
+        run_dir: host.run_dir.clone(),
+    })
+}
+
+fn system_host_name() -> anyhow::Result<String> {
+    let raw = nix::unistd::gethostname().context("cannot read the host name")?;
+    let name = raw.to_string_lossy().to_ascii_lowercase();
+    let name = name.split('.').next().unwrap_or_default().to_string();
+    validate_name("host", &name).with_context(|| "the system host name is not a valid cloison host name; pass --host")?;
+    Ok(name)
+}
+
+/// Returns a token cancelled on SIGINT or SIGTERM.
+fn shutdown_token() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        info!("shutting down");
+        token.cancel();
+    });
+    cancel
+}
