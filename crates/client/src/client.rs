@@ -103,7 +103,7 @@ impl Client {
         body: Option<&B>,
     ) -> Result<(String, Response<Incoming>), ClientError> {
         let payload = match body {
-            Some(body) => serde_json::to_vec(body).map_err(|source| ClientError::Decode {
+            Some(body) => serde_json::to_vec(body).map_err(|source| ClientError::Encode {
                 method: method.to_string(),
                 path: path.to_string(),
                 source,

@@ -32,6 +32,14 @@ pub enum ClientError {
         #[source]
         source: serde_json::Error,
     },
+    /// The request body cannot be encoded as JSON.
+    #[error("cannot encode the body of {method} {path} as JSON: {source}")]
+    Encode {
+        method: String,
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// A controller URL cannot be used.
     #[error("invalid controller URL {url:?}: {reason}; expected http://HOST:PORT")]
     InvalidUrl { url: String, reason: &'static str },
