@@ -1,0 +1,31 @@
+//! A multi-host cloison laboratory on one machine.
+//!
+//! A lab is an underlay namespace holding a bridge, a controller namespace running
+//! `cloison controller`, and N host namespaces `h1`..`hN`, each running a real
+//! `cloison agent`, all joined to the bridge. Containers are further namespaces.
+//! Nothing is created in the machine's own namespace, and labs with different names
+//! can run side by side because each has its own namespaces. The demo and the
+//! integration tests stand on it.
+
+mod command;
+mod daemons;
+mod error;
+mod exec;
+mod http;
+mod lab;
+mod names;
+mod netns;
+mod process;
+mod spec;
+mod state;
+mod teardown;
+mod topology;
+pub mod traffic;
+
+pub use command::{check_prerequisites, REQUIRED_TOOLS, TRAFFIC_TOOLS};
+pub use error::LabError;
+pub use lab::{down, Lab};
+pub use names::{controller_url, LabName, Node, CONTROLLER_IP, LAB_NAME_MAX, MAX_HOSTS, STATE_ROOT};
+pub use spec::{find_cloison_binary, LabSpec, DEFAULT_UNDERLAY_MTU};
+pub use state::{LabState, ProcessRecord};
+pub use topology::{UNDERLAY_BRIDGE, UNDERLAY_IFNAME};

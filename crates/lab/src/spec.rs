@@ -1,0 +1,67 @@
+//! What `Lab::up` builds.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::names::{LabName, MAX_HOSTS};
+use crate::LabError;
+
+/// Default MTU of the underlay links, as on an ordinary Ethernet.
+pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
+
+/// A lab to build.
+#[derive(Debug, Clone)]
+pub struct LabSpec {
+    pub name: LabName,
+    pub hosts: usize,
+    /// MTU of every underlay link and of the underlay bridge.
+    pub underlay_mtu: u32,
+    /// The cloison binary run as controller, agents and CLI inside the lab.
+    pub binary: PathBuf,
+    /// How long `Lab::up` waits for the controller and every agent to be ready.
+    pub ready_timeout: Duration,
+}
+
+impl LabSpec {
+    /// A lab called `name` with `hosts` hosts, underlay MTU 1500, running the cloison
+    /// binary that [`find_cloison_binary`] finds.
+    pub fn new(name: &str, hosts: usize) -> Result<LabSpec, LabError> {
+        if hosts == 0 || hosts > MAX_HOSTS {
+            return Err(LabError::InvalidHostCount { count: hosts, max: MAX_HOSTS });
+        }
+        Ok(LabSpec {
+            name: name.parse()?,
+            hosts,
+            underlay_mtu: DEFAULT_UNDERLAY_MTU,
+            binary: find_cloison_binary()?,
+            ready_timeout: Duration::from_secs(30),
+        })
+    }
+
+    pub fn with_underlay_mtu(mut self, mtu: u32) -> LabSpec {
+        self.underlay_mtu = mtu;
+        self
+    }
+}
+
+/// Finds the cloison binary: `$CLOISON_BIN`, else the running program when it is
+/// `cloison`, else a `cloison` next to it or one directory up. The last case is a
+/// test binary in `target/<profile>/deps/`, whose `cloison` sits in
+/// `target/<profile>/`; it must have been built beforehand (`cargo build -p cloison`).
+pub fn find_cloison_binary() -> Result<PathBuf, LabError> {
+    if let Some(path) = std::env::var_os("CLOISON_BIN") {
+        let path = PathBuf::from(path);
+        return if path.is_file() { Ok(path) } else { Err(LabError::BinaryNotFound { looked: path }) };
+    }
+    let exe = std::env::current_exe().map_err(|e| LabError::io("cannot find the running program", e))?;
+    if exe.file_name().is_some_and(|name| name == "cloison") {
+        return Ok(exe);
+    }
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    let candidates = [dir.join("cloison"), dir.parent().unwrap_or(dir).join("cloison")];
+    candidates
+        .iter()
+        .find(|candidate| candidate.is_file())
+        .cloned()
+        .ok_or_else(|| LabError::BinaryNotFound { looked: candidates[1].clone() })
+}
