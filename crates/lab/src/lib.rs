@@ -7,15 +7,20 @@
 //! can run side by side because each has its own namespaces. The demo and the
 //! integration tests stand on it.
 
+mod bench;
 mod command;
+pub mod converge;
 mod daemons;
+mod demo;
 mod error;
 mod exec;
 mod http;
 mod lab;
+mod list;
 mod names;
 mod netns;
 mod process;
+pub mod reference;
 mod spec;
 mod state;
 mod teardown;
@@ -29,3 +34,6 @@ pub use names::{controller_url, LabName, Node, CONTROLLER_IP, LAB_NAME_MAX, MAX_
 pub use spec::{find_cloison_binary, LabSpec, DEFAULT_UNDERLAY_MTU};
 pub use state::{LabState, ProcessRecord};
 pub use topology::{UNDERLAY_BRIDGE, UNDERLAY_IFNAME};
+pub use bench::{bench_converge, BenchReport, MAX_TRIES};
+pub use demo::{run_demo, DemoReport, PairResult, Throughput};
+pub use list::{list, LabSummary};

@@ -122,12 +122,13 @@ pub fn iperf3_throughput(server: &Path, client: &Path, server_ip: Ipv4Addr, seco
 
 fn run_client(client: &Path, server_ip: Ipv4Addr, seconds: u32) -> Result<f64, LabError> {
     let mut last_error = None;
-    // The server needs a moment to listen; retry the connection a few times.
+    // The server needs a moment to listen, and iperf3 reports a refused connection in
+    // its JSON, sometimes with a success status: retry a few times.
     for _ in 0..20 {
         let mut command = in_netns(client, "iperf3");
         command.args(["-c", &server_ip.to_string(), "-t", &seconds.to_string(), "-J"]);
-        match run(&mut command) {
-            Ok(output) => return parse_iperf3(&output.stdout, &describe(&command)),
+        match run_unchecked(&mut command).and_then(|output| parse_iperf3(&output.stdout, &describe(&command))) {
+            Ok(bits) => return Ok(bits),
             Err(e) => last_error = Some(e),
         }
         sleep(Duration::from_millis(100));
@@ -136,12 +137,15 @@ fn run_client(client: &Path, server_ip: Ipv4Addr, seconds: u32) -> Result<f64, L
 }
 
 fn parse_iperf3(stdout: &[u8], command: &str) -> Result<f64, LabError> {
-    let report: serde_json::Value = serde_json::from_slice(stdout)
-        .map_err(|e| LabError::Output { command: command.to_string(), reason: e.to_string() })?;
+    let failed = |reason: String| LabError::Output { command: command.to_string(), reason };
+    let report: serde_json::Value = serde_json::from_slice(stdout).map_err(|e| failed(e.to_string()))?;
+    if let Some(error) = report.get("error").and_then(serde_json::Value::as_str) {
+        return Err(failed(error.to_string()));
+    }
     report
         .pointer("/end/sum_received/bits_per_second")
         .and_then(serde_json::Value::as_f64)
-        .ok_or_else(|| LabError::Output { command: command.to_string(), reason: "no end.sum_received".to_string() })
+        .ok_or_else(|| failed("no end.sum_received in the report".to_string()))
 }
 
 #[cfg(test)]

@@ -1,0 +1,154 @@
+//! `cloison lab demo`: two tenants with the same subnet on three hosts, their
+//! reachability, convergence and throughput.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::converge::{measure, prepare_prober, ConvergenceSample, ConvergenceTarget};
+use crate::traffic::{iperf3_throughput, neighbour_mac, ping};
+use crate::{check_prerequisites, names::Node, reference, Lab, LabError, LabSpec, TRAFFIC_TOOLS};
+
+/// Both tenants' networks use this subnet.
+const SUBNET: &str = "10.10.0.0/24";
+const NETWORK: &str = "web";
+/// Duration of each iperf3 run, in seconds.
+const IPERF_SECONDS: u32 = 5;
+
+/// The demo's endpoints: tenant, name, host, last byte of the address. Red reuses
+/// blue's addresses so isolation is tested with identical addresses.
+const ENDPOINTS: &[(&str, &str, &str, u8)] = &[
+    ("blue", "b1", "h1", 11),
+    ("blue", "b2", "h2", 12),
+    ("blue", "b3", "h3", 13),
+    ("red", "r1", "h1", 11),
+    ("red", "r2", "h2", 12),
+];
+
+/// One cell of the reachability matrix.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairResult {
+    pub from: String,
+    pub to: String,
+    pub address: Ipv4Addr,
+    /// Same tenant and network: the pair must reach each other.
+    pub expected: bool,
+    /// A reply came back and the prober's neighbour entry holds the target's MAC, so
+    /// an endpoint of another tenant with the same address does not count.
+    pub seen: bool,
+}
+
+/// Throughput figures, in bits per second.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Throughput {
+    pub overlay: f64,
+    /// A hand-built bridge and VXLAN pair between the same two host namespaces.
+    pub reference_vxlan: f64,
+    /// The host namespaces to each other over the underlay, without VXLAN.
+    pub underlay: f64,
+}
+
+/// Everything the demo measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoReport {
+    pub lab: String,
+    pub reachability: Vec<PairResult>,
+    pub convergence: ConvergenceSample,
+    pub throughput: Throughput,
+    /// Whether every reachability cell matched what was expected.
+    pub ok: bool,
+}
+
+struct Member {
+    tenant: &'static str,
+    name: &'static str,
+    netns: PathBuf,
+    address: Ipv4Addr,
+    mac: String,
+}
+
+/// Runs the demo on a new 3-host lab built from `spec`, then removes the lab.
+pub fn run_demo(spec: LabSpec) -> Result<DemoReport, LabError> {
+    check_prerequisites(TRAFFIC_TOOLS)?;
+    let underlay_mtu = spec.underlay_mtu;
+    let lab = Lab::up(LabSpec { hosts: 3, ..spec })?;
+    for tenant in ["blue", "red"] {
+        lab.create_network(tenant, NETWORK, SUBNET, &[])?;
+    }
+    let members = attach_members(&lab)?;
+    let reachability = reachability_matrix(&members);
+    let convergence = measure_convergence(&lab, &members)?;
+    let throughput = measure_throughput(&lab, &members, underlay_mtu)?;
+    let ok = reachability.iter().all(|pair| pair.expected == pair.seen);
+    let report = DemoReport { lab: lab.name().to_string(), reachability, convergence, throughput, ok };
+    lab.down()?;
+    Ok(report)
+}
+
+fn attach_members(lab: &Lab) -> Result<Vec<Member>, LabError> {
+    let mut members = Vec::new();
+    for &(tenant, name, host, last) in ENDPOINTS {
+        let netns = lab.add_container(host, name)?;
+        let address = Ipv4Addr::new(10, 10, 0, last);
+        let endpoint = lab.attach(host, NETWORK, &netns, tenant, &["--ip", &address.to_string(), "--name", name])?;
+        members.push(Member { tenant, name, netns, address, mac: endpoint.mac.to_string().to_ascii_lowercase() });
+    }
+    Ok(members)
+}
+
+/// Pings every member from every other, all pairs at once.
+fn reachability_matrix(members: &[Member]) -> Vec<PairResult> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = members
+            .iter()
+            .flat_map(|from| members.iter().map(move |to| (from, to)))
+            .filter(|(from, to)| from.name != to.name)
+            .map(|(from, to)| scope.spawn(move || probe_pair(from, to)))
+            .collect();
+        handles.into_iter().filter_map(|handle| handle.join().ok()).collect()
+    })
+}
+
+fn probe_pair(from: &Member, to: &Member) -> PairResult {
+    let replied = ping(&from.netns, to.address, 3, Duration::from_millis(200)).is_ok_and(|counts| counts.received > 0);
+    let answered_by_target = neighbour_mac(&from.netns, "eth0", to.address).ok().flatten().as_deref() == Some(to.mac.as_str());
+    PairResult {
+        from: format!("{}/{}", from.tenant, from.name),
+        to: format!("{}/{}", to.tenant, to.name),
+        address: to.address,
+        expected: from.tenant == to.tenant,
+        seen: replied && answered_by_target,
+    }
+}
+
+/// Attaches blue `b4` on h3 while b1 on h1 pings its address.
+fn measure_convergence(lab: &Lab, members: &[Member]) -> Result<ConvergenceSample, LabError> {
+    let prober = member(members, "b1")?;
+    prepare_prober(&prober.netns)?;
+    let target = ConvergenceTarget { host: "h3", tenant: "blue", network: NETWORK, name: "b4", ip: Ipv4Addr::new(10, 10, 0, 14) };
+    measure(lab, &prober.netns, target)
+}
+
+/// Overlay b2 (h2) to b1 (h1), the reference VXLAN pair between the same hosts, and
+/// the underlay h2 to h1.
+fn measure_throughput(lab: &Lab, members: &[Member], underlay_mtu: u32) -> Result<Throughput, LabError> {
+    let (server, client) = (member(members, "b1")?, member(members, "b2")?);
+    let overlay = iperf3_throughput(&server.netns, &client.netns, server.address, IPERF_SECONDS)?;
+
+    let pair = reference::build(lab, 1, 2, underlay_mtu)?;
+    let [(reference_server, reference_address), (reference_client, _)] = &pair.ends;
+    let reference_vxlan = iperf3_throughput(reference_server, reference_client, *reference_address, IPERF_SECONDS)?;
+
+    let h1_ip = Node::Host(1).underlay_ip().unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let underlay = iperf3_throughput(&lab.netns_path("h1")?, &lab.netns_path("h2")?, h1_ip, IPERF_SECONDS)?;
+    Ok(Throughput { overlay, reference_vxlan, underlay })
+}
+
+fn member<'a>(members: &'a [Member], name: &str) -> Result<&'a Member, LabError> {
+    members.iter().find(|m| m.name == name).ok_or_else(|| LabError::Output {
+        command: "lab demo".to_string(),
+        reason: format!("no member {name}"),
+    })
+}

@@ -1,0 +1,84 @@
+//! Endpoints of one network on different hosts, and two tenants with the same subnet.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use cloison_lab::traffic::{iperf3_throughput, neighbour_mac};
+use common::{container, ip, ping3, vxlan_state_problems, Container};
+
+/// Blue has b1, b2, b3 on h1, h2, h3; red reuses b1's and b2's addresses on h1 and h2.
+fn two_tenants(lab: &cloison_lab::Lab) -> (Vec<Container>, Vec<Container>) {
+    for tenant in ["blue", "red"] {
+        lab.create_network(tenant, "web", "10.10.0.0/24", &[]).unwrap_or_else(|e| panic!("network of {tenant}: {e}"));
+    }
+    let blue = vec![
+        container(lab, "h1", "b1", "blue", "web", "10.10.0.11"),
+        container(lab, "h2", "b2", "blue", "web", "10.10.0.12"),
+        container(lab, "h3", "b3", "blue", "web", "10.10.0.13"),
+    ];
+    let red = vec![
+        container(lab, "h1", "r1", "red", "web", "10.10.0.11"),
+        container(lab, "h2", "r2", "red", "web", "10.10.0.12"),
+    ];
+    (blue, red)
+}
+
+fn mac_seen(from: &Container, address: Ipv4Addr) -> Option<String> {
+    neighbour_mac(&from.netns, "eth0", address).unwrap_or_else(|e| panic!("ip neigh: {e}"))
+}
+
+fn mac_of(c: &Container) -> String {
+    c.endpoint.mac.to_string().to_ascii_lowercase()
+}
+
+#[test]
+fn network_spans_hosts_both_ways() {
+    let lab = common::lab("ov-reach", 3);
+    let (blue, _red) = two_tenants(&lab);
+    for from in &blue {
+        for to in blue.iter().filter(|to| to.endpoint.name != from.endpoint.name) {
+            let counts = ping3(from, to.endpoint.ipv4);
+            assert_eq!(counts.received, 3, "{} on {} to {} on {}: {counts:?}", from.endpoint.name, from.host, to.endpoint.name, to.host);
+        }
+    }
+    let bits = iperf3_throughput(&blue[0].netns, &blue[1].netns, blue[0].endpoint.ipv4, 2).expect("iperf3 b2 to b1");
+    assert!(bits > 1e6, "b2 to b1 moved only {bits} bit/s");
+    let bits = iperf3_throughput(&blue[1].netns, &blue[0].netns, blue[1].endpoint.ipv4, 2).expect("iperf3 b1 to b2");
+    assert!(bits > 1e6, "b1 to b2 moved only {bits} bit/s");
+}
+
+#[test]
+fn tenant_with_same_subnet_is_isolated() {
+    let lab = common::lab("ov-iso", 3);
+    let (blue, red) = two_tenants(&lab);
+
+    // b3's address exists only in blue: red must get no reply at all.
+    for from in &red {
+        let counts = ping3(from, ip("10.10.0.13"));
+        assert_eq!(counts.received, 0, "{} (red) reached blue's 10.10.0.13", from.endpoint.name);
+    }
+    // Addresses both tenants use must be answered by the sender's own tenant.
+    let answered = ping3(&red[1], ip("10.10.0.11"));
+    assert_eq!(answered.received, 3, "r2 reaches r1");
+    assert_eq!(mac_seen(&red[1], ip("10.10.0.11")), Some(mac_of(&red[0])), "r2 sees r1's MAC, not b1's");
+    let answered = ping3(&blue[2], ip("10.10.0.11"));
+    assert_eq!(answered.received, 3, "b3 reaches b1");
+    assert_eq!(mac_seen(&blue[2], ip("10.10.0.11")), Some(mac_of(&blue[0])), "b3 sees b1's MAC, not r1's");
+    let answered = ping3(&blue[2], ip("10.10.0.12"));
+    assert_eq!(answered.received, 3, "b3 reaches b2");
+    assert_eq!(mac_seen(&blue[2], ip("10.10.0.12")), Some(mac_of(&blue[1])), "b3 sees b2's MAC, not r2's");
+}
+
+#[test]
+fn vxlan_devices_hold_exactly_remote_entries() {
+    let lab = common::lab("ov-fdb", 3);
+    let (blue, red) = two_tenants(&lab);
+    // Traffic first, so anything that could be learned would be.
+    ping3(&blue[0], blue[2].endpoint.ipv4);
+    ping3(&red[0], red[1].endpoint.ipv4);
+    std::thread::sleep(Duration::from_millis(200));
+    let problems = vxlan_state_problems(&lab);
+    assert!(problems.is_empty(), "VXLAN state differs:\n{}", problems.join("\n"));
+}
