@@ -14,8 +14,9 @@ use ipnet::{Ipv4Net, Ipv6Net};
 ///   cloison up &
 ///   cloison network create web --tenant blue --subnet 10.10.0.0/24
 ///   ip netns add c1 && cloison attach web netns:c1 --tenant blue
+///   cloison endpoint ls
 #[derive(Debug, Parser)]
-#[command(name = "cloison", version, propagate_version = true)]
+#[command(name = "cloison", version, propagate_version = true, verbatim_doc_comment)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,
@@ -70,6 +71,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Network(NetworkCommand),
     /// Attach a network namespace or container to a network, through the local agent.
+    #[command(after_help = "Examples:\n  cloison attach web netns:c1 --tenant blue\n  cloison attach web pid:4242 --tenant blue --ip 10.10.0.20 --ifname eth1\n  cloison attach web docker:my-container --tenant blue")]
     Attach(AttachArgs),
     /// Detach an endpoint: remove its interface and free its addresses.
     Detach(DetachArgs),
@@ -78,6 +80,9 @@ pub(crate) enum Command {
     Endpoint(EndpointCommand),
     /// Show the controller's and the local agent's state.
     Status,
+    /// Build, use and remove multi-host labs on this machine.
+    #[command(subcommand)]
+    Lab(crate::lab::LabCommand),
 }
 
 /// Options of `cloison up`.
