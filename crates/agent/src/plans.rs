@@ -72,7 +72,6 @@ impl HostContext {
             endpoint_id: endpoint.id.clone(),
             bridge: names::bridge(network.vni),
             host_ifname: names::endpoint_host(&endpoint.id),
-            peer_ifname: names::endpoint_peer(&endpoint.id),
             sandbox: PathBuf::from(&endpoint.sandbox),
             ifname: endpoint.ifname.clone(),
             mac: endpoint.mac,

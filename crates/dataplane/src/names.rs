@@ -37,11 +37,6 @@ pub fn endpoint_host(endpoint_id: &str) -> String {
     format!("cle{}", id_digits(endpoint_id))
 }
 
-/// Temporary name of an endpoint's container end before it is renamed.
-pub fn endpoint_peer(endpoint_id: &str) -> String {
-    format!("clt{}", id_digits(endpoint_id))
-}
-
 /// Path where a tenant's router namespace is pinned.
 pub fn router_netns(run_dir: &Path, tenant_id: &str) -> PathBuf {
     run_dir.join("netns").join(format!("router-{tenant_id}"))
@@ -102,7 +97,6 @@ mod tests {
         let id = "9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f";
         assert_eq!(endpoint_host(id), "cle9f1c2d3e4b5a");
         assert_eq!(endpoint_host(id).len(), 15);
-        assert_eq!(endpoint_peer(id).len(), 15);
         assert_eq!(endpoint_host(id), endpoint_host(id));
     }
 

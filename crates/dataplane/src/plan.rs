@@ -51,8 +51,6 @@ pub struct LocalEndpointPlan {
     pub bridge: String,
     /// Host end of the veth pair, a port of `bridge`.
     pub host_ifname: String,
-    /// Temporary name of the container end until it is renamed to `ifname`.
-    pub peer_ifname: String,
     /// Path of the container's network namespace (`/run/netns/NAME`, `/proc/PID/ns/net`).
     pub sandbox: PathBuf,
     /// Name of the interface inside the container.

@@ -1,12 +1,15 @@
 //! Network namespaces: reaching one from async code without moving a tokio worker.
 //!
 //! `setns` changes the namespace of the calling thread only, and a netlink or
-//! packet socket stays bound to the namespace it was created in. So a short-lived
-//! std thread enters the target namespace, creates the sockets and exits; the
-//! sockets are then driven on tokio. A tokio worker never changes namespace.
+//! packet socket stays bound to the namespace it was created in. So a std thread,
+//! the namespace worker, enters the target namespace, creates the sockets and
+//! returns to its own namespace. The sockets are then driven on tokio, and a tokio
+//! worker never changes namespace.
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::mpsc::{self, SendError};
+use std::sync::{Mutex, PoisonError};
 
 use nix::sched::{setns, CloneFlags};
 use rtnetlink::Handle;
@@ -49,8 +52,9 @@ pub(super) async fn connect_in(netns: &File) -> Result<Handle, DataplaneError> {
     Ok(handle)
 }
 
-/// Runs `work` on a new thread inside the namespace `netns` and returns its result.
-/// The thread exits when `work` returns, so its namespace is not reused by other work.
+/// Runs `work` inside the namespace `netns` on the namespace worker and returns
+/// its result. Jobs run one at a time; each one is a pair of `setns` calls, so an
+/// attach spawns no thread.
 pub(super) async fn run_in<T, F>(netns: &File, work: F) -> Result<T, DataplaneError>
 where
     T: Send + 'static,
@@ -60,18 +64,72 @@ where
         op: "duplicate namespace descriptor".into(),
         source,
     })?;
-    on_thread(move || {
-        setns(&netns, CloneFlags::CLONE_NEWNET).map_err(|source| DataplaneError::Sys {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    submit(Box::new(move |home: &File| {
+        let entered = setns(&netns, CloneFlags::CLONE_NEWNET).map_err(|source| DataplaneError::Sys {
             op: "setns into network namespace".into(),
             source,
-        })?;
-        Ok(work())
-    })
-    .await?
+        });
+        // The receiver is gone only when the caller was cancelled.
+        let _ = sender.send(entered.map(|()| work()));
+        setns(home, CloneFlags::CLONE_NEWNET)
+    }))?;
+    receiver.await.map_err(|_| DataplaneError::Io {
+        op: "namespace worker".into(),
+        source: std::io::Error::other("worker ended without a result"),
+    })?
 }
 
-/// Runs `work` on a new std thread, for calls such as `setns` and `unshare`
-/// that change the namespace of the calling thread.
+/// A job for the namespace worker. It receives the worker's own namespace and
+/// returns the result of going back into it.
+type Job = Box<dyn FnOnce(&File) -> nix::Result<()> + Send>;
+
+/// Queue of the namespace worker, started on first use and again after it stopped.
+static WORKER: Mutex<Option<mpsc::Sender<Job>>> = Mutex::new(None);
+
+/// Hands `job` to the namespace worker, starting a worker when there is none.
+fn submit(job: Job) -> Result<(), DataplaneError> {
+    let mut worker = WORKER.lock().unwrap_or_else(PoisonError::into_inner);
+    let job = match worker.as_ref() {
+        Some(queue) => match queue.send(job) {
+            Ok(()) => return Ok(()),
+            // The worker stopped; its queue hands the job back.
+            Err(SendError(job)) => job,
+        },
+        None => job,
+    };
+    let queue = start_worker()?;
+    // The worker just started and holds the receiver until it stops.
+    let _ = queue.send(job);
+    *worker = Some(queue);
+    Ok(())
+}
+
+/// Starts the namespace worker in the calling thread's namespace, which the
+/// worker returns to after each job. A worker that cannot return stops, because
+/// its namespace is then unknown; the next job starts a new one.
+fn start_worker() -> Result<mpsc::Sender<Job>, DataplaneError> {
+    let home = open(Path::new("/proc/thread-self/ns/net"))?;
+    let (queue, jobs) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("cloison-netns".into())
+        .spawn(move || {
+            for job in jobs {
+                if let Err(error) = job(&home) {
+                    tracing::error!(%error, "namespace worker cannot return to its namespace; stopping it");
+                    return;
+                }
+            }
+        })
+        .map_err(|source| DataplaneError::Io {
+            op: "spawn namespace worker".into(),
+            source,
+        })?;
+    Ok(queue)
+}
+
+/// Runs `work` on a new std thread that exits afterwards, for calls such as
+/// `unshare` that leave the calling thread in a namespace it cannot return from.
 pub(super) async fn on_thread<T, F>(work: F) -> Result<T, DataplaneError>
 where
     T: Send + 'static,

@@ -169,7 +169,6 @@ pub(crate) fn endpoint(network: &NetworkPlan, n: u8, sandbox: &Path) -> LocalEnd
         endpoint_id: id.clone(),
         bridge: network.bridge.clone(),
         host_ifname: names::endpoint_host(&id),
-        peer_ifname: names::endpoint_peer(&id),
         sandbox: sandbox.to_path_buf(),
         ifname: "eth0".into(),
         mac: mac_of(n),
