@@ -260,3 +260,29 @@ async fn overlay_mtu_follows_underlay() {
     fixed.mtu = Some(1200);
     assert_eq!(c.overlay_mtu(&fixed), 1200);
 }
+
+#[tokio::test]
+async fn snapshot_keeps_partially_inventoried_remote() {
+    let (fake, reconciler) = setup();
+    let net = network("n1", "t1", 42);
+    let remote = endpoint("b1", &net, "h2", 3);
+    // The kernel dump could not recover the IPv4 address of this entry.
+    fake.preload_remote(cloison_dataplane::RemoteEndpointPlan {
+        vxlan: names::vxlan(42),
+        mac: remote.mac,
+        ipv4: Ipv4Addr::UNSPECIFIED,
+        ipv6: None,
+        vtep: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+    });
+
+    reconciler
+        .apply_event(snapshot(5, vec![net.clone()], vec![endpoint("a1", &net, ME, 2), remote]))
+        .await;
+
+    let log = fake.take_log();
+    let removals = log
+        .iter()
+        .filter(|r| matches!(r, Recorded::RemoveRemoteEndpoint(_)))
+        .count();
+    assert_eq!(removals, 0, "{log:?}");
+}

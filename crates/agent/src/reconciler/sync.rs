@@ -2,9 +2,11 @@
 //! repair of objects that disappeared from the kernel.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use cloison_dataplane::{names, GatewayPlan, Inventory, NetworkPlan, OwnedNetwork, RouterPlan};
+use cloison_model::MacAddr;
 use tracing::{info, warn};
 
 use super::{Inner, Reconciler};
@@ -44,7 +46,14 @@ impl Reconciler {
         let applied = &inner.applied;
         let local_ifnames: BTreeSet<&str> = applied.local.values().map(|(_, p)| p.host_ifname.as_str()).collect();
         let broken_ifnames: BTreeSet<&str> = applied.broken.values().map(|p| p.host_ifname.as_str()).collect();
-        let remote: BTreeSet<_> = applied.remote.values().map(|(_, p)| p.clone()).collect();
+        // Remote entries are matched by device and MAC only: the inventory rebuilds them
+        // from FDB and neighbour dumps, and a field it could not recover must not make
+        // the agent delete an entry it has just ensured.
+        let remote: BTreeSet<(&str, MacAddr)> = applied
+            .remote
+            .values()
+            .map(|(_, p)| (p.vxlan.as_str(), p.mac))
+            .collect();
         let vnis: BTreeSet<u32> = applied.networks.values().map(|(_, p)| p.vni).collect();
         let routers: BTreeSet<&PathBuf> = applied.routers.values().map(|r| &r.netns_path).collect();
         let mut failures = Vec::new();
@@ -55,7 +64,11 @@ impl Reconciler {
                 failures.extend(self.dataplane.remove_local_endpoint(name).await.err());
             }
         }
-        for entry in inventory.remote_endpoints.iter().filter(|r| !remote.contains(*r)) {
+        for entry in inventory
+            .remote_endpoints
+            .iter()
+            .filter(|r| !remote.contains(&(r.vxlan.as_str(), r.mac)))
+        {
             failures.extend(self.dataplane.remove_remote_endpoint(entry).await.err());
         }
         for network in inventory.networks.iter().filter(|n| !vnis.contains(&n.vni)) {
@@ -93,7 +106,7 @@ impl Reconciler {
                 router_netns: PathBuf::new(),
                 ipv4: ipnet::Ipv4Net::default(),
                 ipv6: None,
-                mac: cloison_model::MacAddr::default(),
+                mac: MacAddr::default(),
             },
         }
     }
@@ -118,9 +131,13 @@ impl Reconciler {
                 dirty.insert(network_id.clone());
             }
         }
-        let present_remote: BTreeSet<_> = inventory.remote_endpoints.iter().collect();
+        let present_remote: BTreeSet<(&str, MacAddr, IpAddr)> = inventory
+            .remote_endpoints
+            .iter()
+            .map(|r| (r.vxlan.as_str(), r.mac, r.vtep))
+            .collect();
         for (network_id, plan) in inner.applied.remote.values() {
-            if !present_remote.contains(plan) {
+            if !present_remote.contains(&(plan.vxlan.as_str(), plan.mac, plan.vtep)) {
                 dirty.insert(network_id.clone());
             }
         }
