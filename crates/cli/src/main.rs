@@ -4,6 +4,7 @@
 mod args;
 mod control;
 mod daemon;
+mod lab;
 mod logging;
 mod output;
 mod underlay;
@@ -54,5 +55,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detach(args) => verbs::detach(global, args).await,
         Command::Endpoint(cmd) => verbs::endpoint(global, cmd).await,
         Command::Status => verbs::status(global).await,
+        Command::Lab(cmd) => lab::lab(global, cmd).await,
     }
 }

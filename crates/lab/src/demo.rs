@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::converge::{measure, prepare_prober, ConvergenceSample, ConvergenceTarget};
-use crate::traffic::{iperf3_throughput, neighbour_mac, ping};
+use crate::traffic::{iperf3_throughput, ping_reply_ttls, set_default_ttl};
 use crate::{check_prerequisites, names::Node, reference, Lab, LabError, LabSpec, TRAFFIC_TOOLS};
 
 /// Both tenants' networks use this subnet.
@@ -35,9 +35,11 @@ pub struct PairResult {
     pub address: Ipv4Addr,
     /// Same tenant and network: the pair must reach each other.
     pub expected: bool,
-    /// A reply came back and the prober's neighbour entry holds the target's MAC, so
-    /// an endpoint of another tenant with the same address does not count.
+    /// A reply came back from the target itself, recognised by its TTL, so an
+    /// endpoint of another tenant with the same address does not count.
     pub seen: bool,
+    /// Endpoints whose replies came back, `tenant/name`.
+    pub replied: Vec<String>,
 }
 
 /// Throughput figures, in bits per second.
@@ -66,7 +68,8 @@ struct Member {
     name: &'static str,
     netns: PathBuf,
     address: Ipv4Addr,
-    mac: String,
+    /// Default TTL of the container's namespace, unique in the demo.
+    ttl: u8,
 }
 
 /// Runs the demo on a new 3-host lab built from `spec`, then removes the lab.
@@ -89,14 +92,19 @@ pub fn run_demo(spec: LabSpec) -> Result<DemoReport, LabError> {
 
 fn attach_members(lab: &Lab) -> Result<Vec<Member>, LabError> {
     let mut members = Vec::new();
-    for &(tenant, name, host, last) in ENDPOINTS {
+    for (index, &(tenant, name, host, last)) in ENDPOINTS.iter().enumerate() {
         let netns = lab.add_container(host, name)?;
         let address = Ipv4Addr::new(10, 10, 0, last);
-        let endpoint = lab.attach(host, NETWORK, &netns, tenant, &["--ip", &address.to_string(), "--name", name])?;
-        members.push(Member { tenant, name, netns, address, mac: endpoint.mac.to_string().to_ascii_lowercase() });
+        lab.attach(host, NETWORK, &netns, tenant, &["--ip", &address.to_string(), "--name", name])?;
+        let ttl = FIRST_TTL + index as u8;
+        set_default_ttl(&netns, ttl)?;
+        members.push(Member { tenant, name, netns, address, ttl });
     }
     Ok(members)
 }
+
+/// Default TTL of the first member; the others count up from it.
+const FIRST_TTL: u8 = 101;
 
 /// Pings every member from every other, all pairs at once.
 fn reachability_matrix(members: &[Member]) -> Vec<PairResult> {
@@ -105,21 +113,27 @@ fn reachability_matrix(members: &[Member]) -> Vec<PairResult> {
             .iter()
             .flat_map(|from| members.iter().map(move |to| (from, to)))
             .filter(|(from, to)| from.name != to.name)
-            .map(|(from, to)| scope.spawn(move || probe_pair(from, to)))
+            .map(|(from, to)| scope.spawn(move || probe_pair(members, from, to)))
             .collect();
         handles.into_iter().filter_map(|handle| handle.join().ok()).collect()
     })
 }
 
-fn probe_pair(from: &Member, to: &Member) -> PairResult {
-    let replied = ping(&from.netns, to.address, 3, Duration::from_millis(200)).is_ok_and(|counts| counts.received > 0);
-    let answered_by_target = neighbour_mac(&from.netns, "eth0", to.address).ok().flatten().as_deref() == Some(to.mac.as_str());
+fn probe_pair(members: &[Member], from: &Member, to: &Member) -> PairResult {
+    let ttls = ping_reply_ttls(&from.netns, to.address, 3, Duration::from_millis(200)).unwrap_or_default();
+    let mut replied: Vec<String> = members
+        .iter()
+        .filter(|m| ttls.contains(&m.ttl))
+        .map(|m| format!("{}/{}", m.tenant, m.name))
+        .collect();
+    replied.dedup();
     PairResult {
         from: format!("{}/{}", from.tenant, from.name),
         to: format!("{}/{}", to.tenant, to.name),
         address: to.address,
         expected: from.tenant == to.tenant,
-        seen: replied && answered_by_target,
+        seen: ttls.contains(&to.ttl),
+        replied,
     }
 }
 

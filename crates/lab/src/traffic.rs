@@ -39,6 +39,31 @@ fn parse_ping_summary(stdout: &str) -> Option<PingCounts> {
     Some(PingCounts { transmitted: numbers.next()??, received: numbers.next()?? })
 }
 
+/// Pings `target` from the namespace at `netns` and returns the TTL of each reply.
+/// Each lab container gets its own default TTL ([`set_default_ttl`]) and nothing
+/// routes between containers of one network, so the TTL names the endpoint that
+/// replied even when two tenants use the same address and MAC.
+pub fn ping_reply_ttls(netns: &Path, target: Ipv4Addr, count: u32, interval: Duration) -> Result<Vec<u8>, LabError> {
+    let mut command = in_netns(netns, "ping");
+    command.args(["-n", "-W", "1", "-c", &count.to_string(), "-i", &format!("{:.3}", interval.as_secs_f64())]);
+    command.arg(target.to_string());
+    let output = run_unchecked(&mut command)?;
+    Ok(String::from_utf8_lossy(&output.stdout).lines().filter_map(reply_ttl).collect())
+}
+
+/// TTL of a reply line: "64 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.1 ms".
+fn reply_ttl(line: &str) -> Option<u8> {
+    if !line.contains("bytes from") {
+        return None;
+    }
+    line.split_whitespace().find_map(|word| word.strip_prefix("ttl=")).and_then(|ttl| ttl.parse().ok())
+}
+
+/// Sets the default IPv4 TTL of the namespace at `netns` (a per-namespace sysctl).
+pub fn set_default_ttl(netns: &Path, ttl: u8) -> Result<(), LabError> {
+    run(in_netns(netns, "sysctl").args(["-q", "-w", &format!("net.ipv4.ip_default_ttl={ttl}")])).map(drop)
+}
+
 /// Sends one ping of `payload` bytes with don't-fragment set (`ping -M do -s N`) and
 /// returns ping's whole output, stdout then stderr, whatever its status.
 pub fn ping_dont_fragment(netns: &Path, target: Ipv4Addr, payload: u32) -> Result<(bool, String), LabError> {
@@ -164,6 +189,12 @@ mod tests {
         let time = reply_time(line).expect("a reply line");
         let millis = time.duration_since(SystemTime::UNIX_EPOCH).expect("after the epoch").as_millis();
         assert_eq!(millis, 1_700_000_000_500);
+    }
+
+    #[test]
+    fn reply_ttl_is_read() {
+        assert_eq!(reply_ttl("64 bytes from 10.0.0.2: icmp_seq=1 ttl=101 time=0.1 ms"), Some(101));
+        assert_eq!(reply_ttl("From 10.0.0.1 icmp_seq=1 Destination Host Unreachable"), None);
     }
 
     #[test]
