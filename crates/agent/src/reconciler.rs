@@ -82,6 +82,9 @@ impl Reconciler {
         let endpoint_id = endpoint.id.clone();
         inner.desired.networks.insert(network_id.clone(), network);
         inner.desired.endpoints.insert(endpoint_id.clone(), endpoint);
+        // The watch may have delivered this endpoint first and failed on it; without
+        // this, converge skips it as known-broken and the kernel's error is lost.
+        inner.applied.broken.remove(&endpoint_id);
         let result = self.converge(&mut inner, &network_id).await;
         if inner.applied.local.contains_key(&endpoint_id) {
             return Ok(());
