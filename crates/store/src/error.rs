@@ -9,6 +9,10 @@ pub enum StoreError {
     /// The store cannot serve the request now (no quorum, connection lost).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A remote store rejected the request for a reason other than availability, for
+    /// instance etcd's limit on operations per transaction.
+    #[error("the store rejected the request: {0}")]
+    Rejected(String),
     /// The embedded database failed.
     #[error("embedded database error: {0}")]
     Database(#[from] redb::Error),
