@@ -120,7 +120,7 @@ fn reachability_matrix(members: &[Member]) -> Vec<PairResult> {
 }
 
 fn probe_pair(members: &[Member], from: &Member, to: &Member) -> PairResult {
-    let ttls = ping_reply_ttls(&from.netns, to.address, 3, Duration::from_millis(200)).unwrap_or_default();
+    let ttls = ping_reply_ttls(&from.netns, to.address.into(), 3, Duration::from_millis(200)).unwrap_or_default();
     let mut replied: Vec<String> = members
         .iter()
         .filter(|m| ttls.contains(&m.ttl))

@@ -1,7 +1,7 @@
 //! Traffic between containers: ping, neighbour lookups and iperf3.
 
 use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
@@ -43,7 +43,7 @@ fn parse_ping_summary(stdout: &str) -> Option<PingCounts> {
 /// Each lab container gets its own default TTL ([`set_default_ttl`]) and nothing
 /// routes between containers of one network, so the TTL names the endpoint that
 /// replied even when two tenants use the same address and MAC.
-pub fn ping_reply_ttls(netns: &Path, target: Ipv4Addr, count: u32, interval: Duration) -> Result<Vec<u8>, LabError> {
+pub fn ping_reply_ttls(netns: &Path, target: IpAddr, count: u32, interval: Duration) -> Result<Vec<u8>, LabError> {
     let mut command = in_netns(netns, "ping");
     command.args(["-n", "-W", "1", "-c", &count.to_string(), "-i", &format!("{:.3}", interval.as_secs_f64())]);
     command.arg(target.to_string());
@@ -59,9 +59,15 @@ fn reply_ttl(line: &str) -> Option<u8> {
     line.split_whitespace().find_map(|word| word.strip_prefix("ttl=")).and_then(|ttl| ttl.parse().ok())
 }
 
-/// Sets the default IPv4 TTL of the namespace at `netns` (a per-namespace sysctl).
+/// Sets the default IPv4 TTL of the namespace at `netns` (a per-namespace sysctl), and
+/// the IPv6 hop limit of its `eth0` when it has one.
 pub fn set_default_ttl(netns: &Path, ttl: u8) -> Result<(), LabError> {
-    run(in_netns(netns, "sysctl").args(["-q", "-w", &format!("net.ipv4.ip_default_ttl={ttl}")])).map(drop)
+    run(in_netns(netns, "sysctl").args(["-q", "-w", &format!("net.ipv4.ip_default_ttl={ttl}")]))?;
+    let has_eth0 = run(in_netns(netns, "ip").args(["link", "show", "dev", "eth0"])).is_ok();
+    if has_eth0 {
+        run(in_netns(netns, "sysctl").args(["-q", "-w", &format!("net.ipv6.conf.eth0.hop_limit={ttl}")]))?;
+    }
+    Ok(())
 }
 
 /// Sends one ping of `payload` bytes with don't-fragment set (`ping -M do -s N`) and
@@ -136,24 +142,45 @@ fn reply_time(line: &str) -> Option<SystemTime> {
 /// TCP throughput in bits per second from the namespace `client` to an iperf3 server
 /// started in `server` on `server_ip`, over `seconds` seconds.
 pub fn iperf3_throughput(server: &Path, client: &Path, server_ip: Ipv4Addr, seconds: u32) -> Result<f64, LabError> {
+    let report = iperf3(server, client, server_ip, &["-t", &seconds.to_string()])?;
+    report_number(&report, "/end/sum_received/bits_per_second")
+}
+
+/// Sends `bytes` bytes over TCP from `client` to an iperf3 server in `server` and
+/// returns how many bytes the server received.
+pub fn iperf3_transfer(server: &Path, client: &Path, server_ip: Ipv4Addr, bytes: u64) -> Result<u64, LabError> {
+    let report = iperf3(server, client, server_ip, &["-n", &bytes.to_string()])?;
+    report_number(&report, "/end/sum_received/bytes").map(|received| received as u64)
+}
+
+fn report_number(report: &serde_json::Value, pointer: &str) -> Result<f64, LabError> {
+    report.pointer(pointer).and_then(serde_json::Value::as_f64).ok_or_else(|| LabError::Output {
+        command: "iperf3".to_string(),
+        reason: format!("no {pointer} in the report"),
+    })
+}
+
+/// Runs one iperf3 client with `load` (`-t N` or `-n BYTES`) against a one-off server
+/// and returns the client's JSON report.
+fn iperf3(server: &Path, client: &Path, server_ip: Ipv4Addr, load: &[&str]) -> Result<serde_json::Value, LabError> {
     let mut command = in_netns(server, "iperf3");
     command.args(["-s", "-1", "-B", &server_ip.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
     let mut daemon = command.spawn().map_err(|source| LabError::Spawn { program: describe(&command), source })?;
-    let result = run_client(client, server_ip, seconds);
+    let result = run_client(client, server_ip, load);
     let _ = daemon.kill();
     let _ = daemon.wait();
     result
 }
 
-fn run_client(client: &Path, server_ip: Ipv4Addr, seconds: u32) -> Result<f64, LabError> {
+fn run_client(client: &Path, server_ip: Ipv4Addr, load: &[&str]) -> Result<serde_json::Value, LabError> {
     let mut last_error = None;
     // The server needs a moment to listen, and iperf3 reports a refused connection in
     // its JSON, sometimes with a success status: retry a few times.
     for _ in 0..20 {
         let mut command = in_netns(client, "iperf3");
-        command.args(["-c", &server_ip.to_string(), "-t", &seconds.to_string(), "-J"]);
+        command.args(["-c", &server_ip.to_string(), "-J"]).args(load);
         match run_unchecked(&mut command).and_then(|output| parse_iperf3(&output.stdout, &describe(&command))) {
-            Ok(bits) => return Ok(bits),
+            Ok(report) => return Ok(report),
             Err(e) => last_error = Some(e),
         }
         sleep(Duration::from_millis(100));
@@ -161,16 +188,14 @@ fn run_client(client: &Path, server_ip: Ipv4Addr, seconds: u32) -> Result<f64, L
     Err(last_error.unwrap_or(LabError::Timeout { what: "iperf3".to_string(), seconds: 2 }))
 }
 
-fn parse_iperf3(stdout: &[u8], command: &str) -> Result<f64, LabError> {
+/// Parses iperf3's JSON report, turning the error it may carry into an error.
+fn parse_iperf3(stdout: &[u8], command: &str) -> Result<serde_json::Value, LabError> {
     let failed = |reason: String| LabError::Output { command: command.to_string(), reason };
     let report: serde_json::Value = serde_json::from_slice(stdout).map_err(|e| failed(e.to_string()))?;
     if let Some(error) = report.get("error").and_then(serde_json::Value::as_str) {
         return Err(failed(error.to_string()));
     }
-    report
-        .pointer("/end/sum_received/bits_per_second")
-        .and_then(serde_json::Value::as_f64)
-        .ok_or_else(|| failed("no end.sum_received in the report".to_string()))
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use cloison_lab::traffic::{iperf3_throughput, neighbour_mac};
-use common::{container, ip, ping3, vxlan_state_problems, Container};
+use cloison_lab::traffic::{iperf3_throughput, ping_reply_ttls, set_default_ttl};
+use common::{container, ip, ping3, vxlan_state_problems, wait_reachable, Container};
 
 /// Blue has b1, b2, b3 on h1, h2, h3; red reuses b1's and b2's addresses on h1 and h2.
 fn two_tenants(lab: &cloison_lab::Lab) -> (Vec<Container>, Vec<Container>) {
@@ -25,12 +25,9 @@ fn two_tenants(lab: &cloison_lab::Lab) -> (Vec<Container>, Vec<Container>) {
     (blue, red)
 }
 
-fn mac_seen(from: &Container, address: Ipv4Addr) -> Option<String> {
-    neighbour_mac(&from.netns, "eth0", address).unwrap_or_else(|e| panic!("ip neigh: {e}"))
-}
-
-fn mac_of(c: &Container) -> String {
-    c.endpoint.mac.to_string().to_ascii_lowercase()
+/// TTLs of the replies to three pings, each container having its own default TTL.
+fn reply_ttls(from: &Container, address: Ipv4Addr) -> Vec<u8> {
+    ping_reply_ttls(&from.netns, address.into(), 3, Duration::from_millis(100)).unwrap_or_else(|e| panic!("ping {address}: {e}"))
 }
 
 #[test]
@@ -39,6 +36,7 @@ fn network_spans_hosts_both_ways() {
     let (blue, _red) = two_tenants(&lab);
     for from in &blue {
         for to in blue.iter().filter(|to| to.endpoint.name != from.endpoint.name) {
+            wait_reachable(from, to.endpoint.ipv4);
             let counts = ping3(from, to.endpoint.ipv4);
             assert_eq!(counts.received, 3, "{} on {} to {} on {}: {counts:?}", from.endpoint.name, from.host, to.endpoint.name, to.host);
         }
@@ -53,22 +51,28 @@ fn network_spans_hosts_both_ways() {
 fn tenant_with_same_subnet_is_isolated() {
     let lab = common::lab("ov-iso", 3);
     let (blue, red) = two_tenants(&lab);
+    // The TTL of a reply names the container that sent it: blue 101.., red 111..
+    for (index, c) in blue.iter().enumerate() {
+        set_default_ttl(&c.netns, 101 + index as u8).expect("set TTL");
+    }
+    for (index, c) in red.iter().enumerate() {
+        set_default_ttl(&c.netns, 111 + index as u8).expect("set TTL");
+    }
 
     // b3's address exists only in blue: red must get no reply at all.
     for from in &red {
-        let counts = ping3(from, ip("10.10.0.13"));
-        assert_eq!(counts.received, 0, "{} (red) reached blue's 10.10.0.13", from.endpoint.name);
+        let ttls = reply_ttls(from, ip("10.10.0.13"));
+        assert!(ttls.is_empty(), "{} (red) got replies from blue's 10.10.0.13: TTLs {ttls:?}", from.endpoint.name);
     }
-    // Addresses both tenants use must be answered by the sender's own tenant.
-    let answered = ping3(&red[1], ip("10.10.0.11"));
-    assert_eq!(answered.received, 3, "r2 reaches r1");
-    assert_eq!(mac_seen(&red[1], ip("10.10.0.11")), Some(mac_of(&red[0])), "r2 sees r1's MAC, not b1's");
-    let answered = ping3(&blue[2], ip("10.10.0.11"));
-    assert_eq!(answered.received, 3, "b3 reaches b1");
-    assert_eq!(mac_seen(&blue[2], ip("10.10.0.11")), Some(mac_of(&blue[0])), "b3 sees b1's MAC, not r1's");
-    let answered = ping3(&blue[2], ip("10.10.0.12"));
-    assert_eq!(answered.received, 3, "b3 reaches b2");
-    assert_eq!(mac_seen(&blue[2], ip("10.10.0.12")), Some(mac_of(&blue[1])), "b3 sees b2's MAC, not r2's");
+    // Addresses both tenants use must be answered by the sender's own tenant only.
+    wait_reachable(&red[1], ip("10.10.0.11"));
+    wait_reachable(&red[0], ip("10.10.0.12"));
+    wait_reachable(&blue[2], ip("10.10.0.11"));
+    wait_reachable(&blue[2], ip("10.10.0.12"));
+    assert_eq!(reply_ttls(&red[1], ip("10.10.0.11")), [111, 111, 111], "r2 to 10.10.0.11 is answered by r1 only");
+    assert_eq!(reply_ttls(&red[0], ip("10.10.0.12")), [112, 112, 112], "r1 to 10.10.0.12 is answered by r2 only");
+    assert_eq!(reply_ttls(&blue[2], ip("10.10.0.11")), [101, 101, 101], "b3 to 10.10.0.11 is answered by b1 only");
+    assert_eq!(reply_ttls(&blue[2], ip("10.10.0.12")), [102, 102, 102], "b3 to 10.10.0.12 is answered by b2 only");
 }
 
 #[test]

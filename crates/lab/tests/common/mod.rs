@@ -163,3 +163,11 @@ fn check_learning_off(lab: &Lab, host: &str, dev: &str, problems: &mut Vec<Strin
         problems.push(format!("{host}: {dev} has learning {learning:?}, expected false"));
     }
 }
+
+/// Waits until `from` gets a reply from `target`, for steps that only set the scene
+/// (convergence itself is measured by `cloison lab bench-converge`).
+pub(crate) fn wait_reachable(from: &Container, target: Ipv4Addr) {
+    let probe = cloison_lab::traffic::Prober::start(&from.netns, target, Duration::from_millis(20))
+        .unwrap_or_else(|e| panic!("prober to {target}: {e}"));
+    assert!(probe.first_reply(Duration::from_secs(5)).is_some(), "{target} not reachable from {} within 5 s", from.endpoint.name);
+}
