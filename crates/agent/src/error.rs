@@ -20,6 +20,9 @@ pub enum AgentError {
     /// The desired state refers to something this agent has not received.
     #[error("{what} not found")]
     NotFound { what: String },
+    /// A local endpoint's kernel objects differ from its records.
+    #[error("endpoint {endpoint} drifted: {}", problems.join("; "))]
+    Drift { endpoint: String, problems: Vec<String> },
     /// The local socket could not be served.
     #[error("cannot serve socket {path}: {source}")]
     Socket {

@@ -3,6 +3,7 @@
 //! [`cloison_dataplane::Dataplane`]. It also serves a local socket through which the
 //! CLI, the CNI plugin and the Docker driver attach and detach containers.
 
+mod attachment;
 mod control;
 mod docker;
 mod error;
@@ -13,6 +14,7 @@ mod socket;
 mod state;
 mod watch;
 
+pub use attachment::{CheckRequest, EndpointQuery, LocalAttachment};
 pub use control::{AttachRequest, ControlPlane, DetachRequest};
 pub use error::AgentError;
 pub use plans::HostContext;

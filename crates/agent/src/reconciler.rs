@@ -8,6 +8,7 @@
 mod applied;
 mod converge;
 mod sync;
+mod verify;
 
 use std::sync::Arc;
 

@@ -1,21 +1,24 @@
-//! The agent's local HTTP API on a Unix socket: attach, detach and status, for the
-//! CLI, the CNI plugin and the Docker driver.
+//! The agent's local HTTP API on a Unix socket: attach, detach, check, list and
+//! status, for the CLI, the CNI plugin and the Docker driver.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cloison_model::{Endpoint, EndpointSpec};
+use cloison_model::EndpointSpec;
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::{resolve_target, AgentError, AttachRequest, ControlPlane, DetachRequest, Reconciler};
+use crate::{
+    resolve_target, AgentError, AttachRequest, CheckRequest, ControlPlane, DetachRequest, EndpointQuery,
+    LocalAttachment, Reconciler,
+};
 
 #[derive(Debug, Clone)]
 struct AppState {
@@ -45,6 +48,8 @@ pub async fn serve_socket(
     let app = Router::new()
         .route("/v1/attach", post(attach))
         .route("/v1/detach", post(detach))
+        .route("/v1/check", post(check))
+        .route("/v1/endpoints", get(list_endpoints))
         .route("/v1/status", get(status))
         .with_state(AppState { control, reconciler });
     info!(socket = %path.display(), "agent socket listening");
@@ -81,7 +86,7 @@ async fn attach(State(app): State<AppState>, Json(request): Json<AttachRequest>)
     }
 }
 
-async fn do_attach(app: &AppState, request: AttachRequest) -> Result<Endpoint, AgentError> {
+async fn do_attach(app: &AppState, request: AttachRequest) -> Result<LocalAttachment, AgentError> {
     let sandbox = resolve_sandbox(&request.target).await?;
     let host = app.reconciler.context().host.clone();
     let spec = EndpointSpec {
@@ -98,7 +103,7 @@ async fn do_attach(app: &AppState, request: AttachRequest) -> Result<Endpoint, A
     };
     let network = app.control.get_network(&request.tenant, &request.network).await?;
     let endpoint = app.control.create_endpoint(&request.tenant, &spec).await?;
-    if let Err(e) = app.reconciler.attach(network, endpoint.clone()).await {
+    if let Err(e) = app.reconciler.attach(network.clone(), endpoint.clone()).await {
         // Nothing half-made stays behind: the kernel side was rolled back by the
         // reconciler, the record and its addresses go too.
         if let Err(cleanup) = app.control.delete_endpoint(&endpoint.tenant, &endpoint.name).await {
@@ -107,7 +112,7 @@ async fn do_attach(app: &AppState, request: AttachRequest) -> Result<Endpoint, A
         return Err(e);
     }
     info!(endpoint.id = %endpoint.id, endpoint.name = %endpoint.name, ipv4 = %endpoint.ipv4, "attached");
-    Ok(endpoint)
+    Ok(LocalAttachment::new(app.reconciler.context(), &network, endpoint))
 }
 
 async fn resolve_sandbox(target: &str) -> Result<PathBuf, AgentError> {
@@ -137,6 +142,45 @@ async fn detach(State(app): State<AppState>, Json(request): Json<DetachRequest>)
     }
 }
 
+/// Verifies one local endpoint against its record and the kernel, changing nothing:
+/// 404 when the record is gone, 409 `drift` listing what differs.
+async fn check(State(app): State<AppState>, Json(request): Json<CheckRequest>) -> Response {
+    let span = info_span!("check", tenant = %request.tenant, endpoint.name = %request.endpoint);
+    let result = async {
+        let endpoint = app.control.get_endpoint(&request.tenant, &request.endpoint).await?;
+        let network = app.control.get_network(&endpoint.tenant, &endpoint.network).await?;
+        if endpoint.host != app.reconciler.context().host {
+            return Err(AgentError::NotFound {
+                what: format!("endpoint {} on this host (it is on {})", endpoint.name, endpoint.host),
+            });
+        }
+        app.reconciler.verify(&network, &endpoint).await?;
+        Ok(LocalAttachment::new(app.reconciler.context(), &network, endpoint))
+    }
+    .instrument(span)
+    .await;
+    match result {
+        Ok(attachment) => Json(attachment).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+/// Lists this host's endpoints from the desired state, without asking the controller.
+async fn list_endpoints(State(app): State<AppState>, Query(query): Query<EndpointQuery>) -> Response {
+    let desired = app.reconciler.desired().await;
+    let ctx = app.reconciler.context();
+    let attachments: Vec<LocalAttachment> = desired
+        .endpoints
+        .values()
+        .filter(|e| e.host == ctx.host && query.matches(e))
+        .filter_map(|e| {
+            let network = desired.networks.get(&e.network_id)?;
+            Some(LocalAttachment::new(ctx, network, e.clone()))
+        })
+        .collect();
+    Json(attachments).into_response()
+}
+
 async fn status(State(app): State<AppState>) -> Json<AgentStatus> {
     let desired = app.reconciler.desired().await;
     let host = app.reconciler.context().host.clone();
@@ -161,6 +205,7 @@ fn error_response(error: AgentError) -> Response {
             code.clone(),
         ),
         AgentError::Dataplane(_) => (StatusCode::INTERNAL_SERVER_ERROR, "kernel_error".to_string()),
+        AgentError::Drift { .. } => (StatusCode::CONFLICT, "drift".to_string()),
         AgentError::Socket { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal".to_string()),
     };
     let message = match &error {

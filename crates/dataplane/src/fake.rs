@@ -138,6 +138,15 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
+    async fn verify_local_endpoint(&self, plan: &LocalEndpointPlan) -> Result<Vec<String>, DataplaneError> {
+        let k = self.lock();
+        Ok(match k.endpoints.get(&plan.endpoint_id) {
+            Some(present) if present == plan => Vec::new(),
+            Some(_) => vec![format!("endpoint {} differs from its plan", plan.endpoint_id)],
+            None => vec![format!("endpoint {} is missing", plan.endpoint_id)],
+        })
+    }
+
     async fn ensure_remote_endpoint(&self, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError> {
         let mut k = self.lock();
         k.log.push(Recorded::EnsureRemoteEndpoint(plan.clone()));

@@ -44,6 +44,9 @@ pub trait Dataplane: Send + Sync + std::fmt::Debug {
     async fn ensure_local_endpoint(&self, plan: &LocalEndpointPlan) -> Result<(), DataplaneError>;
     /// Removes a local endpoint's veth pair (both ends go with the host end).
     async fn remove_local_endpoint(&self, host_ifname: &str) -> Result<(), DataplaneError>;
+    /// Compares a local endpoint with the kernel without changing anything and
+    /// returns each difference found, empty when the endpoint matches `plan`.
+    async fn verify_local_endpoint(&self, plan: &LocalEndpointPlan) -> Result<Vec<String>, DataplaneError>;
 
     /// Installs the static FDB and neighbour entries of an endpoint on another host.
     async fn ensure_remote_endpoint(&self, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError>;

@@ -15,6 +15,7 @@ mod links;
 mod namespace;
 mod network;
 mod router;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -95,6 +96,10 @@ impl Dataplane for NetlinkDataplane {
 
     async fn remove_local_endpoint(&self, host_ifname: &str) -> Result<(), DataplaneError> {
         endpoint::remove(self.host().await?, host_ifname).await
+    }
+
+    async fn verify_local_endpoint(&self, plan: &LocalEndpointPlan) -> Result<Vec<String>, DataplaneError> {
+        verify::local_endpoint(self.host().await?, plan).await
     }
 
     async fn ensure_remote_endpoint(&self, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError> {
