@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   ca-certificates curl build-essential pkg-config
   iproute2 iputils-ping util-linux nftables iperf3 procps
+  containernetworking-plugins podman iptables
   etcd-server protobuf-compiler
 )
 
