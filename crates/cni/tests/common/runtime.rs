@@ -14,6 +14,9 @@
 //! Plugins run with the `CNI_*` variables and stdin config, inside the namespace
 //! that plays the host (entered with `setns` before `exec`), never the machine's own.
 
+// Errors are rare in tests and read whole, so their size does not matter here.
+#![allow(clippy::result_large_err)]
+
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsFd;
