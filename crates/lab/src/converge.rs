@@ -87,6 +87,9 @@ pub struct Percentiles {
 impl Percentiles {
     /// `None` when `samples` is empty.
     pub fn of(samples: &[Duration]) -> Option<Percentiles> {
+        if samples.is_empty() {
+            return None;
+        }
         let mut sorted = samples.to_vec();
         sorted.sort();
         let rank = |p: f64| {

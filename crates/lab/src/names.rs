@@ -46,11 +46,11 @@ impl FromStr for LabName {
         if name.is_empty() || name.len() > LAB_NAME_MAX {
             return Err(invalid("wrong length"));
         }
-        if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-            return Err(invalid("it must start with a letter"));
-        }
         if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-            return Err(invalid("it contains a character that is not allowed"));
+            return Err(invalid("it contains a character other than a-z, 0-9 and '-'"));
+        }
+        if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            return Err(invalid("it does not start with a letter"));
         }
         Ok(LabName(name.to_string()))
     }

@@ -146,13 +146,6 @@ pub fn iperf3_throughput(server: &Path, client: &Path, server_ip: Ipv4Addr, seco
     report_number(&report, "/end/sum_received/bits_per_second")
 }
 
-/// Sends `bytes` bytes over TCP from `client` to an iperf3 server in `server` and
-/// returns how many bytes the server received.
-pub fn iperf3_transfer(server: &Path, client: &Path, server_ip: Ipv4Addr, bytes: u64) -> Result<u64, LabError> {
-    let report = iperf3(server, client, server_ip, &["-n", &bytes.to_string()])?;
-    report_number(&report, "/end/sum_received/bytes").map(|received| received as u64)
-}
-
 fn report_number(report: &serde_json::Value, pointer: &str) -> Result<f64, LabError> {
     report.pointer(pointer).and_then(serde_json::Value::as_f64).ok_or_else(|| LabError::Output {
         command: "iperf3".to_string(),

@@ -97,3 +97,33 @@ fn agent_restart_keeps_registration() {
     lab.start_agent("h1").expect("restart agent");
     assert_eq!(lab.agent_status("h1").expect("agent status")["host"], "h1");
 }
+
+#[test]
+fn failed_up_removes_what_it_built() {
+    cloison_lab::check_prerequisites(cloison_lab::REQUIRED_TOOLS).unwrap_or_else(|e| panic!("cannot run lab tests: {e}"));
+    let mut spec = cloison_lab::LabSpec::new("lc-fail", 2).expect("lab spec");
+    spec.binary = "/bin/false".into();
+    let error = cloison_lab::Lab::up(spec).expect_err("a controller that exits at once must fail the lab");
+    assert!(error.to_string().contains("exited"), "the error names the exited process: {error}");
+    assert!(netns_names_with("cl-lc-fail.").is_empty(), "a failed lab up left namespaces");
+    assert!(!std::path::Path::new("/run/cloison-lab/lc-fail").exists(), "a failed lab up left its state directory");
+}
+
+#[test]
+fn down_removes_abandoned_lab() {
+    let lab = common::lab("lc-crash", 2);
+    let name = lab.name().clone();
+    let state = cloison_lab::LabState::load(&name).expect("state file").expect("state present");
+    // Forgetting the value skips its Drop, as a crash of the process that built it would.
+    std::mem::forget(lab);
+
+    down(&name).expect("lab down after a crash");
+    for process in &state.processes {
+        let alive = std::fs::read_to_string(format!("/proc/{}/cmdline", process.pid))
+            .is_ok_and(|cmdline| cmdline.contains("/run/cloison-lab/lc-crash"));
+        assert!(!alive, "process {} (pid {}) still runs", process.role, process.pid);
+    }
+    assert!(netns_names_with("cl-lc-crash.").is_empty(), "namespaces left after lab down");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains("/run/cloison-lab/lc-crash"), "mounts left under the state directory");
+}
