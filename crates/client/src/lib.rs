@@ -5,6 +5,7 @@
 mod api;
 mod client;
 mod error;
+mod groups;
 mod target;
 mod watch;
 

@@ -34,6 +34,7 @@ impl Controller {
     ) -> Result<Endpoint, ControllerError> {
         check_spec(&spec)?;
         self.require_host(&spec.host).await?;
+        self.require_groups(tenant, &spec.groups).await?;
         let (network, _) = self.read_network(tenant, &spec.network).await?;
         let mut cursor = self.locks.network(&network.id).await;
         for _ in 0..TXN_ATTEMPTS {
@@ -285,7 +286,7 @@ impl Controller {
             return Err(stale());
         }
         if let Some(groups) = &update.groups {
-            check_groups(groups)?;
+            self.require_groups(tenant, groups).await?;
             endpoint.groups = groups.clone();
         }
         if let Some(labels) = &update.labels {

@@ -6,6 +6,7 @@
 //! | `/tenants/<tenant>` | [`Tenant`](cloison_model::Tenant) |
 //! | `/networks/<tenant>/<network>` | [`Network`](cloison_model::Network) |
 //! | `/endpoints/<tenant>/<endpoint>` | [`Endpoint`](cloison_model::Endpoint) |
+//! | `/groups/<tenant>/<group>` | [`SecurityGroup`](cloison_model::SecurityGroup) |
 //! | `/hosts/<host>` | [`Host`](cloison_model::Host) |
 //! | `/alloc/vni/<vni>` | [`Owner`](crate::records::Owner) of the VNI (a network) |
 //! | `/alloc/ip4/<network-id>/<ipv4>` | owner of the IPv4 address (an endpoint) |
@@ -30,6 +31,7 @@ pub(crate) const TENANTS: &str = "/tenants/";
 pub(crate) const NETWORKS: &str = "/networks/";
 pub(crate) const ENDPOINTS: &str = "/endpoints/";
 pub(crate) const HOSTS: &str = "/hosts/";
+pub(crate) const GROUPS: &str = "/groups/";
 pub(crate) const VNIS: &str = "/alloc/vni/";
 
 pub(crate) fn tenant(tenant: &str) -> String {
@@ -50,6 +52,14 @@ pub(crate) fn endpoints_of(tenant: &str) -> String {
 
 pub(crate) fn endpoint(tenant: &str, endpoint: &str) -> String {
     format!("{ENDPOINTS}{tenant}/{endpoint}")
+}
+
+pub(crate) fn groups_of(tenant: &str) -> String {
+    format!("{GROUPS}{tenant}/")
+}
+
+pub(crate) fn group(tenant: &str, group: &str) -> String {
+    format!("{GROUPS}{tenant}/{group}")
 }
 
 pub(crate) fn host(host: &str) -> String {

@@ -11,6 +11,7 @@ mod alloc;
 mod controller;
 mod endpoints;
 mod error;
+mod groups;
 mod hosts;
 mod http;
 mod keys;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use cloison_model::{Endpoint, Host, Network, Tenant};
+use cloison_model::{Endpoint, Host, Network, SecurityGroup, Tenant};
 use cloison_store::KeyValue;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ macro_rules! versioned {
         }
     )*};
 }
-versioned!(Tenant, Network, Endpoint, Host);
+versioned!(Tenant, Network, Endpoint, Host, SecurityGroup);
 
 /// Decodes a resource record and sets its version from the store.
 pub(crate) fn decode<T: Versioned>(kv: &KeyValue) -> Result<T, ControllerError> {

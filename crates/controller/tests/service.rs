@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use cloison_controller::{ControllerError, EndpointFilter};
-use cloison_model::{EndpointUpdate, MacAddr, TenantSpec};
+use cloison_model::{Direction, EndpointUpdate, MacAddr, Peer, Protocol, Rule, SecurityGroupSpec, TenantSpec};
 use common::{controller, endpoint_spec, network_spec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,6 +147,8 @@ async fn stale_version_rejected() {
     let (ctl, _) = controller().await;
     ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
     let endpoint = ctl.create_endpoint("t1", endpoint_spec("web", "h1")).await.expect("endpoint");
+    let group = SecurityGroupSpec { name: "db-clients".into(), ..Default::default() };
+    ctl.create_group("t1", group).await.expect("group");
     let update = EndpointUpdate {
         resource_version: endpoint.resource_version,
         groups: Some(vec!["db-clients".into()]),
@@ -269,4 +271,51 @@ async fn store_unavailable_surfaces() {
     store.set_unavailable();
     let err = ctl.list_tenants().await.expect_err("unavailable");
     assert!(matches!(err, ControllerError::Store(cloison_store::StoreError::Unavailable(_))), "{err}");
+}
+
+fn tcp_rule(port: u16, peer: Peer) -> Rule {
+    Rule { direction: Direction::Ingress, protocol: Protocol::Tcp, ports: Some((port, port)), peer }
+}
+
+#[tokio::test]
+async fn group_rules_are_validated_and_changed() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+    let spec = SecurityGroupSpec { name: "web".into(), ..Default::default() };
+    ctl.create_group("t1", spec.clone()).await.expect("group");
+    let err = ctl.create_group("t1", spec).await.expect_err("duplicate group");
+    assert!(matches!(err, ControllerError::AlreadyExists { .. }), "{err}");
+    let group = ctl.add_rule("t1", "web", tcp_rule(80, Peer::Network("web".into()))).await.expect("rule");
+    assert_eq!(group.rules.len(), 1);
+    let err = ctl.add_rule("t1", "web", tcp_rule(80, Peer::Network("web".into()))).await.expect_err("duplicate rule");
+    assert!(matches!(err, ControllerError::AlreadyExists { .. }), "{err}");
+    let err = ctl.add_rule("t1", "web", tcp_rule(80, Peer::Network("nope".into()))).await.expect_err("unknown network");
+    assert!(err.to_string().contains("network nope"), "{err}");
+    let err = ctl.add_rule("t1", "web", tcp_rule(80, Peer::Group("nope".into()))).await.expect_err("unknown group");
+    assert!(err.to_string().contains("security group nope"), "{err}");
+    let icmp_port = Rule { protocol: Protocol::Icmp, ..tcp_rule(1, Peer::Any) };
+    let err = ctl.add_rule("t1", "web", icmp_port).await.expect_err("icmp with ports");
+    assert!(err.to_string().contains("has no ports"), "{err}");
+    let group = ctl.remove_rule("t1", "web", tcp_rule(80, Peer::Network("web".into()))).await.expect("remove rule");
+    assert!(group.rules.is_empty());
+    let err = ctl.remove_rule("t1", "web", tcp_rule(80, Peer::Any)).await.expect_err("absent rule");
+    assert!(matches!(err, ControllerError::NotFound { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn group_in_use_cannot_be_deleted() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+    let mut spec = endpoint_spec("web", "h1");
+    spec.groups = vec!["web".into()];
+    let err = ctl.create_endpoint("t1", spec.clone()).await.expect_err("missing group");
+    assert!(err.to_string().contains("security group web does not exist"), "{err}");
+    ctl.create_group("t1", SecurityGroupSpec { name: "web".into(), ..Default::default() }).await.expect("group");
+    let endpoint = ctl.create_endpoint("t1", spec).await.expect("endpoint");
+    let err = ctl.delete_group("t1", "web").await.expect_err("group in use");
+    assert!(matches!(err, ControllerError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains(&endpoint.name), "{err}");
+    ctl.delete_endpoint("t1", &endpoint.name).await.expect("delete endpoint");
+    ctl.delete_group("t1", "web").await.expect("delete group");
+    assert!(ctl.list_groups("t1").await.expect("list").is_empty());
 }

@@ -1,7 +1,7 @@
 //! The host watch filter driven by synthetic store batches, without a store.
 
 use cloison_controller::HostWatchFilter;
-use cloison_model::{Endpoint, Host, MacAddr, Network, WatchEvent, WatchObject};
+use cloison_model::{Endpoint, Host, MacAddr, Network, SecurityGroup, WatchEvent, WatchObject};
 use cloison_store::{Event, KeyValue, WatchBatch};
 
 fn network(name: &str, vni: u32) -> Network {
@@ -92,6 +92,7 @@ fn describe(events: &[WatchEvent]) -> Vec<String> {
                 WatchObject::Network(n) => format!("{verb} network {}", n.name),
                 WatchObject::Endpoint(e) => format!("{verb} endpoint {}", e.name),
                 WatchObject::Host(h) => format!("{verb} host {}", h.name),
+                WatchObject::Group(g) => format!("{verb} group {}", g.name),
             }
         })
         .collect()
@@ -191,7 +192,7 @@ fn snapshot_contains_only_relevant_state() {
         network_kv(&network("web", 10), 1),
     ];
     let (mut filter, snapshot) = HostWatchFilter::from_snapshot("h1", &kvs, 7);
-    let WatchEvent::Snapshot { revision, networks, endpoints, hosts } = snapshot else {
+    let WatchEvent::Snapshot { revision, networks, endpoints, hosts, groups } = snapshot else {
         panic!("expected a snapshot, got {snapshot:?}");
     };
     assert_eq!(revision, 7);
@@ -199,7 +200,54 @@ fn snapshot_contains_only_relevant_state() {
     assert_eq!(endpoints.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["l1", "r1"]);
     assert_eq!(endpoints[0].resource_version, 3);
     assert_eq!(hosts.len(), 2);
+    assert!(groups.is_empty());
     // State carried over from the snapshot: the db network becomes relevant later.
     let events = filter.apply(&put_batch(endpoint_kv(&endpoint("l2", "db", "h1"), 8)));
     assert_eq!(describe(&events), ["put network db", "put endpoint l2", "put endpoint x1"]);
+}
+
+fn group(tenant: &str, name: &str) -> SecurityGroup {
+    SecurityGroup {
+        id: format!("g-{name}"),
+        tenant: tenant.into(),
+        name: name.into(),
+        rules: vec![],
+        labels: Default::default(),
+        resource_version: 0,
+    }
+}
+
+fn group_kv(g: &SecurityGroup, revision: u64) -> KeyValue {
+    kv(format!("/groups/{}/{}", g.tenant, g.name), g, revision)
+}
+
+#[test]
+fn groups_follow_tenant_relevance() {
+    let mut filter = HostWatchFilter::new("h1");
+    filter.apply(&put_batch(network_kv(&network("web", 10), 1)));
+    assert!(filter.apply(&put_batch(group_kv(&group("t1", "g1"), 2))).is_empty(), "no network of t1 on h1 yet");
+    let local = endpoint("l1", "web", "h1");
+    let events = filter.apply(&put_batch(endpoint_kv(&local, 3)));
+    assert_eq!(describe(&events), ["put group g1", "put network web", "put endpoint l1"]);
+    let events = filter.apply(&put_batch(group_kv(&group("t1", "g2"), 4)));
+    assert_eq!(describe(&events), ["put group g2"]);
+    let events = filter.apply(&put_batch(group_kv(&group("t2", "other"), 5)));
+    assert!(events.is_empty(), "a group of another tenant reached h1: {events:?}");
+    let events = filter.apply(&delete_batch(endpoint_kv(&local, 3), 6));
+    assert_eq!(describe(&events), ["delete endpoint l1", "delete network web", "delete group g1", "delete group g2"]);
+}
+
+#[test]
+fn snapshot_carries_groups_of_relevant_tenants() {
+    let kvs = vec![
+        endpoint_kv(&endpoint("l1", "web", "h1"), 3),
+        group_kv(&group("t1", "g1"), 4),
+        group_kv(&group("t2", "g9"), 5),
+        network_kv(&network("web", 10), 1),
+    ];
+    let (_, snapshot) = HostWatchFilter::from_snapshot("h1", &kvs, 7);
+    let WatchEvent::Snapshot { groups, .. } = snapshot else {
+        panic!("expected a snapshot, got {snapshot:?}");
+    };
+    assert_eq!(groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["g1"]);
 }

@@ -21,4 +21,8 @@ pub enum ValidationError {
     Gateway { gateway: String, subnet: String },
     #[error("invalid MAC address {mac:?}: expected six hex bytes such as 02:42:ac:11:00:02, unicast")]
     Mac { mac: String },
+    #[error("invalid rule ports: {reason}")]
+    RulePorts { reason: String },
+    #[error("invalid value {value:?}: expected {expected}")]
+    RulePeer { value: String, expected: &'static str },
 }

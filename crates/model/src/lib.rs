@@ -1,12 +1,14 @@
-//! The logical model of cloison: tenants, networks, endpoints and hosts, with
-//! the validation rules every entry point applies before anything is stored.
+//! The logical model of cloison: tenants, networks, endpoints, security groups and
+//! hosts, with the validation rules every entry point applies before anything is stored.
 
 mod error;
+mod groups;
 mod mac;
 mod resources;
 mod validate;
 
 pub use error::ValidationError;
+pub use groups::{Direction, Peer, Protocol, Rule, SecurityGroup, SecurityGroupSpec};
 pub use mac::MacAddr;
 pub use resources::{
     Endpoint, EndpointSpec, EndpointUpdate, Host, HostSpec, Labels, Network, NetworkSpec, Status, Tenant, TenantSpec,

@@ -5,7 +5,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::MacAddr;
+use crate::{MacAddr, SecurityGroup};
 
 /// Free-form key/value labels attached to a resource.
 pub type Labels = BTreeMap<String, String>;
@@ -178,6 +178,8 @@ pub enum WatchObject {
     Network(Network),
     Endpoint(Endpoint),
     Host(Host),
+    /// A security group of a tenant with a network on the host.
+    Group(SecurityGroup),
 }
 
 /// One message of a host's watch stream (newline-delimited JSON).
@@ -194,6 +196,9 @@ pub enum WatchEvent {
         networks: Vec<Network>,
         endpoints: Vec<Endpoint>,
         hosts: Vec<Host>,
+        /// Security groups of the tenants that have a network in `networks`.
+        #[serde(default)]
+        groups: Vec<SecurityGroup>,
     },
     Put {
         revision: u64,

@@ -2,6 +2,7 @@
 //! server loop.
 
 mod error;
+mod groups;
 mod handlers;
 mod openapi;
 
@@ -11,7 +12,7 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,9 @@ pub fn router(controller: Arc<Controller>) -> Router {
             "/v1/tenants/{tenant}/endpoints/{endpoint}",
             get(get_endpoint).patch(update_endpoint).delete(delete_endpoint),
         )
+        .route("/v1/tenants/{tenant}/groups", get(groups::list_groups).post(groups::create_group))
+        .route("/v1/tenants/{tenant}/groups/{group}", get(groups::get_group).delete(groups::delete_group))
+        .route("/v1/tenants/{tenant}/groups/{group}/rules", post(groups::add_rule).delete(groups::remove_rule))
         .route("/v1/networks", get(list_networks))
         .route("/v1/endpoints", get(list_endpoints))
         .route("/v1/hosts", get(list_hosts))

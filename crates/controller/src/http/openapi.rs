@@ -1,16 +1,17 @@
 use cloison_model::{
     Endpoint, EndpointSpec, EndpointUpdate, Host, HostSpec, MacAddr, Network, NetworkSpec, Status,
-    Tenant, TenantSpec, WatchEvent, WatchObject,
+    Tenant, TenantSpec, WatchEvent, WatchObject, SecurityGroup, SecurityGroupSpec, Rule, Direction,
+    Protocol, Peer,
 };
 use utoipa::OpenApi;
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::handlers;
+use super::{groups, handlers};
 
 /// The OpenAPI document of the `/v1` API, served at `/v1/openapi.json`.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "cloison controller API", description = "Tenants, networks, endpoints and hosts of a cloison deployment."),
+    info(title = "cloison controller API", description = "Tenants, networks, endpoints, security groups and hosts of a cloison deployment."),
     paths(
         handlers::create_tenant, handlers::list_tenants, handlers::get_tenant, handlers::delete_tenant,
         handlers::create_network, handlers::list_tenant_networks, handlers::list_networks,
@@ -19,10 +20,13 @@ use super::handlers;
         handlers::get_endpoint, handlers::update_endpoint, handlers::delete_endpoint,
         handlers::register_host, handlers::list_hosts, handlers::get_host, handlers::watch_host,
         handlers::status,
+        groups::create_group, groups::list_groups, groups::get_group, groups::delete_group,
+        groups::add_rule, groups::remove_rule,
     ),
     components(schemas(
         Tenant, TenantSpec, Network, NetworkSpec, Endpoint, EndpointSpec, EndpointUpdate, Host,
-        HostSpec, MacAddr, Status, WatchEvent, WatchObject, ErrorBody, ErrorDetail,
+        HostSpec, MacAddr, Status, WatchEvent, WatchObject, ErrorBody, ErrorDetail, SecurityGroup,
+        SecurityGroupSpec, Rule, Direction, Protocol, Peer,
     ))
 )]
 pub struct ApiDoc;

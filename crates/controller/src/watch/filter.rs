@@ -1,6 +1,6 @@
 use std::collections::{BTreeMap, HashMap};
 
-use cloison_model::{Endpoint, Host, Network, WatchEvent, WatchObject};
+use cloison_model::{Endpoint, Host, Network, SecurityGroup, WatchEvent, WatchObject};
 use cloison_store::{Event, KeyValue, WatchBatch};
 use serde::de::DeserializeOwned;
 
@@ -12,9 +12,10 @@ use crate::records::{decode, Versioned};
 ///
 /// A network is relevant to the host while at least one of its endpoints is on that
 /// host. The host receives relevant networks, every endpoint of those networks
-/// (remote ones too, for FDB and neighbour entries) and every host (for VTEP
-/// addresses). When a network becomes relevant the filter sends the network and all
-/// its endpoints; when it stops being relevant it sends their deletes.
+/// (remote ones too, for FDB and neighbour entries), every host (for VTEP
+/// addresses) and the security groups of every tenant with a relevant network. When a network becomes relevant the filter sends the network and all
+/// its endpoints, preceded by the tenant's groups when it is the tenant's first
+/// relevant network; when it stops being relevant it sends their deletes.
 ///
 /// Limitation: the filter keeps every endpoint of the deployment in memory, not only
 /// those of relevant networks, so each watcher costs memory in proportion to the
@@ -31,6 +32,8 @@ pub struct HostWatchFilter {
     network_of: HashMap<String, String>,
     /// Number of endpoints on this host, per network id; absent means zero.
     local: HashMap<String, usize>,
+    /// Every security group, by store key.
+    groups: BTreeMap<String, SecurityGroup>,
 }
 
 impl HostWatchFilter {
@@ -43,6 +46,7 @@ impl HostWatchFilter {
             endpoints: HashMap::new(),
             network_of: HashMap::new(),
             local: HashMap::new(),
+            groups: BTreeMap::new(),
         }
     }
 
@@ -63,6 +67,10 @@ impl HostWatchFilter {
                 }
             } else if kv.key.starts_with(keys::HOSTS) {
                 hosts.extend(decode_logged::<Host>(kv));
+            } else if kv.key.starts_with(keys::GROUPS) {
+                if let Some(group) = decode_logged::<SecurityGroup>(kv) {
+                    filter.groups.insert(kv.key.clone(), group);
+                }
             }
         }
         let snapshot = filter.snapshot(hosts);
@@ -82,7 +90,13 @@ impl HostWatchFilter {
             .flat_map(|n| self.endpoints_of(&n.id))
             .cloned()
             .collect();
-        WatchEvent::Snapshot { revision: self.revision, networks, endpoints, hosts }
+        let groups = self
+            .groups
+            .values()
+            .filter(|g| self.is_tenant_relevant(&g.tenant))
+            .cloned()
+            .collect();
+        WatchEvent::Snapshot { revision: self.revision, networks, endpoints, hosts, groups }
     }
 
     /// Returns the revision of the last batch applied.
@@ -120,6 +134,13 @@ impl HostWatchFilter {
             if let Some(host) = decode_logged::<Host>(kv) {
                 out.push(put(revision, WatchObject::Host(host)));
             }
+        } else if kv.key.starts_with(keys::GROUPS) {
+            if let Some(group) = decode_logged::<SecurityGroup>(kv) {
+                if self.is_tenant_relevant(&group.tenant) {
+                    out.push(put(revision, WatchObject::Group(group.clone())));
+                }
+                self.groups.insert(kv.key.clone(), group);
+            }
         }
     }
 
@@ -137,6 +158,12 @@ impl HostWatchFilter {
         } else if prev.key.starts_with(keys::HOSTS) {
             if let Some(host) = decode_logged::<Host>(prev) {
                 out.push(delete(revision, WatchObject::Host(host)));
+            }
+        } else if prev.key.starts_with(keys::GROUPS) {
+            if let Some(group) = self.groups.remove(&prev.key) {
+                if self.is_tenant_relevant(&group.tenant) {
+                    out.push(delete(revision, WatchObject::Group(group)));
+                }
             }
         }
     }
@@ -160,9 +187,15 @@ impl HostWatchFilter {
         }
     }
 
-    /// Sends a network that just became relevant, followed by all its endpoints.
+    /// Sends a network that just became relevant, followed by all its endpoints, and
+    /// first its tenant's groups when no other network of the tenant was relevant.
     fn send_network(&self, network_id: &str, revision: u64, out: &mut Vec<WatchEvent>) {
         if let Some(network) = self.networks.get(network_id) {
+            if !self.is_tenant_relevant_besides(&network.tenant, network_id) {
+                for group in self.groups_of(&network.tenant) {
+                    out.push(put(revision, WatchObject::Group(group.clone())));
+                }
+            }
             out.push(put(revision, WatchObject::Network(network.clone())));
         }
         for endpoint in self.endpoints_of(network_id) {
@@ -203,6 +236,11 @@ impl HostWatchFilter {
         }
         if let Some(network) = self.networks.get(network_id) {
             out.push(delete(revision, WatchObject::Network(network.clone())));
+            if !self.is_tenant_relevant(&network.tenant) {
+                for group in self.groups_of(&network.tenant) {
+                    out.push(delete(revision, WatchObject::Group(group.clone())));
+                }
+            }
         }
     }
 
@@ -227,6 +265,23 @@ impl HostWatchFilter {
 
     fn is_relevant(&self, network_id: &str) -> bool {
         self.local.get(network_id).is_some_and(|count| *count > 0)
+    }
+
+    /// Returns true when a network of `tenant` is relevant to the host.
+    fn is_tenant_relevant(&self, tenant: &str) -> bool {
+        self.is_tenant_relevant_besides(tenant, "")
+    }
+
+    /// Returns true when a network of `tenant` other than `network_id` is relevant.
+    fn is_tenant_relevant_besides(&self, tenant: &str, network_id: &str) -> bool {
+        self.local
+            .iter()
+            .filter(|(id, count)| **count > 0 && id.as_str() != network_id)
+            .any(|(id, _)| self.networks.get(id).is_some_and(|n| n.tenant == tenant))
+    }
+
+    fn groups_of<'a>(&'a self, tenant: &'a str) -> impl Iterator<Item = &'a SecurityGroup> + 'a {
+        self.groups.values().filter(move |g| g.tenant == tenant)
     }
 }
 
