@@ -65,8 +65,8 @@ pub(crate) fn ip(args: &[&str]) -> Result<Output, LabError> {
     run(Command::new("ip").args(args))
 }
 
-/// A command that runs `program` inside the network namespace at `netns`, with the
-/// caller's mount namespace so bind mounts made inside stay visible to everyone.
+/// Builds a command running `program` inside the network namespace at `netns`. It
+/// keeps the caller's mount namespace, so bind mounts made inside stay visible to all.
 pub(crate) fn in_netns(netns: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut command = Command::new("nsenter");
     command.arg(format!("--net={}", netns.display())).arg("--").arg(program);

@@ -35,13 +35,13 @@ pub fn as_millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Re
 }
 
 /// Lowers the ARP retransmit time of `eth0` in the prober's namespace to 10 ms, the
-/// kernel's floor. The default (1 s) would make the measure show when the prober's
-/// kernel next asks for the new address, not when cloison made it reachable.
+/// kernel's floor. With the default of 1 s, the measure would show the prober
+/// kernel's next ARP request, not the moment cloison made the address reachable.
 pub fn prepare_prober(prober: &Path) -> Result<(), LabError> {
     run(in_netns(prober, "sysctl").args(["-q", "-w", "net.ipv4.neigh.eth0.retrans_time_ms=10"])).map(drop)
 }
 
-/// What one convergence measure attaches, and where.
+/// The container one convergence measure attaches, and its host.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvergenceTarget<'a> {
     pub host: &'a str,

@@ -30,7 +30,7 @@ impl Lab {
         self.name.state_dir().join("logs").join(format!("{role}.log"))
     }
 
-    /// Starts the controller and waits until its API answers.
+    /// Starts the controller and waits until its API responds.
     pub fn start_controller(&mut self) -> Result<(), LabError> {
         let args = vec![
             "controller".to_string(),
@@ -48,7 +48,7 @@ impl Lab {
         self.stop_role(CONTROLLER_ROLE, Signal::SIGTERM)
     }
 
-    /// Starts the agent of `host` and waits until its socket answers.
+    /// Starts the agent of `host` and waits until its socket responds.
     pub fn start_agent(&mut self, host: &str) -> Result<(), LabError> {
         self.spawn_agent(host)?;
         self.wait_until(&format!("the agent of {host}"), || Ok(self.agent_status(host).is_ok()))
@@ -126,7 +126,7 @@ impl Lab {
     }
 
     /// Waits until every host is registered with the controller and every agent
-    /// socket answers.
+    /// socket responds.
     pub(crate) fn wait_ready(&self) -> Result<(), LabError> {
         let expected: HashSet<String> = self.host_labels().into_iter().collect();
         self.wait_until("every agent to register with the controller", || {

@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-/// What went wrong while building, using or removing a lab.
+/// Failure while building, using or removing a lab.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error("invalid lab name {name:?}: {reason}; use 1 to {max} characters of a-z, 0-9 and '-', starting with a letter")]

@@ -12,7 +12,7 @@ use crate::names::{controller_url, Node};
 use crate::{netns, Lab, LabError};
 
 impl Lab {
-    /// A command running `program` in the namespace of node `label`, with
+    /// Builds a command running `program` in the namespace of node `label`, with
     /// `CLOISON_CONTROLLER` set to the lab's controller and, on a host,
     /// `CLOISON_AGENT_SOCKET` set to that host's agent.
     pub fn command(&self, label: &str, program: impl AsRef<OsStr>) -> Result<Command, LabError> {
@@ -75,7 +75,7 @@ impl Lab {
 
     /// Attaches the container namespace at `container` to `tenant`'s `network` with
     /// `cloison attach` run on `host`, through that host's agent, and returns the
-    /// endpoint. `extra` holds further options such as `--ip` or `--name`.
+    /// endpoint. `extra` contains further options such as `--ip` or `--name`.
     pub fn attach(&self, host: &str, network: &str, container: &std::path::Path, tenant: &str, extra: &[&str]) -> Result<Endpoint, LabError> {
         let target = container.display().to_string();
         let mut args = vec!["attach", network, target.as_str(), "--tenant", tenant];

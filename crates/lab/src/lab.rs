@@ -9,9 +9,8 @@ use crate::names::{LabName, Node};
 use crate::state::LabState;
 use crate::{netns, teardown, topology, LabError, LabSpec};
 
-/// A lab on this machine. A lab built by [`Lab::up`] is removed when the value is
-/// dropped, so a failing test leaves nothing behind; call [`Lab::keep_running`] to
-/// leave it for `cloison lab down`.
+/// A lab on this machine. Dropping a lab built by [`Lab::up`] removes it, so a failing
+/// test leaves nothing behind. [`Lab::keep_running`] leaves it for `cloison lab down`.
 #[derive(Debug)]
 pub struct Lab {
     pub(crate) name: LabName,

@@ -11,11 +11,11 @@ use std::str::FromStr;
 
 use crate::LabError;
 
-/// Longest lab name. It keeps namespace names and the agent socket path (108 bytes
+/// Maximum length of a lab name. It keeps namespace names and the agent socket path (108 bytes
 /// at most for a Unix socket) short.
 pub const LAB_NAME_MAX: usize = 16;
 
-/// Longest container name inside a lab.
+/// Maximum length of a container name inside a lab.
 pub(crate) const CONTAINER_NAME_MAX: usize = 32;
 
 /// Largest number of hosts in one lab, bounded by the underlay addressing below.

@@ -48,18 +48,18 @@ pub(crate) fn spawn_daemon(role: &str, netns: &Path, binary: &Path, args: &[Stri
 /// Start time of `pid` in clock ticks since boot, `None` when it does not exist.
 pub(crate) fn start_ticks(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name in field 2 may hold spaces and parentheses; the fields after
+    // The command name in field 2 may contain spaces and parentheses. The fields after
     // the last ')' start with field 3, so the start time (field 22) is the 20th.
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether `record` still names a running process (same pid and start time).
+/// Checks that `record` still names a running process (same pid and start time).
 pub(crate) fn is_running(record: &ProcessRecord) -> bool {
     record.pid > 1 && start_ticks(record.pid) == Some(record.start_ticks) && !is_zombie(record.pid)
 }
 
-/// Whether `record` still names a running process of the lab whose state lives under
+/// Checks that `record` still names a running process of the lab whose state is under
 /// `state_dir`: same start time, and a command line mentioning that directory.
 pub(crate) fn is_lab_process(record: &ProcessRecord, state_dir: &Path) -> bool {
     if !is_running(record) {

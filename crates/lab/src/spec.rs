@@ -23,8 +23,8 @@ pub struct LabSpec {
 }
 
 impl LabSpec {
-    /// A lab called `name` with `hosts` hosts, underlay MTU 1500, running the cloison
-    /// binary that [`find_cloison_binary`] finds.
+    /// Describes a lab called `name` with `hosts` hosts and underlay MTU 1500, running
+    /// the cloison binary that [`find_cloison_binary`] returns.
     pub fn new(name: &str, hosts: usize) -> Result<LabSpec, LabError> {
         if hosts == 0 || hosts > MAX_HOSTS {
             return Err(LabError::InvalidHostCount { count: hosts, max: MAX_HOSTS });

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{LabError, LabName};
 
-/// What a lab is made of, as far as removing it needs to know.
+/// The parts of a lab that removing it needs to find.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {
     pub name: String,

@@ -78,7 +78,7 @@ fn same_network_only_reaches() {
         assert!(ttls(a1, target).is_empty(), "a1 (network a) reached network b's {target}");
         assert!(ttls(x1, target).is_empty(), "x1 (tenant t2) reached t1's {target}");
     }
-    // t2 shares t1's subnets: its pings must be answered within t2 only.
+    // t2 shares t1's subnets, so only t2's endpoints may reply to its pings.
     for target in [ipv4_of(a2), ipv6_of(a2)] {
         let seen = ttls(x1, target);
         assert!(!seen.contains(a2_ttl), "x1 (tenant t2) got a reply from t1's a2 at {target}: {seen:?}");

@@ -58,8 +58,8 @@ fn down_succeeds_on_missing_lab() {
     down(&name).expect("removing a lab that does not exist succeeds");
 }
 
-/// MTU of `dev` in node `node`, read with `ip` because /sys shows the namespace of
-/// whoever mounted it, not the one `nsenter --net` entered.
+/// MTU of `dev` in node `node`, read with `ip`. /sys shows the namespace of the
+/// process that mounted it, not the one `nsenter --net` entered.
 fn link_mtu(lab: &cloison_lab::Lab, node: &str, dev: &str) -> String {
     let out = lab.exec(node, &["ip", "-o", "link", "show", "dev", dev]).expect("ip link show");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -64,7 +64,7 @@ fn tenant_with_same_subnet_is_isolated() {
         let ttls = reply_ttls(from, ip("10.10.0.13"));
         assert!(ttls.is_empty(), "{} (red) got replies from blue's 10.10.0.13: TTLs {ttls:?}", from.endpoint.name);
     }
-    // Addresses both tenants use must be answered by the sender's own tenant only.
+    // Only the sender's own tenant may reply on addresses both tenants use.
     wait_reachable(&red[1], ip("10.10.0.11"));
     wait_reachable(&red[0], ip("10.10.0.12"));
     wait_reachable(&blue[2], ip("10.10.0.11"));

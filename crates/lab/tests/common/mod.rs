@@ -85,7 +85,7 @@ fn field(entry: &serde_json::Value, key: &str) -> String {
 }
 
 /// Lists every way the VXLAN devices of every host differ from the endpoints the
-/// controller knows: missing, extra or learned FDB entries, missing or extra
+/// controller stores: missing, extra or learned FDB entries, missing or extra
 /// neighbour entries, learning on, devices of networks without local endpoints.
 pub(crate) fn vxlan_state_problems(lab: &Lab) -> Vec<String> {
     let networks = networks(lab);
