@@ -54,7 +54,7 @@ pub(crate) struct LabUpArgs {
 pub(crate) struct LabExecArgs {
     #[command(flatten)]
     pub(crate) lab: LabNameArg,
-    /// Where to run: h1..hN, ctl or underlay.
+    /// Node to run in: h1..hN, ctl or underlay.
     pub(crate) node: String,
     /// Command and its arguments.
     #[arg(last = true, required = true)]
