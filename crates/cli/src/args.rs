@@ -83,6 +83,9 @@ pub(crate) enum Command {
     /// Build, use and remove multi-host labs on this machine.
     #[command(subcommand)]
     Lab(crate::lab::LabCommand),
+    /// Export and import the whole store, to back it up or move it between redb and etcd.
+    #[command(subcommand)]
+    Admin(crate::admin::AdminCommand),
 }
 
 /// Options of `cloison up`.
@@ -107,9 +110,8 @@ pub(crate) struct ControllerArgs {
     /// Address the API listens on.
     #[arg(long, default_value = "127.0.0.1:7420")]
     pub(crate) listen: SocketAddr,
-    /// Directory of the embedded store.
-    #[arg(long, default_value = "/var/lib/cloison")]
-    pub(crate) data_dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) store: crate::store::StoreArgs,
 }
 
 /// Options of `cloison agent`.

@@ -8,19 +8,24 @@ use cloison_agent::{follow_watch, serve_socket, ControlPlane, HostContext, Recon
 use cloison_controller::Controller;
 use cloison_dataplane::NetlinkDataplane;
 use cloison_model::{validate_name, HostSpec};
-use cloison_store::{RedbStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::args::{AgentArgs, ControllerArgs, GlobalArgs, HostArgs, UpArgs};
 use crate::control::HttpControlPlane;
+use crate::store::{open_store, StoreArgs};
 use crate::underlay;
 
 /// Runs a controller and an agent in this process until SIGINT or SIGTERM.
 pub(crate) async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     let cancel = shutdown_token();
-    let listener = bind_controller(&args.data_dir, args.listen, cancel.clone()).await?;
+    let store = StoreArgs {
+        data_dir: args.data_dir.clone(),
+        store: None,
+        etcd_prefix: cloison_store_etcd::DEFAULT_PREFIX.to_string(),
+    };
+    let listener = bind_controller(&store, args.listen, cancel.clone()).await?;
     let url = format!("http://{listener}");
     let control: Arc<dyn ControlPlane> = Arc::new(HttpControlPlane::new(&url)?);
     let _ = global;
@@ -30,7 +35,7 @@ pub(crate) async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> 
 /// Runs the controller until SIGINT or SIGTERM.
 pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let cancel = shutdown_token();
-    bind_controller(&args.data_dir, args.listen, cancel.clone()).await?;
+    bind_controller(&args.store, args.listen, cancel.clone()).await?;
     cancel.cancelled().await;
     Ok(())
 }
@@ -45,19 +50,17 @@ pub(crate) async fn agent(global: &GlobalArgs, args: AgentArgs) -> anyhow::Resul
 /// Opens the store, binds the API and serves it in the background. Returns the
 /// address actually bound.
 async fn bind_controller(
-    data_dir: &Path,
+    store_args: &StoreArgs,
     listen: std::net::SocketAddr,
     cancel: CancellationToken,
 ) -> anyhow::Result<std::net::SocketAddr> {
-    let store = RedbStore::open(data_dir)
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store = open_store(store_args).await?;
     let controller = Arc::new(Controller::new(store));
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}; is another controller running?"))?;
     let bound = listener.local_addr()?;
-    info!(listen = %bound, data_dir = %data_dir.display(), "controller listening");
+    info!(listen = %bound, store = %store_args.describe(), "controller listening");
     tokio::spawn(async move {
         if let Err(e) = cloison_controller::serve(listener, controller, cancel).await {
             tracing::error!(error = %e, "controller stopped");

@@ -1,12 +1,15 @@
 //! `cloison`: the command-line interface, and the entry point of the controller and
 //! agent processes.
 
+mod admin;
 mod args;
 mod control;
 mod daemon;
 mod lab;
 mod logging;
 mod output;
+mod snapshot;
+mod store;
 mod underlay;
 mod verbs;
 
@@ -56,5 +59,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Endpoint(cmd) => verbs::endpoint(global, cmd).await,
         Command::Status => verbs::status(global).await,
         Command::Lab(cmd) => lab::lab(global, cmd).await,
+        Command::Admin(cmd) => admin::admin(global, cmd).await,
     }
 }

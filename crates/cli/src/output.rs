@@ -14,6 +14,11 @@ pub(crate) fn error(e: &anyhow::Error) {
     }
 }
 
+/// Prints text as it is, such as a document another command reads back.
+pub(crate) fn raw(text: &str) {
+    println!("{text}");
+}
+
 /// Prints one value: as JSON, or with the given text renderer.
 pub(crate) fn one<T: Serialize>(format: OutputFormat, value: &T, text: impl FnOnce(&T) -> String) -> anyhow::Result<()> {
     match format {

@@ -20,8 +20,8 @@ pub(crate) fn store_error(error: etcd_client::Error, members: &str) -> StoreErro
 fn status_error(status: &tonic::Status, members: &str) -> StoreError {
     // A status built by tonic from a broken HTTP/2 connection carries that error as its
     // source; a status that etcd sent has none.
-    if std::error::Error::source(status).is_some() {
-        return unavailable(members, &status.to_string());
+    if let Some(cause) = root_cause(status) {
+        return unavailable(members, &format!("{}: {cause}", status.message()));
     }
     match status.code() {
         // tonic reports its own request timeout as Cancelled; etcd reports a lost leader or
@@ -31,6 +31,15 @@ fn status_error(status: &tonic::Status, members: &str) -> StoreError {
         }
         _ => StoreError::Rejected(format!("etcd at {members}: {}", status.message())),
     }
+}
+
+/// Returns the innermost source of `error`, which names the failing address or operation.
+fn root_cause(error: &dyn std::error::Error) -> Option<&dyn std::error::Error> {
+    let mut cause = error.source()?;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    Some(cause)
 }
 
 /// Builds the error every API caller sees while etcd is down or without quorum.
