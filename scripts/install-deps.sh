@@ -9,6 +9,7 @@ packages=(
   iproute2 iputils-ping util-linux nftables iperf3 procps
   containernetworking-plugins podman iptables
   etcd-server protobuf-compiler
+  docker.io docker-compose busybox-static
 )
 
 missing=()

@@ -102,6 +102,8 @@ pub(crate) struct UpArgs {
     pub(crate) socket: PathBuf,
     #[command(flatten)]
     pub(crate) host: HostArgs,
+    #[command(flatten)]
+    pub(crate) docker: crate::docker_driver::DockerArgs,
 }
 
 /// Options of `cloison controller`.
@@ -122,6 +124,8 @@ pub(crate) struct AgentArgs {
     pub(crate) socket: PathBuf,
     #[command(flatten)]
     pub(crate) host: HostArgs,
+    #[command(flatten)]
+    pub(crate) docker: crate::docker_driver::DockerArgs,
 }
 
 /// How this host presents itself to the others.

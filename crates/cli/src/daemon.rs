@@ -14,6 +14,7 @@ use tracing::info;
 
 use crate::args::{AgentArgs, ControllerArgs, GlobalArgs, HostArgs, UpArgs};
 use crate::control::HttpControlPlane;
+use crate::docker_driver::DockerArgs;
 use crate::store::{open_store, StoreArgs};
 use crate::underlay;
 
@@ -29,7 +30,7 @@ pub(crate) async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> 
     let url = format!("http://{listener}");
     let control: Arc<dyn ControlPlane> = Arc::new(HttpControlPlane::new(&url)?);
     let _ = global;
-    run_agent(control, &args.host, &args.socket, cancel).await
+    run_agent(control, &args.host, &args.socket, (&args.docker, &url), cancel).await
 }
 
 /// Runs the controller until SIGINT or SIGTERM.
@@ -44,7 +45,7 @@ pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
 pub(crate) async fn agent(global: &GlobalArgs, args: AgentArgs) -> anyhow::Result<()> {
     let cancel = shutdown_token();
     let control: Arc<dyn ControlPlane> = Arc::new(HttpControlPlane::new(&global.controller)?);
-    run_agent(control, &args.host, &args.socket, cancel).await
+    run_agent(control, &args.host, &args.socket, (&args.docker, &global.controller), cancel).await
 }
 
 /// Opens the store, binds the API and serves it in the background. Returns the
@@ -73,6 +74,7 @@ async fn run_agent(
     control: Arc<dyn ControlPlane>,
     host: &HostArgs,
     socket: &Path,
+    (docker, controller_url): (&DockerArgs, &str),
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let ctx = host_context(host)?;
@@ -85,6 +87,7 @@ async fn run_agent(
     info!(host.name = %ctx.host, underlay = %ctx.underlay_ip, underlay_mtu = ctx.underlay_mtu, "agent starting");
     let dataplane = NetlinkDataplane::new(ctx.run_dir.clone()).context("cannot open netlink")?;
     let reconciler = Arc::new(Reconciler::new(Arc::new(dataplane), ctx));
+    crate::docker_driver::spawn(docker, controller_url, control.clone(), reconciler.clone(), cancel.clone())?;
     let watch = tokio::spawn(follow_watch(
         control.clone(),
         reconciler.clone(),

@@ -5,6 +5,7 @@ mod admin;
 mod args;
 mod control;
 mod daemon;
+mod docker_driver;
 mod lab;
 mod logging;
 mod output;

@@ -9,6 +9,7 @@ mod announce;
 mod endpoint;
 mod fdb;
 mod gateway;
+mod handoff;
 mod interface;
 mod inventory;
 mod links;

@@ -63,6 +63,19 @@ pub struct LocalEndpointPlan {
     pub mtu: u32,
 }
 
+impl LocalEndpointPlan {
+    /// Sandbox value of an endpoint whose container end a container runtime takes
+    /// over: Docker's remote driver protocol names the interface, and Docker moves
+    /// it into the container, renames it and sets its addresses and routes.
+    pub const HANDOFF_SANDBOX: &'static str = "handoff";
+
+    /// Returns true when the container end stays in the host namespace under
+    /// `ifname`, unconfigured, for a runtime to take over.
+    pub fn is_handoff(&self) -> bool {
+        self.sandbox.as_os_str() == Self::HANDOFF_SANDBOX
+    }
+}
+
 /// An endpoint on another host of a network present here: a static FDB entry
 /// (`bridge fdb replace MAC dev VXLAN dst VTEP self permanent`) and static neighbour
 /// entries (`ip neigh replace IP lladdr MAC dev VXLAN nud permanent`).

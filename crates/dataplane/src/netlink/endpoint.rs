@@ -34,6 +34,9 @@ impl Drop for Sandbox {
 
 /// Creates or repairs a local endpoint, then announces its addresses.
 pub(super) async fn ensure(host: &Handle, plan: &LocalEndpointPlan) -> Result<(), DataplaneError> {
+    if plan.is_handoff() {
+        return super::handoff::ensure(host, plan).await;
+    }
     let sandbox_file = namespace::open(&plan.sandbox)?;
     // The namespace worker opens the sandbox sockets while the bridge is looked up.
     let (sandbox, bridge) = futures::try_join!(open_sandbox(&sandbox_file), find_bridge(host, plan))?;

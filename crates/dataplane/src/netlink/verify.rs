@@ -15,6 +15,10 @@ use crate::{names, DataplaneError, LocalEndpointPlan};
 /// Like `ip link show HOST_IFNAME` and `ip -n SANDBOX addr show IFNAME`.
 pub(super) async fn local_endpoint(host: &Handle, plan: &LocalEndpointPlan) -> Result<Vec<String>, DataplaneError> {
     let mut problems = host_end(host, plan).await?;
+    if plan.is_handoff() {
+        // The runtime owns the container end once it has taken it over.
+        return Ok(problems);
+    }
     let Ok(file) = namespace::open(&plan.sandbox) else {
         problems.push(format!("network namespace {} cannot be opened", plan.sandbox.display()));
         return Ok(problems);

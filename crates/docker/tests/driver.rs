@@ -1,0 +1,171 @@
+//! The driver's mapping of Docker calls onto cloison, over the HTTP protocol,
+//! against an in-memory backend.
+
+mod fake;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use cloison_docker::{http::router, Driver, DriverConfig, Records};
+use fake::FakeBackend;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const NET_ID: &str = "aaaaaaaaaaaa1111111111111111111111111111111111111111111111111111";
+const EP_ID: &str = "bbbbbbbbbbbb2222222222222222222222222222222222222222222222222222";
+
+fn driver(backend: Arc<FakeBackend>) -> Arc<Driver> {
+    Arc::new(Driver::new(backend, DriverConfig::default(), Records::in_memory()))
+}
+
+async fn call(driver: &Arc<Driver>, method: &str, body: Value) -> Value {
+    let request = Request::post(format!("/{method}"))
+        .header("content-type", "application/vnd.docker.plugins.v1.2+json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let response = router(driver.clone()).oneshot(request).await.expect("response");
+    assert_eq!(response.status(), 200, "{method}");
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    serde_json::from_slice(&bytes).expect("json reply")
+}
+
+fn create_network_body(tenant: &str, pool: &str, gateway: &str) -> Value {
+    json!({
+        "NetworkID": NET_ID,
+        "Options": {"com.docker.network.generic": {"tenant": tenant}},
+        "IPv4Data": [{"AddressSpace": "cloison", "Pool": pool, "Gateway": gateway}],
+        "IPv6Data": []
+    })
+}
+
+#[tokio::test]
+async fn activate_lists_both_drivers() {
+    let driver = driver(Arc::new(FakeBackend::default()));
+    let reply = call(&driver, "Plugin.Activate", Value::Null).await;
+    assert_eq!(reply, json!({"Implements": ["NetworkDriver", "IpamDriver"]}));
+    let caps = call(&driver, "NetworkDriver.GetCapabilities", Value::Null).await;
+    assert_eq!(caps["Scope"], "local");
+}
+
+#[tokio::test]
+async fn network_create_requires_tenant() {
+    let driver = driver(Arc::new(FakeBackend::default()));
+    let body = json!({"NetworkID": NET_ID, "Options": null, "IPv4Data": [{"AddressSpace": "cloison", "Pool": "10.1.0.0/24", "Gateway": "10.1.0.1/24"}]});
+    let reply = call(&driver, "NetworkDriver.CreateNetwork", body).await;
+    let message = reply["Err"].as_str().expect("error text");
+    assert!(message.contains("-o tenant=NAME"), "{message}");
+}
+
+#[tokio::test]
+async fn network_create_rejects_other_ipam() {
+    let driver = driver(Arc::new(FakeBackend::default()));
+    let mut body = create_network_body("blue", "10.1.0.0/24", "10.1.0.1/24");
+    body["IPv4Data"][0]["AddressSpace"] = json!("LocalDefault");
+    let reply = call(&driver, "NetworkDriver.CreateNetwork", body).await;
+    assert!(reply["Err"].as_str().expect("error").contains("--ipam-driver cloison"));
+}
+
+#[tokio::test]
+async fn network_binds_existing_by_subnet() {
+    let backend = Arc::new(FakeBackend::default());
+    backend.add_network("blue", "shared", "10.1.0.0/24");
+    let driver = driver(backend.clone());
+    let reply = call(&driver, "NetworkDriver.CreateNetwork", create_network_body("blue", "10.1.0.0/24", "10.1.0.1/24")).await;
+    assert_eq!(reply, json!({}));
+    assert_eq!(backend.network_names(), vec!["blue/shared".to_string()]);
+
+    // The network existed before Docker bound it, so removing it unbinds only.
+    call(&driver, "NetworkDriver.DeleteNetwork", json!({"NetworkID": NET_ID})).await;
+    assert_eq!(backend.network_names(), vec!["blue/shared".to_string()]);
+}
+
+#[tokio::test]
+async fn network_bind_rejects_other_gateway() {
+    let backend = Arc::new(FakeBackend::default());
+    backend.add_network("blue", "shared", "10.1.0.0/24");
+    let driver = driver(backend);
+    let reply = call(&driver, "NetworkDriver.CreateNetwork", create_network_body("blue", "10.1.0.0/24", "10.1.0.9/24")).await;
+    let message = reply["Err"].as_str().expect("error text");
+    assert!(message.contains("pass --gateway 10.1.0.1"), "{message}");
+}
+
+#[tokio::test]
+async fn endpoint_lifecycle_over_protocol() {
+    let backend = Arc::new(FakeBackend::default());
+    let driver = driver(backend.clone());
+    let created = call(&driver, "NetworkDriver.CreateNetwork", create_network_body("blue", "10.1.0.0/24", "10.1.0.1/24")).await;
+    assert_eq!(created, json!({}));
+    assert_eq!(backend.network_names(), vec![format!("blue/docker-{}", &NET_ID[..12])]);
+
+    let address = call(&driver, "IpamDriver.RequestAddress", json!({"PoolID": "10.1.0.0/24", "Address": "", "Options": null})).await;
+    assert_eq!(address["Address"], "10.1.0.2/24");
+
+    let body = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "Interface": {"Address": "10.1.0.2/24", "AddressIPv6": "", "MacAddress": ""}, "Options": {}});
+    let reply = call(&driver, "NetworkDriver.CreateEndpoint", body).await;
+    assert_eq!(reply["Interface"]["MacAddress"], "0a:00:00:00:00:01", "Docker gets cloison's MAC");
+    let endpoint = backend.endpoint("blue", &format!("docker-{}", &EP_ID[..12])).expect("endpoint record");
+    assert_eq!(endpoint.sandbox, "handoff");
+    assert_eq!(endpoint.ifname, format!("cld{}", &EP_ID[..12]));
+
+    let join = call(&driver, "NetworkDriver.Join", json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "SandboxKey": "/x", "Options": null})).await;
+    assert_eq!(join["InterfaceName"]["SrcName"], format!("cld{}", &EP_ID[..12]));
+    assert_eq!(join["InterfaceName"]["DstPrefix"], "eth");
+    assert_eq!(join["Gateway"], "10.1.0.1");
+
+    call(&driver, "NetworkDriver.Leave", json!({"NetworkID": NET_ID, "EndpointID": EP_ID})).await;
+    call(&driver, "NetworkDriver.DeleteEndpoint", json!({"NetworkID": NET_ID, "EndpointID": EP_ID})).await;
+    assert!(backend.endpoint("blue", &format!("docker-{}", &EP_ID[..12])).is_none());
+
+    call(&driver, "NetworkDriver.DeleteNetwork", json!({"NetworkID": NET_ID})).await;
+    assert!(backend.network_names().is_empty(), "the driver created the network, so it deletes it");
+}
+
+#[tokio::test]
+async fn requested_address_taken_is_named() {
+    let backend = Arc::new(FakeBackend::default());
+    let driver = driver(backend.clone());
+    call(&driver, "NetworkDriver.CreateNetwork", create_network_body("blue", "10.1.0.0/24", "10.1.0.1/24")).await;
+    backend.add_endpoint("blue", &format!("docker-{}", &NET_ID[..12]), "other", "10.1.0.7", "h2");
+    let reply = call(&driver, "IpamDriver.RequestAddress", json!({"PoolID": "10.1.0.0/24", "Address": "10.1.0.7"})).await;
+    let message = reply["Error"].as_str().expect("IPAM error text");
+    assert!(message.contains("10.1.0.7 is already used by endpoint other on host h2"), "{message}");
+
+    let next = call(&driver, "IpamDriver.RequestAddress", json!({"PoolID": "10.1.0.0/24"})).await;
+    assert_eq!(next["Address"], "10.1.0.2/24");
+    let again = call(&driver, "IpamDriver.RequestAddress", json!({"PoolID": "10.1.0.0/24"})).await;
+    assert_eq!(again["Address"], "10.1.0.3/24", "a pending address is not handed out twice");
+}
+
+#[tokio::test]
+async fn automatic_pool_avoids_existing_subnets() {
+    let backend = Arc::new(FakeBackend::default());
+    backend.add_network("red", "a", "10.224.0.0/24");
+    backend.add_network("blue", "b", "10.224.2.0/23");
+    let driver = driver(backend);
+    let first = call(&driver, "IpamDriver.RequestPool", json!({"AddressSpace": "cloison", "Pool": "", "V6": false})).await;
+    assert_eq!(first["Pool"], "10.224.1.0/24");
+    let second = call(&driver, "IpamDriver.RequestPool", json!({"AddressSpace": "cloison", "Pool": ""})).await;
+    assert_eq!(second["Pool"], "10.224.4.0/24");
+    let duplicate = call(&driver, "IpamDriver.RequestPool", json!({"Pool": "10.224.4.0/24"})).await;
+    assert!(duplicate["Error"].as_str().expect("error").contains("already used"));
+    let v6 = call(&driver, "IpamDriver.RequestPool", json!({"Pool": "", "V6": true})).await;
+    assert!(v6["Error"].as_str().expect("error").contains("IPv6"));
+}
+
+#[tokio::test]
+async fn gateway_request_returns_first_address() {
+    let driver = driver(Arc::new(FakeBackend::default()));
+    let body = json!({"PoolID": "10.9.0.0/24", "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}});
+    let reply = call(&driver, "IpamDriver.RequestAddress", body).await;
+    assert_eq!(reply["Address"], "10.9.0.1/24");
+}
+
+#[tokio::test]
+async fn published_ports_are_rejected() {
+    let driver = driver(Arc::new(FakeBackend::default()));
+    let body = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "Options": {"com.docker.network.portmap": [{"Proto": 6, "Port": 80, "HostPort": 8080}]}});
+    let reply = call(&driver, "NetworkDriver.ProgramExternalConnectivity", body).await;
+    assert!(reply["Err"].as_str().expect("error").contains("-p"));
+}

@@ -1,0 +1,142 @@
+//! An in-memory [`Backend`] with the controller's naming and overlap rules that
+//! the driver relies on.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use cloison_docker::{Attached, Backend, DriverError};
+use cloison_model::{Endpoint, EndpointSpec, MacAddr, Network, NetworkSpec};
+
+#[derive(Debug, Default)]
+pub(crate) struct FakeBackend {
+    networks: Mutex<BTreeMap<String, Network>>,
+    endpoints: Mutex<BTreeMap<String, Endpoint>>,
+}
+
+fn key(tenant: &str, name: &str) -> String {
+    format!("{tenant}/{name}")
+}
+
+fn not_found(what: String) -> DriverError {
+    DriverError::Cloison {
+        status: Some(404),
+        message: format!("{what} not found"),
+    }
+}
+
+impl FakeBackend {
+    pub(crate) fn add_network(&self, tenant: &str, name: &str, subnet: &str) {
+        let subnet: ipnet::Ipv4Net = subnet.parse().expect("subnet");
+        let network = Network {
+            id: format!("id-{name}"),
+            tenant: tenant.into(),
+            name: name.into(),
+            vni: 100,
+            subnet,
+            subnet6: None,
+            gateway: cloison_ipam::default_gateway4(subnet),
+            gateway6: None,
+            gateway_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            mtu: None,
+            external: false,
+            flood: false,
+            labels: BTreeMap::new(),
+            resource_version: 1,
+        };
+        self.networks.lock().expect("lock").insert(key(tenant, name), network);
+    }
+
+    pub(crate) fn add_endpoint(&self, tenant: &str, network: &str, name: &str, ipv4: &str, host: &str) {
+        let endpoint = Endpoint {
+            id: format!("id-{name}"),
+            tenant: tenant.into(),
+            name: name.into(),
+            network: network.into(),
+            network_id: format!("id-{network}"),
+            host: host.into(),
+            mac: MacAddr([0x0a, 0, 0, 0, 0, 0x99]),
+            ipv4: ipv4.parse().expect("address"),
+            ipv6: None,
+            ifname: "eth0".into(),
+            sandbox: "/proc/1/ns/net".into(),
+            groups: Vec::new(),
+            labels: BTreeMap::new(),
+            resource_version: 1,
+        };
+        self.endpoints.lock().expect("lock").insert(key(tenant, name), endpoint);
+    }
+
+    pub(crate) fn network_names(&self) -> Vec<String> {
+        self.networks.lock().expect("lock").keys().cloned().collect()
+    }
+
+    pub(crate) fn endpoint(&self, tenant: &str, name: &str) -> Option<Endpoint> {
+        self.endpoints.lock().expect("lock").get(&key(tenant, name)).cloned()
+    }
+}
+
+#[async_trait]
+impl Backend for FakeBackend {
+    fn host(&self) -> &str {
+        "h1"
+    }
+
+    async fn list_networks(&self, tenant: Option<&str>) -> Result<Vec<Network>, DriverError> {
+        let networks = self.networks.lock().expect("lock");
+        Ok(networks.values().filter(|n| tenant.is_none_or(|t| t == n.tenant)).cloned().collect())
+    }
+
+    async fn create_network(&self, tenant: &str, spec: &NetworkSpec) -> Result<Network, DriverError> {
+        self.add_network(tenant, &spec.name, &spec.subnet.to_string());
+        let mut networks = self.networks.lock().expect("lock");
+        let network = networks.get_mut(&key(tenant, &spec.name)).expect("just added");
+        network.gateway = spec.gateway.unwrap_or(network.gateway);
+        network.labels = spec.labels.clone();
+        Ok(network.clone())
+    }
+
+    async fn delete_network(&self, tenant: &str, network: &str) -> Result<(), DriverError> {
+        let removed = self.networks.lock().expect("lock").remove(&key(tenant, network));
+        removed.map(|_| ()).ok_or_else(|| not_found(format!("network {network}")))
+    }
+
+    async fn list_endpoints(&self, tenant: &str, network: &str) -> Result<Vec<Endpoint>, DriverError> {
+        let endpoints = self.endpoints.lock().expect("lock");
+        Ok(endpoints.values().filter(|e| e.tenant == tenant && e.network == network).cloned().collect())
+    }
+
+    async fn attach(&self, tenant: &str, spec: &EndpointSpec) -> Result<Attached, DriverError> {
+        let network = self
+            .networks
+            .lock()
+            .expect("lock")
+            .get(&key(tenant, &spec.network))
+            .cloned()
+            .ok_or_else(|| not_found(format!("network {}", spec.network)))?;
+        let name = spec.name.clone().expect("the driver names its endpoints");
+        let endpoint = Endpoint {
+            id: format!("id-{name}"),
+            tenant: tenant.into(),
+            name: name.clone(),
+            network: network.name.clone(),
+            network_id: network.id.clone(),
+            host: spec.host.clone(),
+            mac: spec.mac.unwrap_or(MacAddr([0x0a, 0, 0, 0, 0, 1])),
+            ipv4: spec.ipv4.expect("the driver passes Docker's address"),
+            ipv6: None,
+            ifname: spec.ifname.clone().unwrap_or_else(|| "eth0".into()),
+            sandbox: spec.sandbox.clone(),
+            groups: Vec::new(),
+            labels: spec.labels.clone(),
+            resource_version: 1,
+        };
+        self.endpoints.lock().expect("lock").insert(key(tenant, &name), endpoint.clone());
+        Ok(Attached { endpoint, mtu: 1450 })
+    }
+
+    async fn detach(&self, tenant: &str, endpoint: &str) -> Result<(), DriverError> {
+        let removed = self.endpoints.lock().expect("lock").remove(&key(tenant, endpoint));
+        removed.map(|_| ()).ok_or_else(|| not_found(format!("endpoint {endpoint}")))
+    }
+}
