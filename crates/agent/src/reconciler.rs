@@ -7,6 +7,7 @@
 
 mod applied;
 mod converge;
+mod policy;
 mod sync;
 mod verify;
 
@@ -34,6 +35,7 @@ struct Inner {
     applied: Applied,
     /// True once a snapshot was applied; until then nothing is removed from the kernel.
     synced: bool,
+    policy: policy::AppliedPolicy,
 }
 
 impl Reconciler {
@@ -71,7 +73,10 @@ impl Reconciler {
                 let _ = self.converge(&mut inner, &id).await;
             }
             Delta::Host(host) => self.converge_host(&mut inner, &host).await,
-            Delta::None => {}
+            Delta::Policy | Delta::None => {}
+        }
+        if inner.synced {
+            self.sync_policy(&mut inner).await;
         }
     }
 
@@ -88,6 +93,7 @@ impl Reconciler {
         inner.applied.broken.remove(&endpoint_id);
         let result = self.converge(&mut inner, &network_id).await;
         if inner.applied.local.contains_key(&endpoint_id) {
+            self.sync_policy(&mut inner).await;
             return Ok(());
         }
         // Forget the endpoint so a later event does not retry a failed attach.
@@ -103,7 +109,9 @@ impl Reconciler {
     pub async fn detach(&self, endpoint: &Endpoint) -> Result<(), AgentError> {
         let mut inner = self.inner.lock().await;
         inner.desired.endpoints.remove(&endpoint.id);
-        self.converge(&mut inner, &endpoint.network_id).await
+        let result = self.converge(&mut inner, &endpoint.network_id).await;
+        self.sync_policy(&mut inner).await;
+        result
     }
 
     /// Compares the kernel with what was applied and repairs what went missing
@@ -113,6 +121,8 @@ impl Reconciler {
         if !inner.synced {
             return Ok(());
         }
-        self.repair_locked(&mut inner).await
+        let result = self.repair_locked(&mut inner).await;
+        self.repair_policy(&mut inner).await;
+        result
     }
 }

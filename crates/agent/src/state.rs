@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use cloison_model::{Endpoint, Host, Network, WatchEvent, WatchObject};
+use cloison_model::{Endpoint, Host, Network, SecurityGroup, WatchEvent, WatchObject};
 
 /// What the controller wants on this host, as carried by the host's watch stream.
 #[derive(Debug, Clone, Default)]
@@ -10,6 +10,8 @@ pub struct DesiredState {
     pub networks: BTreeMap<String, Network>,
     pub endpoints: BTreeMap<String, Endpoint>,
     pub hosts: BTreeMap<String, Host>,
+    /// Security groups by `tenant/name`, the way endpoints and rules name them.
+    pub groups: BTreeMap<String, SecurityGroup>,
 }
 
 /// What one watch event changed, so the reconciler can touch only that.
@@ -21,6 +23,8 @@ pub enum Delta {
     Network(String),
     /// A host's VTEP may have changed: every network with endpoints there.
     Host(String),
+    /// Only the security policy may have changed: regenerate the nftables rulesets.
+    Policy,
     /// Nothing to do in the kernel.
     None,
 }
@@ -35,11 +39,13 @@ impl DesiredState {
                 networks,
                 endpoints,
                 hosts,
+                groups,
             } => {
                 self.revision = revision;
                 self.networks = networks.into_iter().map(|n| (n.id.clone(), n)).collect();
                 self.endpoints = endpoints.into_iter().map(|e| (e.id.clone(), e)).collect();
                 self.hosts = hosts.into_iter().map(|h| (h.name.clone(), h)).collect();
+                self.groups = groups.into_iter().map(|g| (group_key(&g.tenant, &g.name), g)).collect();
                 Delta::Resync
             }
             WatchEvent::Put { object, .. } => self.put(object),
@@ -72,6 +78,10 @@ impl DesiredState {
                     _ => Delta::Host(name),
                 }
             }
+            WatchObject::Group(g) => {
+                self.groups.insert(group_key(&g.tenant, &g.name), g);
+                Delta::Policy
+            }
         }
     }
 
@@ -90,6 +100,10 @@ impl DesiredState {
             WatchObject::Host(h) => {
                 self.hosts.remove(&h.name);
                 Delta::Host(h.name)
+            }
+            WatchObject::Group(g) => {
+                self.groups.remove(&group_key(&g.tenant, &g.name));
+                Delta::Policy
             }
         }
     }
@@ -113,4 +127,9 @@ impl DesiredState {
         ids.dedup();
         ids
     }
+}
+
+/// Returns the key of a group in [`DesiredState::groups`].
+pub(crate) fn group_key(tenant: &str, name: &str) -> String {
+    format!("{tenant}/{name}")
 }

@@ -41,6 +41,9 @@ pub enum DataplaneError {
     /// that was not ensured on this host.
     #[error("interface {name} not found; ensure its network first")]
     NoSuchInterface { name: String },
+    /// `nft` rejected a script or could not run.
+    #[error("nft failed in {namespace}: {message}")]
+    Nft { namespace: String, message: String },
     /// Any other I/O failure.
     #[error("{op} failed: {source}")]
     Io {

@@ -5,8 +5,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::{
-    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, OwnedEndpoint,
-    OwnedNetwork, RemoteEndpointPlan, RouterPlan,
+    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, NftablesPlan,
+    OwnedEndpoint, OwnedNetwork, RemoteEndpointPlan, RouterPlan,
 };
 
 /// One request the fake received, in order.
@@ -21,6 +21,8 @@ pub enum Recorded {
     EnsureRemoteEndpoint(RemoteEndpointPlan),
     RemoveRemoteEndpoint(RemoteEndpointPlan),
     Inventory,
+    /// An nftables script applied to the host (`None`) or a router namespace.
+    ApplyNftables(NftablesPlan),
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +31,8 @@ struct FakeKernel {
     networks: BTreeMap<u32, NetworkPlan>,
     endpoints: BTreeMap<String, LocalEndpointPlan>,
     remote: BTreeSet<RemoteEndpointPlan>,
+    /// Tables present per namespace (`None` is the host), as `family name`.
+    nftables: BTreeMap<Option<PathBuf>, Vec<String>>,
     log: Vec<Recorded>,
 }
 
@@ -84,6 +88,23 @@ impl FakeDataplane {
     /// Puts a remote endpoint entry into the fake kernel without recording it.
     pub fn preload_remote(&self, plan: RemoteEndpointPlan) {
         self.lock().remote.insert(plan);
+    }
+
+    /// Returns the nftables scripts applied so far to one namespace, oldest first.
+    pub fn nftables_scripts(&self, namespace: Option<&std::path::Path>) -> Vec<String> {
+        self.lock()
+            .log
+            .iter()
+            .filter_map(|r| match r {
+                Recorded::ApplyNftables(plan) if plan.namespace.as_deref() == namespace => Some(plan.script.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Drops every nftables table, like `nft flush ruleset` in every namespace.
+    pub fn flush_nftables(&self) {
+        self.lock().nftables.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeKernel> {
@@ -187,5 +208,17 @@ impl Dataplane for FakeDataplane {
             remote_endpoints: k.remote.iter().cloned().collect(),
             routers: k.routers.iter().cloned().collect(),
         })
+    }
+
+    async fn apply_nftables(&self, plan: &NftablesPlan) -> Result<(), DataplaneError> {
+        let mut k = self.lock();
+        k.log.push(Recorded::ApplyNftables(plan.clone()));
+        k.nftables.insert(plan.namespace.clone(), plan.tables.clone());
+        Ok(())
+    }
+
+    async fn list_nftables(&self, namespace: Option<&std::path::Path>) -> Result<Vec<String>, DataplaneError> {
+        let k = self.lock();
+        Ok(k.nftables.get(&namespace.map(PathBuf::from)).cloned().unwrap_or_default())
     }
 }

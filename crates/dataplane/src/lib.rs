@@ -20,7 +20,7 @@ pub use error::DataplaneError;
 pub use fake::{FakeDataplane, Recorded};
 pub use netlink::NetlinkDataplane;
 pub use plan::{
-    GatewayPlan, Inventory, LocalEndpointPlan, NetworkPlan, OwnedEndpoint, OwnedNetwork,
+    GatewayPlan, Inventory, LocalEndpointPlan, NetworkPlan, NftablesPlan, OwnedEndpoint, OwnedNetwork,
     RemoteEndpointPlan, RouterPlan,
 };
 
@@ -55,4 +55,11 @@ pub trait Dataplane: Send + Sync + std::fmt::Debug {
 
     /// Lists every kernel object on this host that carries cloison's mark.
     async fn inventory(&self) -> Result<Inventory, DataplaneError>;
+
+    /// Applies an nftables script to the host or a router namespace in one
+    /// transaction, then sets IP forwarding there when the plan asks.
+    async fn apply_nftables(&self, plan: &NftablesPlan) -> Result<(), DataplaneError>;
+    /// Lists the nftables tables (`family name`) of the host (`None`) or of a router
+    /// namespace, so the agent notices a flushed ruleset.
+    async fn list_nftables(&self, namespace: Option<&std::path::Path>) -> Result<Vec<String>, DataplaneError>;
 }

@@ -15,6 +15,7 @@ mod inventory;
 mod links;
 mod namespace;
 mod network;
+mod nftables;
 mod router;
 mod verify;
 
@@ -25,8 +26,8 @@ use rtnetlink::Handle;
 use tokio::sync::OnceCell;
 
 use crate::{
-    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, RemoteEndpointPlan,
-    RouterPlan,
+    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, NftablesPlan,
+    RemoteEndpointPlan, RouterPlan,
 };
 
 /// The dataplane of one host, programmed over netlink.
@@ -113,5 +114,13 @@ impl Dataplane for NetlinkDataplane {
 
     async fn inventory(&self) -> Result<Inventory, DataplaneError> {
         inventory::collect(self.host().await?, &self.run_dir).await
+    }
+
+    async fn apply_nftables(&self, plan: &NftablesPlan) -> Result<(), DataplaneError> {
+        nftables::apply(self.host_netns.as_deref(), plan).await
+    }
+
+    async fn list_nftables(&self, namespace: Option<&std::path::Path>) -> Result<Vec<String>, DataplaneError> {
+        nftables::list(namespace.or(self.host_netns.as_deref())).await
     }
 }

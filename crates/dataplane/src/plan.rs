@@ -114,3 +114,16 @@ pub struct Inventory {
     /// Router namespaces pinned under the agent's run directory.
     pub routers: Vec<PathBuf>,
 }
+
+/// An nftables change for one namespace, applied by `nft -f -` as one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftablesPlan {
+    /// Router namespace the script is for, or `None` for the host namespace.
+    pub namespace: Option<PathBuf>,
+    /// The `nft -f` script: table replacements or element commands.
+    pub script: String,
+    /// Tables (`family name`) the namespace holds once the script is applied.
+    pub tables: Vec<String>,
+    /// IP forwarding for IPv4 and IPv6 in the namespace, or `None` to leave it.
+    pub forwarding: Option<bool>,
+}

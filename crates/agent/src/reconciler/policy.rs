@@ -1,0 +1,119 @@
+//! The security policy on this host: nftables rulesets generated from the desired
+//! state after every change, and restored when someone flushes them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use cloison_dataplane::NftablesPlan;
+use cloison_policy::{generate, transition_script, PolicyInput, RouterRuleset, Table};
+use tracing::{debug, info, warn};
+
+use super::{Inner, Reconciler};
+
+/// The rulesets last applied, per namespace.
+#[derive(Debug, Default)]
+pub(super) struct AppliedPolicy {
+    /// Tables of the host namespace, `None` until applied.
+    host: Option<Vec<Table>>,
+    /// Router ruleset per tenant, with the namespace it was applied to.
+    routers: BTreeMap<String, (PathBuf, RouterRuleset)>,
+}
+
+impl Reconciler {
+    /// Regenerates the rulesets and applies what changed. A change of set elements
+    /// only (an attach, a new rule) is sent as element commands, anything else
+    /// replaces the tables; both are one transaction per namespace.
+    pub(super) async fn sync_policy(&self, inner: &mut Inner) {
+        let input = PolicyInput {
+            host: &self.ctx.host,
+            vxlan_port: self.ctx.vxlan_port,
+            networks: &inner.desired.networks,
+            endpoints: &inner.desired.endpoints,
+            groups: &inner.desired.groups,
+            hosts: &inner.desired.hosts,
+        };
+        let wanted = generate(&input);
+        if inner.policy.host.as_ref() != Some(&wanted.host) {
+            let applied = self.apply_tables(None, &wanted.host, inner.policy.host.as_deref(), None).await;
+            inner.policy.host = applied.then_some(wanted.host);
+        }
+        let routers: Vec<(String, PathBuf)> =
+            inner.applied.routers.iter().map(|(tenant, plan)| (tenant.clone(), plan.netns_path.clone())).collect();
+        inner.policy.routers.retain(|tenant, _| routers.iter().any(|(t, _)| t == tenant));
+        for (tenant, path) in routers {
+            let Some(ruleset) = wanted.routers.get(&tenant) else { continue };
+            let previous = inner.policy.routers.get(&tenant).filter(|(p, _)| *p == path).map(|(_, r)| r);
+            if previous == Some(ruleset) {
+                continue;
+            }
+            let forwarding = (previous.map(|r| r.forwarding) != Some(ruleset.forwarding)).then_some(ruleset.forwarding);
+            let old = previous.map(|r| std::slice::from_ref(&r.table));
+            let tables = std::slice::from_ref(&ruleset.table);
+            if self.apply_tables(Some(path.clone()), tables, old, forwarding).await {
+                inner.policy.routers.insert(tenant, (path, ruleset.clone()));
+            } else {
+                inner.policy.routers.remove(&tenant);
+            }
+        }
+    }
+
+    /// Applies `wanted` in one namespace, as an update of `previous` when possible.
+    /// An update the kernel rejects is retried once as a full replacement.
+    async fn apply_tables(
+        &self,
+        namespace: Option<PathBuf>,
+        wanted: &[Table],
+        previous: Option<&[Table]>,
+        forwarding: Option<bool>,
+    ) -> bool {
+        let tables: Vec<String> = wanted.iter().map(|t| format!("{} {}", t.family, t.name)).collect();
+        let mut plan = NftablesPlan { namespace, script: transition_script(wanted, previous), tables, forwarding };
+        let mut result = self.dataplane.apply_nftables(&plan).await;
+        if result.is_err() && previous.is_some() {
+            plan.script = transition_script(wanted, None);
+            result = self.dataplane.apply_nftables(&plan).await;
+        }
+        match result {
+            Ok(()) => {
+                debug!(namespace = ?plan.namespace, "nftables ruleset applied");
+                true
+            }
+            Err(error) => {
+                warn!(namespace = ?plan.namespace, %error, "nftables ruleset failed; retrying at the next repair");
+                false
+            }
+        }
+    }
+
+    /// Forgets the rulesets of namespaces whose tables are gone (`nft flush ruleset`,
+    /// a firewall reload), then applies them again.
+    pub(super) async fn repair_policy(&self, inner: &mut Inner) {
+        if let Some(host) = &inner.policy.host {
+            if !self.tables_present(None, host).await {
+                warn!("cloison's nftables tables are missing from the host namespace; restoring them");
+                inner.policy.host = None;
+            }
+        }
+        let mut missing = Vec::new();
+        for (tenant, (path, ruleset)) in &inner.policy.routers {
+            if !self.tables_present(Some(path.clone()), std::slice::from_ref(&ruleset.table)).await {
+                info!(tenant.name = %tenant, "router nftables table missing; restoring it");
+                missing.push(tenant.clone());
+            }
+        }
+        for tenant in missing {
+            inner.policy.routers.remove(&tenant);
+        }
+        self.sync_policy(inner).await;
+    }
+
+    async fn tables_present(&self, namespace: Option<PathBuf>, tables: &[Table]) -> bool {
+        match self.dataplane.list_nftables(namespace.as_deref()).await {
+            Ok(present) => tables.iter().all(|t| present.contains(&format!("{} {}", t.family, t.name))),
+            Err(error) => {
+                warn!(namespace = ?namespace, %error, "listing nftables tables failed");
+                true
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The reconciler's nftables handling against the recording fake dataplane.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cloison_agent::{HostContext, Reconciler};
+use cloison_dataplane::{FakeDataplane, Recorded};
+use cloison_model::{
+    Direction, Endpoint, Host, MacAddr, Network, Peer, Protocol, Rule, SecurityGroup, WatchEvent, WatchObject,
+};
+
+fn ctx() -> HostContext {
+    HostContext {
+        host: "h1".into(),
+        underlay_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        underlay_mtu: 1500,
+        vxlan_port: 4789,
+        run_dir: PathBuf::from("/run/cloison-test"),
+    }
+}
+
+fn network() -> Network {
+    Network {
+        id: "n1".into(),
+        tenant: "t1".into(),
+        name: "a".into(),
+        vni: 10,
+        subnet: "10.10.0.0/24".parse().expect("subnet"),
+        subnet6: None,
+        gateway: Ipv4Addr::new(10, 10, 0, 1),
+        gateway6: None,
+        gateway_mac: MacAddr::local_from_u64(10),
+        mtu: None,
+        external: false,
+        flood: false,
+        labels: BTreeMap::new(),
+        resource_version: 1,
+    }
+}
+
+fn endpoint(id: &str, last_octet: u8) -> Endpoint {
+    Endpoint {
+        id: id.into(),
+        tenant: "t1".into(),
+        name: format!("ep-{id}"),
+        network: "a".into(),
+        network_id: "n1".into(),
+        host: "h1".into(),
+        mac: MacAddr::local_from_u64(u64::from(last_octet) + 1000),
+        ipv4: Ipv4Addr::new(10, 10, 0, last_octet),
+        ipv6: None,
+        ifname: "eth0".into(),
+        sandbox: format!("/run/netns/{id}"),
+        groups: vec!["web".into()],
+        labels: BTreeMap::new(),
+        resource_version: 1,
+    }
+}
+
+fn group(rules: Vec<Rule>) -> SecurityGroup {
+    SecurityGroup { id: "g1".into(), tenant: "t1".into(), name: "web".into(), rules, labels: BTreeMap::new(), resource_version: 1 }
+}
+
+fn host() -> Host {
+    Host {
+        name: "h1".into(),
+        underlay_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        underlay_mtu: 1500,
+        vxlan_port: 4789,
+        last_heartbeat: 0,
+        resource_version: 1,
+    }
+}
+
+async fn synced() -> (Arc<FakeDataplane>, Reconciler) {
+    let fake = Arc::new(FakeDataplane::new());
+    let reconciler = Reconciler::new(fake.clone(), ctx());
+    reconciler
+        .apply_event(WatchEvent::Snapshot {
+            revision: 1,
+            networks: vec![network()],
+            endpoints: vec![endpoint("e1", 2)],
+            hosts: vec![host()],
+            groups: vec![group(vec![])],
+        })
+        .await;
+    (fake, reconciler)
+}
+
+#[tokio::test]
+async fn snapshot_replaces_host_tables() {
+    let (fake, _reconciler) = synced().await;
+    let scripts = fake.nftables_scripts(None);
+    assert_eq!(scripts.len(), 1, "one transaction for the host namespace");
+    assert!(scripts[0].contains("delete table bridge cloison"), "{}", scripts[0]);
+    assert!(scripts[0].contains("delete table inet cloison"), "{}", scripts[0]);
+    let router = PathBuf::from("/run/cloison-test/netns/router-t1");
+    assert_eq!(fake.nftables_scripts(Some(&router)).len(), 1, "one transaction for the router");
+}
+
+#[tokio::test]
+async fn group_rule_sends_elements_only() {
+    let (fake, reconciler) = synced().await;
+    fake.take_log();
+    let rule = Rule { direction: Direction::Ingress, protocol: Protocol::Tcp, ports: Some((80, 80)), peer: Peer::Any };
+    reconciler.apply_event(WatchEvent::Put { revision: 2, object: WatchObject::Group(group(vec![rule])) }).await;
+    let log = fake.take_log();
+    let scripts: Vec<&String> = log
+        .iter()
+        .filter_map(|r| match r {
+            Recorded::ApplyNftables(plan) if plan.namespace.is_none() => Some(&plan.script),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(scripts.len(), 1, "{log:?}");
+    assert!(!scripts[0].contains("delete table"), "{}", scripts[0]);
+    assert!(scripts[0].contains("add element inet cloison allow4_ports"), "{}", scripts[0]);
+}
+
+#[tokio::test]
+async fn unchanged_policy_applies_nothing() {
+    let (fake, reconciler) = synced().await;
+    fake.take_log();
+    reconciler.apply_event(WatchEvent::Put { revision: 2, object: WatchObject::Group(group(vec![])) }).await;
+    let applied = fake.take_log().into_iter().filter(|r| matches!(r, Recorded::ApplyNftables(_))).count();
+    assert_eq!(applied, 0);
+}
+
+#[tokio::test]
+async fn flushed_ruleset_is_restored_by_repair() {
+    let (fake, reconciler) = synced().await;
+    fake.flush_nftables();
+    fake.take_log();
+    reconciler.repair().await.expect("repair");
+    let scripts = fake.nftables_scripts(None);
+    assert_eq!(scripts.len(), 1, "the host tables are applied again");
+    assert!(scripts[0].contains("table bridge cloison {"), "a full table, not elements: {}", scripts[0]);
+    let router = PathBuf::from("/run/cloison-test/netns/router-t1");
+    assert_eq!(fake.nftables_scripts(Some(&router)).len(), 1, "the router table is applied again");
+}

@@ -1,0 +1,90 @@
+//! The host's `bridge cloison` table: anti-spoofing on every local endpoint port.
+//!
+//! A frame from an endpoint port must carry the endpoint's MAC as its source, and
+//! its IPv4 source, ARP sender, IPv6 source and ND fields must be the endpoint's own.
+//! Every check is one lookup in a set keyed by the port name, so the cost per frame
+//! does not grow with the number of endpoints. The checks are stateless, so they
+//! need no bridge conntrack.
+
+use std::net::Ipv6Addr;
+
+use cloison_dataplane::names;
+use cloison_model::{Endpoint, MacAddr};
+
+use crate::nft::{chain, ifname, Set, Table};
+use crate::PolicyInput;
+
+/// Rules of the prerouting chain. The ND offsets count from the ICMPv6 header: the
+/// target address of a neighbour advertisement is at byte 8, and the first option of
+/// a solicitation or advertisement at byte 24, its link-layer address at byte 26.
+const PREROUTING: &[&str] = &[
+    "iifname != @ports accept",
+    "iifname . ether saddr != @port_mac counter name spoof_dropped drop",
+    "ether type != { ip, ip6, arp } counter name spoof_dropped drop",
+    "arp operation { request, reply } iifname . arp saddr ether != @port_mac counter name spoof_dropped drop",
+    "arp operation { request, reply } iifname . arp saddr ip != @port_ipv4 counter name spoof_dropped drop",
+    "meta protocol ip iifname . ip saddr != @port_ipv4 counter name spoof_dropped drop",
+    "meta protocol ip6 iifname . ip6 saddr != @port_ipv6 counter name spoof_dropped drop",
+    "icmpv6 type { nd-router-advert, nd-redirect } counter name spoof_dropped drop",
+    "icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @port_nd_target counter name spoof_dropped drop",
+    "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } @th,192,8 { 1, 2 } iifname . @th,208,48 != @port_lladdr counter name spoof_dropped drop",
+];
+
+/// Builds the anti-spoofing table for the endpoints on this host.
+pub(crate) fn table(input: &PolicyInput<'_>) -> Table {
+    let mut table = Table {
+        family: "bridge",
+        name: "cloison",
+        sets: vec![
+            Set::new("set", "ports", "type ifname;"),
+            Set::new("set", "port_mac", "type ifname . ether_addr;"),
+            Set::new("set", "port_ipv4", "type ifname . ipv4_addr;"),
+            Set::new("set", "port_ipv6", "type ifname . ipv6_addr; flags interval;"),
+            Set::new("set", "port_nd_target", "typeof iifname . @th,64,128;"),
+            Set::new("set", "port_lladdr", "typeof iifname . @th,208,48;"),
+        ],
+        counters: vec!["spoof_dropped"],
+        chains: vec![chain("prerouting", Some("type filter hook prerouting priority -300; policy accept;"), PREROUTING)],
+    };
+    for (endpoint, _) in input.local_endpoints() {
+        add_endpoint(&mut table, endpoint);
+    }
+    table
+}
+
+fn add_endpoint(table: &mut Table, endpoint: &Endpoint) {
+    let port = ifname(&names::endpoint_host(&endpoint.id));
+    let link_local = link_local(endpoint.mac);
+    table.add("ports", port.clone());
+    table.add("port_mac", format!("{port} . {}", endpoint.mac));
+    table.add("port_ipv4", format!("{port} . {}", endpoint.ipv4));
+    // Link-local sources are any fe80::/10 address, because the MAC check above
+    // already ties the frame to the port; `::` is the source of duplicate address
+    // detection.
+    table.add("port_ipv6", format!("{port} . fe80::/10"));
+    table.add("port_ipv6", format!("{port} . ::"));
+    table.add("port_nd_target", format!("{port} . {}", hex128(link_local)));
+    if let Some(ipv6) = endpoint.ipv6 {
+        table.add("port_ipv6", format!("{port} . {ipv6}"));
+        table.add("port_nd_target", format!("{port} . {}", hex128(ipv6)));
+    }
+    table.add("port_lladdr", format!("{port} . 0x{}", hex(&endpoint.mac.0)));
+}
+
+/// Returns the EUI-64 link-local address the kernel derives from a MAC by default.
+pub(crate) fn link_local(mac: MacAddr) -> Ipv6Addr {
+    let m = mac.0;
+    let octets = [
+        0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5],
+    ];
+    Ipv6Addr::from(octets)
+}
+
+/// Writes an IPv6 address as the 128-bit integer a raw payload match compares with.
+fn hex128(address: Ipv6Addr) -> String {
+    format!("0x{}", hex(&address.octets()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

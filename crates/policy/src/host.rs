@@ -1,0 +1,163 @@
+//! The host's `inet cloison` table: security groups, the underlay guard, and the
+//! chains that egress NAT and publications fill.
+//!
+//! Bridged packets reach this table's hooks through `br_netfilter`, where the input
+//! and output interface are the network's bridge, so every set is keyed by the
+//! bridge name: overlapping subnets of two tenants never share an element. Each
+//! bridge also gets its own conntrack zone, so equal address pairs of two tenants
+//! never share a connection.
+
+use std::net::IpAddr;
+
+use cloison_dataplane::names;
+use cloison_model::{Direction, Endpoint, Network, Rule};
+use ipnet::IpNet;
+
+use crate::nft::{chain, ifname, Set, Table};
+use crate::resolve::{endpoint_addresses, l4proto, network_prefixes, peer_prefixes, ports};
+use crate::PolicyInput;
+
+/// Rules of the forward chain, in order: traffic to anything but a local endpoint
+/// is judged by the endpoint's own host; replies pass; the endpoint's own network
+/// and link-local traffic pass; then one lookup per address family and port kind.
+const FORWARD: &[&str] = &[
+    "meta nfproto ipv4 oifname . ip daddr != @local4 accept",
+    "meta nfproto ipv6 oifname . ip6 daddr != @local6 accept",
+    "ct state established,related accept",
+    "ct state invalid counter name ingress_dropped drop",
+    "oifname . ip saddr @same4 accept",
+    "oifname . ip6 saddr @same6 accept",
+    "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
+    "oifname . ip daddr . ip saddr . meta l4proto . th dport @allow4_ports accept",
+    "oifname . ip daddr . ip saddr . meta l4proto @allow4 accept",
+    "oifname . ip6 daddr . ip6 saddr . meta l4proto . th dport @allow6_ports accept",
+    "oifname . ip6 daddr . ip6 saddr . meta l4proto @allow6 accept",
+    "counter name ingress_dropped drop",
+];
+
+/// Rules of the input chain: VXLAN only from known VTEPs.
+const INPUT: &[&str] = &[
+    "udp dport @vxlan_port ip saddr != @vteps4 counter name vxlan_dropped drop",
+    "udp dport @vxlan_port ip6 saddr != @vteps6 counter name vxlan_dropped drop",
+];
+
+/// Builds the host table from the desired state.
+pub(crate) fn table(input: &PolicyInput<'_>) -> Table {
+    let mut table = skeleton();
+    table.add("vxlan_port", input.vxlan_port.to_string());
+    for host in input.hosts.values() {
+        match host.underlay_ip {
+            IpAddr::V4(ip) => table.add("vteps4", ip.to_string()),
+            IpAddr::V6(ip) => table.add("vteps6", ip.to_string()),
+        }
+    }
+    for network in input.local_networks().values() {
+        add_network(&mut table, network);
+    }
+    for (endpoint, network) in input.local_endpoints() {
+        add_local_endpoint(&mut table, endpoint, network);
+        add_ingress_rules(&mut table, input, endpoint, network);
+    }
+    add_egress_rules(&mut table, input);
+    table
+}
+
+fn skeleton() -> Table {
+    Table {
+        family: "inet",
+        name: "cloison",
+        sets: vec![
+            Set::new("set", "vxlan_port", "type inet_service;"),
+            Set::new("set", "vteps4", "type ipv4_addr;"),
+            Set::new("set", "vteps6", "type ipv6_addr;"),
+            Set::new("map", "bridge_zone", "typeof iifname : ct zone;"),
+            Set::new("set", "local4", "type ifname . ipv4_addr;"),
+            Set::new("set", "local6", "type ifname . ipv6_addr;"),
+            Set::new("set", "same4", "type ifname . ipv4_addr; flags interval;"),
+            Set::new("set", "same6", "type ifname . ipv6_addr; flags interval;"),
+            Set::new("set", "allow4_ports", "type ifname . ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval;"),
+            Set::new("set", "allow4", "type ifname . ipv4_addr . ipv4_addr . inet_proto; flags interval;"),
+            Set::new("set", "allow6_ports", "type ifname . ipv6_addr . ipv6_addr . inet_proto . inet_service; flags interval;"),
+            Set::new("set", "allow6", "type ifname . ipv6_addr . ipv6_addr . inet_proto; flags interval;"),
+        ],
+        counters: vec!["vxlan_dropped", "ingress_dropped"],
+        chains: vec![
+            chain("zone", Some("type filter hook prerouting priority raw; policy accept;"), &["ct zone set iifname map @bridge_zone"]),
+            chain("input", Some("type filter hook input priority filter; policy accept;"), INPUT),
+            chain("forward", Some("type filter hook forward priority filter; policy accept;"), FORWARD),
+            chain("nat_prerouting", Some("type nat hook prerouting priority dstnat; policy accept;"), &[]),
+            chain("nat_postrouting", Some("type nat hook postrouting priority srcnat; policy accept;"), &[]),
+        ],
+    }
+}
+
+/// Adds a network present on this host: its conntrack zone and its own prefixes.
+///
+/// Limitation: the zone is the low 16 bits of the VNI (conntrack zones have 16
+/// bits), so two networks on one host whose VNIs differ by a multiple of 65536 share
+/// a zone; it matters only when their address pairs also coincide.
+fn add_network(table: &mut Table, network: &Network) {
+    let bridge = ifname(&names::bridge(network.vni));
+    table.add("bridge_zone", format!("{bridge} : {}", network.vni & 0xffff));
+    table.add("same6", format!("{bridge} . fe80::/10"));
+    for prefix in network_prefixes(network) {
+        let set = if prefix.addr().is_ipv4() { "same4" } else { "same6" };
+        table.add(set, format!("{bridge} . {prefix}"));
+    }
+}
+
+fn add_local_endpoint(table: &mut Table, endpoint: &Endpoint, network: &Network) {
+    let bridge = ifname(&names::bridge(network.vni));
+    table.add("local4", format!("{bridge} . {}", endpoint.ipv4));
+    if let Some(ipv6) = endpoint.ipv6 {
+        table.add("local6", format!("{bridge} . {ipv6}"));
+    }
+}
+
+/// Adds what the ingress rules of a local endpoint's groups allow towards it.
+fn add_ingress_rules(table: &mut Table, input: &PolicyInput<'_>, endpoint: &Endpoint, network: &Network) {
+    for rule in input.rules_of(endpoint).into_iter().filter(|r| r.direction == Direction::Ingress) {
+        for source in peer_prefixes(input, &endpoint.tenant, &rule.peer) {
+            for destination in endpoint_addresses(endpoint) {
+                add_allow(table, network, destination, source, rule);
+            }
+        }
+    }
+}
+
+/// Adds what the egress rules of any known endpoint allow towards the endpoints of
+/// this host in the same tenant; its own network is allowed anyway.
+fn add_egress_rules(table: &mut Table, input: &PolicyInput<'_>) {
+    let local: Vec<(&Endpoint, &Network)> = input.local_endpoints().collect();
+    for (source, _) in input.all_endpoints() {
+        for rule in input.rules_of(source).into_iter().filter(|r| r.direction == Direction::Egress) {
+            let targets = peer_prefixes(input, &source.tenant, &rule.peer);
+            for (endpoint, network) in local.iter().filter(|(e, _)| e.tenant == source.tenant && e.network_id != source.network_id) {
+                for destination in endpoint_addresses(endpoint) {
+                    if !targets.iter().any(|t| t.contains(&destination)) {
+                        continue;
+                    }
+                    for address in endpoint_addresses(source) {
+                        add_allow(table, network, destination, IpNet::from(address), rule);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds one allowed (destination, source prefix, protocol, ports) element when the
+/// addresses are of one family.
+fn add_allow(table: &mut Table, network: &Network, destination: IpAddr, source: IpNet, rule: &Rule) {
+    let ipv6 = destination.is_ipv6();
+    if ipv6 != source.addr().is_ipv6() {
+        return;
+    }
+    let bridge = ifname(&names::bridge(network.vni));
+    let proto = l4proto(rule.protocol, ipv6);
+    let family = if ipv6 { "6" } else { "4" };
+    match ports(rule) {
+        Some(ports) => table.add(&format!("allow{family}_ports"), format!("{bridge} . {destination} . {source} . {proto} . {ports}")),
+        None => table.add(&format!("allow{family}"), format!("{bridge} . {destination} . {source} . {proto}")),
+    }
+}

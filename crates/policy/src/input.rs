@@ -1,0 +1,96 @@
+//! What the generator reads: the agent's desired state, borrowed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cloison_model::{Endpoint, Host, Network, Rule, SecurityGroup};
+
+/// The desired state of one host, as the agent keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyInput<'a> {
+    /// Name of this host: its endpoints get ports, filters and anti-spoofing.
+    pub host: &'a str,
+    /// UDP port VXLAN uses, guarded by the underlay filter.
+    pub vxlan_port: u16,
+    /// Networks by id.
+    pub networks: &'a BTreeMap<String, Network>,
+    /// Endpoints by id, on this host and on others.
+    pub endpoints: &'a BTreeMap<String, Endpoint>,
+    /// Security groups by `tenant/name`.
+    pub groups: &'a BTreeMap<String, SecurityGroup>,
+    /// Hosts by name; their underlay addresses are the known VTEPs.
+    pub hosts: &'a BTreeMap<String, Host>,
+}
+
+/// An owned desired state, for tests and benchmarks that build one from scratch.
+#[derive(Debug, Clone, Default)]
+pub struct OwnedInput {
+    pub host: String,
+    pub vxlan_port: u16,
+    pub networks: BTreeMap<String, Network>,
+    pub endpoints: BTreeMap<String, Endpoint>,
+    pub groups: BTreeMap<String, SecurityGroup>,
+    pub hosts: BTreeMap<String, Host>,
+}
+
+impl OwnedInput {
+    /// Borrows the state as the generator's input.
+    pub fn as_input(&self) -> PolicyInput<'_> {
+        PolicyInput {
+            host: &self.host,
+            vxlan_port: self.vxlan_port,
+            networks: &self.networks,
+            endpoints: &self.endpoints,
+            groups: &self.groups,
+            hosts: &self.hosts,
+        }
+    }
+}
+
+impl<'a> PolicyInput<'a> {
+    /// Returns the endpoints on this host whose network is known, with that network.
+    pub(crate) fn local_endpoints(&self) -> impl Iterator<Item = (&'a Endpoint, &'a Network)> + 'a {
+        let host = self.host;
+        let networks = self.networks;
+        self.endpoints
+            .values()
+            .filter(move |e| e.host == host)
+            .filter_map(move |e| networks.get(&e.network_id).map(|n| (e, n)))
+    }
+
+    /// Returns every known endpoint with its network.
+    pub(crate) fn all_endpoints(&self) -> impl Iterator<Item = (&'a Endpoint, &'a Network)> + 'a {
+        let networks = self.networks;
+        self.endpoints
+            .values()
+            .filter_map(move |e| networks.get(&e.network_id).map(|n| (e, n)))
+    }
+
+    /// Returns the networks with an endpoint on this host, by id.
+    pub(crate) fn local_networks(&self) -> BTreeMap<&'a str, &'a Network> {
+        self.local_endpoints().map(|(_, n)| (n.id.as_str(), n)).collect()
+    }
+
+    /// Returns the tenants with a network on this host.
+    pub(crate) fn local_tenants(&self) -> BTreeSet<String> {
+        self.local_networks().values().map(|n| n.tenant.clone()).collect()
+    }
+
+    /// Returns the network of `tenant` called `name`, when the host knows it.
+    pub(crate) fn network_named(&self, tenant: &str, name: &str) -> Option<&'a Network> {
+        self.networks.values().find(|n| n.tenant == tenant && n.name == name)
+    }
+
+    /// Returns the rules of every group an endpoint lists; groups the host does not
+    /// know contribute nothing.
+    pub(crate) fn rules_of(&self, endpoint: &Endpoint) -> Vec<&'a Rule> {
+        let mut rules: Vec<&'a Rule> = endpoint
+            .groups
+            .iter()
+            .filter_map(|g| self.groups.get(&format!("{}/{g}", endpoint.tenant)))
+            .flat_map(|g| g.rules.iter())
+            .collect();
+        rules.sort();
+        rules.dedup();
+        rules
+    }
+}

@@ -1,0 +1,64 @@
+//! Turns a rule's peer into address prefixes, within the rule's tenant.
+
+use std::net::IpAddr;
+
+use cloison_model::{Peer, Protocol, Rule};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use crate::PolicyInput;
+
+/// Returns the prefixes a peer stands for in `tenant`. A group stands for the
+/// addresses of its members that this host knows, a network for its subnets.
+///
+/// Limitation: the host knows only the endpoints and networks of networks with a
+/// local endpoint, so a group member or a network elsewhere is not matched here.
+pub(crate) fn peer_prefixes(input: &PolicyInput<'_>, tenant: &str, peer: &Peer) -> Vec<IpNet> {
+    match peer {
+        Peer::Cidr(net) => vec![*net],
+        Peer::Any => vec![IpNet::V4(Ipv4Net::default()), IpNet::V6(Ipv6Net::default())],
+        Peer::Network(name) => input.network_named(tenant, name).map(network_prefixes).unwrap_or_default(),
+        Peer::Group(name) => input
+            .all_endpoints()
+            .filter(|(e, _)| e.tenant == tenant && e.groups.iter().any(|g| g == name))
+            .flat_map(|(e, _)| endpoint_addresses(e))
+            .map(IpNet::from)
+            .collect(),
+    }
+}
+
+/// Returns a network's IPv4 subnet and, when dual-stack, its IPv6 subnet.
+pub(crate) fn network_prefixes(network: &cloison_model::Network) -> Vec<IpNet> {
+    let mut prefixes = vec![IpNet::V4(network.subnet)];
+    prefixes.extend(network.subnet6.map(IpNet::V6));
+    prefixes
+}
+
+/// Returns an endpoint's IPv4 address and, when it has one, its IPv6 address.
+pub(crate) fn endpoint_addresses(endpoint: &cloison_model::Endpoint) -> Vec<IpAddr> {
+    let mut addresses = vec![IpAddr::V4(endpoint.ipv4)];
+    addresses.extend(endpoint.ipv6.map(IpAddr::V6));
+    addresses
+}
+
+/// Returns the `meta l4proto` value of a rule for one address family, as an nft
+/// value or range: ICMP is protocol 1 over IPv4 and 58 over IPv6, any is 0-255.
+pub(crate) fn l4proto(protocol: Protocol, ipv6: bool) -> &'static str {
+    match (protocol, ipv6) {
+        (Protocol::Tcp, _) => "tcp",
+        (Protocol::Udp, _) => "udp",
+        (Protocol::Icmp, false) => "icmp",
+        (Protocol::Icmp, true) => "ipv6-icmp",
+        (Protocol::Any, _) => "0-255",
+    }
+}
+
+/// Returns the rule's destination ports as an nft value or range, or `None` for a
+/// rule that matches every port.
+pub(crate) fn ports(rule: &Rule) -> Option<String> {
+    rule.ports.map(|(first, last)| if first == last { first.to_string() } else { format!("{first}-{last}") })
+}
+
+/// Returns true when two prefixes share an address.
+pub(crate) fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}

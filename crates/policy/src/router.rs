@@ -1,0 +1,81 @@
+//! The `inet cloison` table of a tenant's router namespace.
+//!
+//! The router forwards between two networks of the tenant only when a rule of some
+//! group allows a flow between them, in either direction, so replies routed by
+//! another host's copy of the distributed gateway pass too. Which flows between the
+//! two networks pass is decided statefully at the destination endpoint's host (see
+//! the host table). A router serves one tenant, so it never routes between tenants.
+
+use cloison_model::{Direction, Network};
+use ipnet::IpNet;
+
+use crate::nft::{chain, Set, Table};
+use crate::resolve::{network_prefixes, overlaps, peer_prefixes};
+use crate::{PolicyInput, RouterRuleset};
+
+const FORWARD: &[&str] = &[
+    "ip saddr . ip daddr @routed4 accept",
+    "ip6 saddr . ip6 daddr @routed6 accept",
+    "counter name forward_dropped drop",
+];
+
+/// Builds the router table of `tenant`.
+pub(crate) fn ruleset(input: &PolicyInput<'_>, tenant: &str) -> RouterRuleset {
+    let mut table = Table {
+        family: "inet",
+        name: "cloison",
+        sets: vec![
+            Set::new("set", "routed4", "type ipv4_addr . ipv4_addr; flags interval;"),
+            Set::new("set", "routed6", "type ipv6_addr . ipv6_addr; flags interval;"),
+        ],
+        counters: vec!["forward_dropped"],
+        chains: vec![
+            chain("forward", Some("type filter hook forward priority filter; policy drop;"), FORWARD),
+            chain("nat_prerouting", Some("type nat hook prerouting priority dstnat; policy accept;"), &[]),
+            chain("nat_postrouting", Some("type nat hook postrouting priority srcnat; policy accept;"), &[]),
+        ],
+    };
+    for (a, b) in routed_pairs(input, tenant) {
+        add_pair(&mut table, a, b);
+        add_pair(&mut table, b, a);
+    }
+    let forwarding = table.sets.iter().any(|s| !s.elements.is_empty());
+    RouterRuleset { table, forwarding }
+}
+
+/// Returns the pairs of the tenant's local networks between which some rule allows a
+/// flow: a rule of a member of one network whose peer covers part of the other.
+fn routed_pairs<'a>(input: &PolicyInput<'a>, tenant: &str) -> Vec<(&'a Network, &'a Network)> {
+    let networks: Vec<&Network> = input.local_networks().into_values().filter(|n| n.tenant == tenant).collect();
+    let mut pairs = Vec::new();
+    for (endpoint, own) in input.all_endpoints().filter(|(e, _)| e.tenant == tenant) {
+        for rule in input.rules_of(endpoint) {
+            let peers = peer_prefixes(input, tenant, &rule.peer);
+            for other in networks.iter().filter(|n| n.id != own.id) {
+                let covered = network_prefixes(other).iter().any(|p| peers.iter().any(|q| overlaps(p, q)));
+                if covered && networks.iter().any(|n| n.id == own.id) {
+                    let pair = match rule.direction {
+                        Direction::Ingress => (*other, own),
+                        Direction::Egress => (own, *other),
+                    };
+                    if !pairs.contains(&pair) {
+                        pairs.push(pair);
+                    }
+                }
+            }
+        }
+    }
+    pairs
+}
+
+fn add_pair(table: &mut Table, from: &Network, to: &Network) {
+    for source in network_prefixes(from) {
+        for destination in network_prefixes(to) {
+            match (source, destination) {
+                (IpNet::V4(s), IpNet::V4(d)) => table.add("routed4", format!("{s} . {d}")),
+                (IpNet::V6(s), IpNet::V6(d)) => table.add("routed6", format!("{s} . {d}")),
+                _ => {}
+            }
+        }
+    }
+}
