@@ -78,6 +78,9 @@ pub(crate) enum Command {
     /// Inspect endpoints.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
+    /// Manage security groups and their rules.
+    #[command(subcommand)]
+    Group(crate::groups::GroupCommand),
     /// Show the controller's and the local agent's state.
     Status,
     /// Build, use and remove multi-host labs on this machine.
@@ -270,4 +273,6 @@ pub(crate) enum EndpointCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Replace the security groups of an endpoint.
+    Update(crate::groups::EndpointUpdateArgs),
 }

@@ -6,6 +6,7 @@ mod args;
 mod control;
 mod daemon;
 mod docker_driver;
+mod groups;
 mod lab;
 mod logging;
 mod output;
@@ -58,6 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attach(args) => verbs::attach(global, args).await,
         Command::Detach(args) => verbs::detach(global, args).await,
         Command::Endpoint(cmd) => verbs::endpoint(global, cmd).await,
+        Command::Group(cmd) => groups::group(global, cmd).await,
         Command::Status => verbs::status(global).await,
         Command::Lab(cmd) => lab::lab(global, cmd).await,
         Command::Admin(cmd) => admin::admin(global, cmd).await,

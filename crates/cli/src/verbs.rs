@@ -162,6 +162,7 @@ pub(crate) async fn endpoint(global: &GlobalArgs, cmd: EndpointCommand) -> anyho
             let endpoint = client.get_endpoint(&tenant, &name).await?;
             print_json(&endpoint)
         }
+        EndpointCommand::Update(args) => crate::groups::update_endpoint(global, args).await,
     }
 }
 
