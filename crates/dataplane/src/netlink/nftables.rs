@@ -1,9 +1,8 @@
 //! nftables through the `nft` command: a script on stdin is one transaction.
 //!
-//! Limitation: each policy change spawns one `nft` process (about a millisecond or
-//! more for small scripts), and one more per router namespace it touches, because the
-//! nftables netlink protocol is not spoken here directly; attaches stay cheap because
-//! they only add set elements.
+//! Limitation: each policy change spawns one `nft` process per namespace it touches,
+//! because this module does not speak the nftables netlink protocol itself. An attach
+//! only adds set elements, so its script stays small.
 
 use std::io::Write;
 use std::path::Path;
