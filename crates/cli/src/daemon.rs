@@ -77,7 +77,8 @@ async fn run_agent(
     (docker, controller_url): (&DockerArgs, &str),
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let ctx = host_context(host)?;
+    let dataplane = NetlinkDataplane::new(host.run_dir.clone()).context("cannot open netlink")?;
+    let ctx = host_context(host, &dataplane).await?;
     let spec = HostSpec {
         name: ctx.host.clone(),
         underlay_ip: ctx.underlay_ip,
@@ -85,7 +86,6 @@ async fn run_agent(
         vxlan_port: ctx.vxlan_port,
     };
     info!(host.name = %ctx.host, underlay = %ctx.underlay_ip, underlay_mtu = ctx.underlay_mtu, "agent starting");
-    let dataplane = NetlinkDataplane::new(ctx.run_dir.clone()).context("cannot open netlink")?;
     let reconciler = Arc::new(Reconciler::new(Arc::new(dataplane), ctx));
     crate::docker_driver::spawn(docker, controller_url, control.clone(), reconciler.clone(), cancel.clone())?;
     let watch = tokio::spawn(follow_watch(
@@ -101,7 +101,7 @@ async fn run_agent(
     served.context("agent socket failed")
 }
 
-fn host_context(host: &HostArgs) -> anyhow::Result<HostContext> {
+async fn host_context(host: &HostArgs, dataplane: &NetlinkDataplane) -> anyhow::Result<HostContext> {
     let name = match &host.host {
         Some(name) => name.clone(),
         None => system_host_name()?,
@@ -111,7 +111,7 @@ fn host_context(host: &HostArgs) -> anyhow::Result<HostContext> {
     let underlay_mtu = match host.underlay_mtu {
         Some(mtu) => mtu,
         None if underlay_ip.is_loopback() => 1500,
-        None => underlay::mtu_of_address(underlay_ip)?,
+        None => underlay_mtu(dataplane, underlay_ip).await?,
     };
     Ok(HostContext {
         host: name,
@@ -120,6 +120,21 @@ fn host_context(host: &HostArgs) -> anyhow::Result<HostContext> {
         vxlan_port: host.vxlan_port,
         run_dir: host.run_dir.clone(),
     })
+}
+
+/// Returns the MTU of the interface holding the underlay address, read over netlink
+/// in the agent's own network namespace (`/sys` may show another one).
+async fn underlay_mtu(dataplane: &NetlinkDataplane, ip: std::net::IpAddr) -> anyhow::Result<u32> {
+    let found = dataplane
+        .interface_of_address(ip)
+        .await
+        .context("cannot list the host's interfaces")?;
+    match found {
+        Some((_, mtu)) => Ok(mtu),
+        None => anyhow::bail!(
+            "no interface of this host holds the underlay address {ip}; pass --underlay-ip with an address of this host, or --underlay-mtu"
+        ),
+    }
 }
 
 fn system_host_name() -> anyhow::Result<String> {

@@ -2,8 +2,6 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use anyhow::Context;
-
 /// Returns the first global IPv4 address of the interface carrying the default
 /// route, or 127.0.0.1 when there is none (a single host needs no underlay).
 pub(crate) fn default_underlay_ip() -> IpAddr {
@@ -11,23 +9,6 @@ pub(crate) fn default_underlay_ip() -> IpAddr {
         .and_then(|ifname| interface_ipv4(&ifname))
         .map(IpAddr::V4)
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-}
-
-/// Returns the MTU of the interface that holds `ip`.
-pub(crate) fn mtu_of_address(ip: IpAddr) -> anyhow::Result<u32> {
-    let addrs = nix::ifaddrs::getifaddrs().context("cannot list interface addresses")?;
-    for ifaddr in addrs {
-        let matches = ifaddr.address.as_ref().is_some_and(|a| {
-            a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())) == Some(ip)
-                || a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())) == Some(ip)
-        });
-        if matches {
-            let path = format!("/sys/class/net/{}/mtu", ifaddr.interface_name);
-            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-            return text.trim().parse().with_context(|| format!("unexpected MTU in {path}"));
-        }
-    }
-    anyhow::bail!("no interface holds the underlay address {ip}; pass --underlay-ip with an address of this host, or --underlay-mtu")
 }
 
 fn default_route_interface() -> Option<String> {

@@ -17,6 +17,7 @@ mod namespace;
 mod network;
 mod nftables;
 mod router;
+mod underlay;
 mod verify;
 
 use std::path::PathBuf;
