@@ -7,6 +7,7 @@
 //! host watch that another one served.
 
 mod errors;
+mod failover;
 mod options;
 mod store;
 #[cfg(feature = "test-cluster")]

@@ -6,27 +6,32 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use cloison_store::{Compare, KeyValue, Op, Store, StoreError, TxnResponse, WatchStream};
-use etcd_client::{Client, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
+use etcd_client::{CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
 
 use crate::errors::{store_error, unavailable};
+use crate::failover::{Members, Retry};
 use crate::options::EtcdOptions;
 use crate::watch;
 
-/// Keys read per range request. etcd's clients refuse responses above 4 MiB by default,
-/// so a large keyspace is read in pages pinned to the first page's revision.
+/// Keys read per range request, so a large keyspace is read in pages pinned to the first
+/// page's revision.
 const RANGE_PAGE: i64 = 1000;
+/// Largest range or watch response accepted. etcd-client refuses responses above 4 MiB
+/// by default, which 1000 records of 4 KiB already exceed.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 << 20;
 /// HTTP/2 pings that detect a member that vanished without closing its connections.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The [`Store`] on an etcd cluster. Clones share one connection pool.
+/// The [`Store`] on an etcd cluster. Clones share the members' connections.
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    cluster: Arc<Members>,
     prefix: String,
     members: String,
     request_timeout: Duration,
@@ -55,11 +60,11 @@ impl EtcdStore {
             .with_connect_timeout(options.connect_timeout)
             .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
             .with_require_leader(true);
-        let client = Client::connect(&options.endpoints, Some(connect))
+        let cluster = Members::connect(&options.endpoints, &connect)
             .await
             .map_err(|e| store_error(e, &members))?;
         Ok(Self {
-            client,
+            cluster: Arc::new(cluster),
             prefix: options.prefix.clone(),
             members,
             request_timeout: options.request_timeout,
@@ -79,19 +84,18 @@ impl EtcdStore {
     /// Discards etcd's history up to `revision`, as etcd operators must do periodically.
     /// Watches that have not reached `revision` then end with [`StoreError::Compacted`].
     pub async fn compact(&self, revision: u64) -> Result<(), StoreError> {
-        self.kv()
-            .compact(to_etcd(revision), None)
+        let revision = to_etcd(revision);
+        self.cluster
+            .call(Retry::NotSent, |client| async move {
+                client.kv_client().compact(revision, None).await
+            })
             .await
             .map_err(|e| self.error(e))?;
         Ok(())
     }
 
-    pub(crate) fn kv(&self) -> KvClient {
-        self.client.kv_client()
-    }
-
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    pub(crate) fn cluster(&self) -> &Members {
+        &self.cluster
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
@@ -144,16 +148,29 @@ impl EtcdStore {
         if revision > 0 {
             options = options.with_revision(revision);
         }
-        self.kv().get(from, Some(options)).await.map_err(|e| self.error(e))
+        self.cluster
+            .call(Retry::Unavailable, |client| {
+                let (from, options) = (from.clone(), options.clone());
+                async move {
+                    let mut kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
+                    kv.get(from, Some(options)).await
+                }
+            })
+            .await
+            .map_err(|e| self.error(e))
     }
 }
 
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let key = self.etcd_key(key);
         let response = self
-            .kv()
-            .get(self.etcd_key(key), None)
+            .cluster
+            .call(Retry::Unavailable, |client| {
+                let key = key.clone();
+                async move { client.kv_client().get(key, None).await }
+            })
             .await
             .map_err(|e| self.error(e))?;
         response.kvs().first().map(|kv| self.key_value(kv)).transpose()
@@ -187,9 +204,13 @@ impl Store for EtcdStore {
             .flat_map(|compare| self.etcd_compares(compare))
             .collect();
         let then: Vec<TxnOp> = ops.into_iter().map(|op| self.etcd_op(op)).collect();
+        let txn = Txn::new().when(when).and_then(then);
         let response = self
-            .kv()
-            .txn(Txn::new().when(when).and_then(then))
+            .cluster
+            .call(Retry::NotSent, |client| {
+                let txn = txn.clone();
+                async move { client.kv_client().txn(txn).await }
+            })
             .await
             .map_err(|e| self.error(e))?;
         Ok(TxnResponse {
@@ -203,10 +224,16 @@ impl Store for EtcdStore {
     }
 
     async fn revision(&self) -> Result<u64, StoreError> {
-        let options = GetOptions::new().with_count_only();
+        let key = self.etcd_key("/");
         let response = self
-            .kv()
-            .get(self.etcd_key("/"), Some(options))
+            .cluster
+            .call(Retry::Unavailable, |client| {
+                let key = key.clone();
+                async move {
+                    let options = GetOptions::new().with_count_only();
+                    client.kv_client().get(key, Some(options)).await
+                }
+            })
             .await
             .map_err(|e| self.error(e))?;
         Ok(from_etcd(header_revision(response.header())))

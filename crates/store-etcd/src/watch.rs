@@ -10,7 +10,8 @@ use cloison_store::{Event, StoreError, WatchBatch, WatchStream};
 use etcd_client::{EventType, WatchOptions, WatchResponse};
 use tokio::sync::mpsc;
 
-use crate::store::{from_etcd, to_etcd, EtcdStore};
+use crate::failover::Retry;
+use crate::store::{from_etcd, to_etcd, EtcdStore, MAX_RESPONSE_BYTES};
 
 /// Batches buffered per watch before the task stops reading from etcd, which then keeps
 /// further events back through gRPC flow control.
@@ -23,19 +24,18 @@ pub(crate) async fn start(store: EtcdStore, prefix: &str, after: u64) -> Result<
         .with_prefix()
         .with_prev_key()
         .with_start_revision(to_etcd(after.saturating_add(1)));
-    let mut etcd_watch = store
-        .client()
-        .watch_client()
-        .watch(store.etcd_key(prefix), Some(options))
+    let key = store.etcd_key(prefix);
+    let timeout = store.request_timeout();
+    let (etcd_watch, created) = store
+        .cluster()
+        .call(Retry::Unavailable, |client| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { open_watch(client, key, options, timeout).await }
+        })
         .await
         .map_err(|e| store.error(e))?;
-    let created = tokio::time::timeout(store.request_timeout(), etcd_watch.message()).await;
-    match created {
-        Ok(Ok(Some(response))) if response.canceled() => return Err(cancel_error(&store, &response, after)),
-        Ok(Ok(Some(_))) => {}
-        Ok(Ok(None)) => return Err(store.unavailable("etcd closed the watch before confirming it")),
-        Ok(Err(e)) => return Err(store.error(e)),
-        Err(_) => return Err(store.unavailable("etcd did not confirm the watch in time")),
+    if created.canceled() {
+        return Err(cancel_error(&store, &created, after));
     }
 
     let (sender, receiver) = mpsc::channel(CHANNEL_DEPTH);
@@ -46,6 +46,30 @@ pub(crate) async fn start(store: EtcdStore, prefix: &str, after: u64) -> Result<
     };
     tokio::spawn(task.run(etcd_watch));
     Ok(receiver)
+}
+
+/// Opens an etcd watch and waits for etcd's confirmation, which is its first response.
+async fn open_watch(
+    client: etcd_client::Client,
+    key: Vec<u8>,
+    options: WatchOptions,
+    timeout: std::time::Duration,
+) -> Result<(etcd_client::WatchStream, WatchResponse), etcd_client::Error> {
+    let mut etcd_watch = client
+        .watch_client()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+        .watch(key, Some(options))
+        .await?;
+    match tokio::time::timeout(timeout, etcd_watch.message()).await {
+        Ok(Ok(Some(created))) => Ok((etcd_watch, created)),
+        Ok(Ok(None)) => Err(etcd_client::Error::WatchError(
+            "etcd closed the watch before confirming it".into(),
+        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(etcd_client::Error::WatchError(
+            "etcd did not confirm the watch in time".into(),
+        )),
+    }
 }
 
 /// Forwards one etcd watch; dropping the etcd stream at the end cancels it on the server.
