@@ -15,10 +15,14 @@ use crate::store::{open_store, StoreArgs};
 #[derive(Debug, Subcommand)]
 pub(crate) enum AdminCommand {
     /// Write every key of a store to a versioned JSON snapshot.
-    #[command(after_help = "Examples:\n  cloison admin export --data-dir /var/lib/cloison --file cloison.json\n  cloison admin export --store etcd://10.0.0.1:2379,10.0.0.2:2379 > cloison.json")]
+    #[command(
+        after_help = "Examples:\n  cloison admin export --data-dir /var/lib/cloison --file cloison.json\n  cloison admin export --store etcd://10.0.0.1:2379,10.0.0.2:2379 > cloison.json"
+    )]
     Export(ExportArgs),
     /// Load a snapshot into an empty store; stop every controller of that store first.
-    #[command(after_help = "Moving from redb to etcd:\n  cloison admin export --data-dir /var/lib/cloison --file cloison.json\n  cloison admin import --store etcd://10.0.0.1:2379 --file cloison.json\n  then start the controllers with --store etcd://... and restart the agents.")]
+    #[command(
+        after_help = "Moving from redb to etcd:\n  cloison admin export --data-dir /var/lib/cloison --file cloison.json\n  cloison admin import --store etcd://10.0.0.1:2379 --file cloison.json\n  then start the controllers with --store etcd://... and restart the agents."
+    )]
     Import(ImportArgs),
 }
 
@@ -67,7 +71,8 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
 async fn import(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read the snapshot {}", args.file.display()))?;
-    let snapshot = snapshot::parse(&text).with_context(|| format!("cannot import {}", args.file.display()))?;
+    let snapshot =
+        snapshot::parse(&text).with_context(|| format!("cannot import {}", args.file.display()))?;
     let store = open_store(&args.store).await?;
     let report = snapshot::import(store.as_ref(), &snapshot, args.force).await?;
     output::one(global.output, &report, |r| {

@@ -50,8 +50,12 @@ pub(crate) async fn export(store: &dyn Store) -> anyhow::Result<Snapshot> {
     let (kvs, revision) = store.range("/").await.context("cannot read the store")?;
     let mut entries = Vec::with_capacity(kvs.len());
     for kv in kvs {
-        let value = String::from_utf8(kv.value)
-            .with_context(|| format!("the value of key {} is not UTF-8, so it cannot be exported", kv.key))?;
+        let value = String::from_utf8(kv.value).with_context(|| {
+            format!(
+                "the value of key {} is not UTF-8, so it cannot be exported",
+                kv.key
+            )
+        })?;
         entries.push(Entry { key: kv.key, value });
     }
     Ok(Snapshot {
@@ -83,7 +87,8 @@ pub(crate) fn parse(text: &str) -> anyhow::Result<Snapshot> {
             "unsupported snapshot version {other:?}; this cloison reads version {SNAPSHOT_VERSION} only"
         ),
     }
-    let snapshot: Snapshot = serde_json::from_str(text).context("the snapshot's entries are invalid")?;
+    let snapshot: Snapshot =
+        serde_json::from_str(text).context("the snapshot's entries are invalid")?;
     check_entries(&snapshot.entries)?;
     Ok(snapshot)
 }
@@ -92,7 +97,10 @@ fn check_entries(entries: &[Entry]) -> anyhow::Result<()> {
     let mut seen = BTreeSet::new();
     for entry in entries {
         if !entry.key.starts_with('/') {
-            bail!("snapshot key {:?} does not start with '/'; every cloison key does", entry.key);
+            bail!(
+                "snapshot key {:?} does not start with '/'; every cloison key does",
+                entry.key
+            );
         }
         if !seen.insert(entry.key.as_str()) {
             bail!("snapshot key {} appears twice", entry.key);
@@ -105,9 +113,16 @@ fn check_entries(entries: &[Entry]) -> anyhow::Result<()> {
 /// `force`, keys absent from the snapshot are deleted so the store ends equal to it.
 ///
 /// The writes span several transactions, so no controller may use the store meanwhile.
-pub(crate) async fn import(store: &dyn Store, snapshot: &Snapshot, force: bool) -> anyhow::Result<ImportReport> {
+pub(crate) async fn import(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    force: bool,
+) -> anyhow::Result<ImportReport> {
     check_entries(&snapshot.entries)?;
-    let (existing, revision) = store.range("/").await.context("cannot read the target store")?;
+    let (existing, revision) = store
+        .range("/")
+        .await
+        .context("cannot read the target store")?;
     if !existing.is_empty() && !force {
         bail!(
             "the target store is not empty: it has {} keys at revision {revision}; import into an empty store, or pass --force to replace its content",
@@ -118,7 +133,9 @@ pub(crate) async fn import(store: &dyn Store, snapshot: &Snapshot, force: bool) 
     let stale: Vec<Op> = existing
         .iter()
         .filter(|kv| !wanted.contains(kv.key.as_str()))
-        .map(|kv| Op::Delete { key: kv.key.clone() })
+        .map(|kv| Op::Delete {
+            key: kv.key.clone(),
+        })
         .collect();
     let deleted = stale.len();
     let puts: Vec<Op> = snapshot
@@ -147,7 +164,10 @@ async fn apply_in_chunks(store: &dyn Store, mut ops: Vec<Op>) -> anyhow::Result<
     while !ops.is_empty() {
         let rest = ops.split_off(ops.len().min(IMPORT_TXN_OPS));
         let chunk = std::mem::replace(&mut ops, rest);
-        let response = store.txn(Vec::new(), chunk).await.context("cannot write to the target store")?;
+        let response = store
+            .txn(Vec::new(), chunk)
+            .await
+            .context("cannot write to the target store")?;
         last = Some(response.revision);
     }
     Ok(last)
@@ -171,9 +191,14 @@ mod tests {
 
     #[tokio::test]
     async fn export_then_import_copies_every_key() {
-        let (from_dir, to_dir) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+        let (from_dir, to_dir) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
         let source = open(&from_dir);
-        let ops: Vec<Op> = (0..250).map(|i| put(&format!("/k/{i:04}"), &format!("{{\"i\":{i}}}"))).collect();
+        let ops: Vec<Op> = (0..250)
+            .map(|i| put(&format!("/k/{i:04}"), &format!("{{\"i\":{i}}}")))
+            .collect();
         for chunk in ops.chunks(50) {
             source.txn(Vec::new(), chunk.to_vec()).await.expect("txn");
         }
@@ -181,13 +206,17 @@ mod tests {
         let text = serde_json::to_string(&snapshot).expect("serialise");
 
         let target = open(&to_dir);
-        let report = import(&target, &parse(&text).expect("parse"), false).await.expect("import");
+        let report = import(&target, &parse(&text).expect("parse"), false)
+            .await
+            .expect("import");
         assert_eq!(report.written, 250);
         assert_eq!(report.deleted, 0);
         let (copied, _) = target.range("/").await.expect("range");
         let (original, _) = source.range("/").await.expect("range");
         let pairs = |kvs: &[cloison_store::KeyValue]| -> Vec<(String, Vec<u8>)> {
-            kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect()
+            kvs.iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect()
         };
         assert_eq!(pairs(&copied), pairs(&original));
     }
@@ -196,19 +225,33 @@ mod tests {
     async fn import_rejects_non_empty_target() {
         let dir = tempfile::tempdir().expect("tempdir");
         let target = open(&dir);
-        target.txn(Vec::new(), vec![put("/old", "x")]).await.expect("txn");
+        target
+            .txn(Vec::new(), vec![put("/old", "x")])
+            .await
+            .expect("txn");
         let snapshot = Snapshot {
             format: SNAPSHOT_FORMAT.to_string(),
             version: SNAPSHOT_VERSION,
             revision: 7,
-            entries: vec![Entry { key: "/new".into(), value: "y".into() }],
+            entries: vec![Entry {
+                key: "/new".into(),
+                value: "y".into(),
+            }],
         };
 
-        let err = import(&target, &snapshot, false).await.expect_err("non-empty target accepted");
+        let err = import(&target, &snapshot, false)
+            .await
+            .expect_err("non-empty target accepted");
         assert!(err.to_string().contains("--force"), "{err}");
-        assert_eq!(target.get("/new").await.expect("get"), None, "a rejected import wrote");
+        assert_eq!(
+            target.get("/new").await.expect("get"),
+            None,
+            "a rejected import wrote"
+        );
 
-        let report = import(&target, &snapshot, true).await.expect("forced import");
+        let report = import(&target, &snapshot, true)
+            .await
+            .expect("forced import");
         assert_eq!(report.deleted, 1);
         assert_eq!(target.get("/old").await.expect("get"), None);
         assert!(target.get("/new").await.expect("get").is_some());
@@ -218,7 +261,11 @@ mod tests {
     fn parse_rejects_unknown_version() {
         let text = r#"{"format":"cloison-store-snapshot","version":2,"revision":1,"entries":[]}"#;
         let err = parse(text).expect_err("version 2 accepted");
-        assert!(err.to_string().contains("unsupported snapshot version Some(2)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("unsupported snapshot version Some(2)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -233,9 +280,15 @@ mod tests {
     fn parse_rejects_bad_keys() {
         let duplicate = r#"{"format":"cloison-store-snapshot","version":1,"revision":1,
             "entries":[{"key":"/a","value":"1"},{"key":"/a","value":"2"}]}"#;
-        assert!(parse(duplicate).expect_err("duplicate").to_string().contains("appears twice"));
+        assert!(parse(duplicate)
+            .expect_err("duplicate")
+            .to_string()
+            .contains("appears twice"));
         let relative = r#"{"format":"cloison-store-snapshot","version":1,"revision":1,
             "entries":[{"key":"a","value":"1"}]}"#;
-        assert!(parse(relative).expect_err("relative").to_string().contains("does not start with '/'"));
+        assert!(parse(relative)
+            .expect_err("relative")
+            .to_string()
+            .contains("does not start with '/'"));
     }
 }

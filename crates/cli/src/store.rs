@@ -9,7 +9,7 @@ use clap::Args;
 use cloison_store::{RedbStore, Store};
 use cloison_store_etcd::{EtcdOptions, EtcdStore, DEFAULT_PREFIX};
 
-/// Where the deployment's state lives.
+/// Location of the deployment's state: a redb directory or an etcd cluster.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StoreArgs {
     /// Directory of the embedded redb store, used when --store is not given.

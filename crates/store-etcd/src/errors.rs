@@ -61,7 +61,9 @@ pub(crate) fn reached_no_leader(error: &etcd_client::Error) -> bool {
 }
 
 /// Returns the innermost source of `error`, which names the failing address or operation.
-fn root_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a (dyn std::error::Error + 'static)> {
+fn root_cause<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
     let mut cause = error.source()?;
     while let Some(next) = cause.source() {
         cause = next;
@@ -87,13 +89,17 @@ mod tests {
         let StoreError::Unavailable(message) = err else {
             panic!("expected Unavailable, got {err:?}");
         };
-        assert!(message.contains("no quorum or cannot be reached"), "{message}");
+        assert!(
+            message.contains("no quorum or cannot be reached"),
+            "{message}"
+        );
         assert!(message.contains("h1:2379"), "{message}");
     }
 
     #[test]
     fn invalid_argument_is_rejected() {
-        let status = tonic::Status::invalid_argument("etcdserver: too many operations in txn request");
+        let status =
+            tonic::Status::invalid_argument("etcdserver: too many operations in txn request");
         let err = store_error(etcd_client::Error::GRpcStatus(status), "h1:2379");
         assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
     }

@@ -42,7 +42,10 @@ impl std::fmt::Debug for Members {
 impl Members {
     /// Prepares one client per endpoint. Clients connect lazily, so no member needs to
     /// be up yet.
-    pub(crate) async fn connect(endpoints: &[String], options: &ConnectOptions) -> Result<Self, etcd_client::Error> {
+    pub(crate) async fn connect(
+        endpoints: &[String],
+        options: &ConnectOptions,
+    ) -> Result<Self, etcd_client::Error> {
         let mut clients = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
             clients.push(Client::connect([endpoint], Some(options.clone())).await?);
@@ -56,7 +59,11 @@ impl Members {
     /// Runs `request` on the current member, then on each other member in turn while
     /// the failure is one that `retry` allows. Returns the last failure if every member
     /// failed.
-    pub(crate) async fn call<T, F, Fut>(&self, retry: Retry, request: F) -> Result<T, etcd_client::Error>
+    pub(crate) async fn call<T, F, Fut>(
+        &self,
+        retry: Retry,
+        request: F,
+    ) -> Result<T, etcd_client::Error>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
@@ -78,7 +85,9 @@ impl Members {
                 Err(error) => return Err(error),
             }
         }
-        Err(last_error.unwrap_or_else(|| etcd_client::Error::InvalidArgs("the store has no etcd member".into())))
+        Err(last_error.unwrap_or_else(|| {
+            etcd_client::Error::InvalidArgs("the store has no etcd member".into())
+        }))
     }
 }
 

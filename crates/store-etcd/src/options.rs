@@ -40,16 +40,20 @@ pub struct EtcdOptions {
 impl EtcdOptions {
     /// Parses `etcd://HOST:PORT[,HOST:PORT...]` and pairs it with `prefix`.
     pub fn from_url(url: &str, prefix: &str) -> Result<Self, OptionsError> {
-        let members = url.strip_prefix(ETCD_SCHEME).ok_or_else(|| OptionsError::Scheme {
-            url: url.to_string(),
-        })?;
+        let members = url
+            .strip_prefix(ETCD_SCHEME)
+            .ok_or_else(|| OptionsError::Scheme {
+                url: url.to_string(),
+            })?;
         let mut endpoints = Vec::new();
         for member in members.split(',').map(str::trim).filter(|m| !m.is_empty()) {
             check_member(url, member)?;
             endpoints.push(format!("http://{member}"));
         }
         if endpoints.is_empty() {
-            return Err(OptionsError::NoMember { url: url.to_string() });
+            return Err(OptionsError::NoMember {
+                url: url.to_string(),
+            });
         }
         check_prefix(prefix)?;
         Ok(Self {
@@ -105,7 +109,11 @@ mod tests {
             .expect("valid URL");
         assert_eq!(
             options.endpoints,
-            ["http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://h3:32379"]
+            [
+                "http://10.0.0.1:2379",
+                "http://10.0.0.2:2379",
+                "http://h3:32379"
+            ]
         );
         assert_eq!(options.prefix, "/x");
         assert_eq!(options.members(), "10.0.0.1:2379,10.0.0.2:2379,h3:32379");
@@ -113,7 +121,8 @@ mod tests {
 
     #[test]
     fn url_with_ipv6_member() {
-        let options = EtcdOptions::from_url("etcd://[fd00::1]:2379", DEFAULT_PREFIX).expect("valid URL");
+        let options =
+            EtcdOptions::from_url("etcd://[fd00::1]:2379", DEFAULT_PREFIX).expect("valid URL");
         assert_eq!(options.endpoints, ["http://[fd00::1]:2379"]);
     }
 
@@ -137,7 +146,10 @@ mod tests {
     fn prefix_errors() {
         for prefix in ["", "cloison", "/cloison/"] {
             let err = EtcdOptions::from_url("etcd://h:2379", prefix).expect_err(prefix);
-            assert!(matches!(err, OptionsError::Prefix { .. }), "{prefix}: {err:?}");
+            assert!(
+                matches!(err, OptionsError::Prefix { .. }),
+                "{prefix}: {err:?}"
+            );
         }
     }
 }

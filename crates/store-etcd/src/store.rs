@@ -130,7 +130,8 @@ impl EtcdStore {
             key: String::from_utf8_lossy(etcd_key).into_owned(),
             reason: reason.to_string(),
         };
-        let key = std::str::from_utf8(etcd_key).map_err(|_| corrupt("the etcd key is not UTF-8"))?;
+        let key =
+            std::str::from_utf8(etcd_key).map_err(|_| corrupt("the etcd key is not UTF-8"))?;
         let key = key
             .strip_prefix(&self.prefix)
             .ok_or_else(|| corrupt("the etcd key is outside the store's prefix"))?;
@@ -152,7 +153,9 @@ impl EtcdStore {
             .call(Retry::Unavailable, |client| {
                 let (from, options) = (from.clone(), options.clone());
                 async move {
-                    let mut kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
+                    let mut kv = client
+                        .kv_client()
+                        .max_decoding_message_size(MAX_RESPONSE_BYTES);
                     kv.get(from, Some(options)).await
                 }
             })
@@ -173,7 +176,11 @@ impl Store for EtcdStore {
             })
             .await
             .map_err(|e| self.error(e))?;
-        response.kvs().first().map(|kv| self.key_value(kv)).transpose()
+        response
+            .kvs()
+            .first()
+            .map(|kv| self.key_value(kv))
+            .transpose()
     }
 
     async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
@@ -246,7 +253,11 @@ impl EtcdStore {
     fn etcd_compares(&self, compare: &Compare) -> Vec<etcd_client::Compare> {
         use etcd_client::Compare as EtcdCompare;
         match compare {
-            Compare::Absent(key) => vec![EtcdCompare::version(self.etcd_key(key), CompareOp::Equal, 0)],
+            Compare::Absent(key) => vec![EtcdCompare::version(
+                self.etcd_key(key),
+                CompareOp::Equal,
+                0,
+            )],
             Compare::ModRevision(key, revision) => {
                 let mut compares = vec![EtcdCompare::mod_revision(
                     self.etcd_key(key),
@@ -254,7 +265,11 @@ impl EtcdStore {
                     to_etcd(*revision),
                 )];
                 if *revision == 0 {
-                    compares.push(EtcdCompare::version(self.etcd_key(key), CompareOp::Greater, 0));
+                    compares.push(EtcdCompare::version(
+                        self.etcd_key(key),
+                        CompareOp::Greater,
+                        0,
+                    ));
                 }
                 compares
             }
@@ -333,10 +348,16 @@ mod tests {
     #[test]
     fn duplicate_keys_rejected() {
         let ops = vec![
-            Op::Put { key: "/k".into(), value: Vec::new() },
+            Op::Put {
+                key: "/k".into(),
+                value: Vec::new(),
+            },
             Op::Delete { key: "/k".into() },
         ];
         let err = reject_duplicate_keys(&ops).expect_err("duplicate accepted");
-        assert!(matches!(err, StoreError::DuplicateKey { ref key } if key == "/k"), "{err:?}");
+        assert!(
+            matches!(err, StoreError::DuplicateKey { ref key } if key == "/k"),
+            "{err:?}"
+        );
     }
 }

@@ -131,7 +131,9 @@ impl EtcdCluster {
     }
 
     fn log_path(&self, index: usize) -> PathBuf {
-        self.dir.path().join(format!("{}.log", self.members[index].name))
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[index].name))
     }
 
     fn spawn(&mut self, index: usize) -> Result<(), ClusterError> {
@@ -143,18 +145,41 @@ impl EtcdCluster {
         let member = &self.members[index];
         let client_url = format!("http://127.0.0.1:{}", member.client_port);
         let peer_url = format!("http://127.0.0.1:{}", member.peer_port);
-        let log = File::options().create(true).append(true).open(self.log_path(index))?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(index))?;
         let data_dir = self.dir.path().join(&member.name);
         let mut command = Command::new("etcd");
         command
             .args(["--name", &member.name])
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args([
+                "--listen-client-urls",
+                &client_url,
+                "--advertise-client-urls",
+                &client_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
             .args(["--initial-cluster", &initial_cluster.join(",")])
-            .args(["--initial-cluster-state", "new", "--initial-cluster-token", "cloison-test"])
-            .args(["--heartbeat-interval", HEARTBEAT_MS, "--election-timeout", ELECTION_MS])
+            .args([
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "cloison-test",
+            ])
+            .args([
+                "--heartbeat-interval",
+                HEARTBEAT_MS,
+                "--election-timeout",
+                ELECTION_MS,
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -19,7 +19,11 @@ const CHANNEL_DEPTH: usize = 256;
 
 /// Starts an etcd watch of every key under `prefix` with a revision above `after` and
 /// waits until etcd confirms it, so an unreachable cluster fails the call itself.
-pub(crate) async fn start(store: EtcdStore, prefix: &str, after: u64) -> Result<WatchStream, StoreError> {
+pub(crate) async fn start(
+    store: EtcdStore,
+    prefix: &str,
+    after: u64,
+) -> Result<WatchStream, StoreError> {
     let options = WatchOptions::new()
         .with_prefix()
         .with_prev_key()
@@ -131,11 +135,18 @@ fn cancel_error(store: &EtcdStore, response: &WatchResponse, delivered: u64) -> 
             oldest: compacted.saturating_sub(1),
         };
     }
-    store.unavailable(&format!("etcd cancelled the watch: {}", response.cancel_reason()))
+    store.unavailable(&format!(
+        "etcd cancelled the watch: {}",
+        response.cancel_reason()
+    ))
 }
 
 /// Groups the events of one response by revision, each group in key order.
-fn batches(store: &EtcdStore, response: &WatchResponse, delivered: u64) -> Result<Vec<WatchBatch>, StoreError> {
+fn batches(
+    store: &EtcdStore,
+    response: &WatchResponse,
+    delivered: u64,
+) -> Result<Vec<WatchBatch>, StoreError> {
     let mut batches: Vec<WatchBatch> = Vec::new();
     for event in response.events() {
         let (revision, event) = convert(store, event, delivered)?;
@@ -154,7 +165,11 @@ fn batches(store: &EtcdStore, response: &WatchResponse, delivered: u64) -> Resul
 }
 
 /// Converts one etcd event and returns it with its revision.
-fn convert(store: &EtcdStore, event: &etcd_client::Event, delivered: u64) -> Result<(u64, Event), StoreError> {
+fn convert(
+    store: &EtcdStore,
+    event: &etcd_client::Event,
+    delivered: u64,
+) -> Result<(u64, Event), StoreError> {
     let kv = event
         .kv()
         .ok_or_else(|| store.unavailable("etcd sent a watch event without a key"))?;

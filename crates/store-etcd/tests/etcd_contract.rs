@@ -97,9 +97,15 @@ async fn watch_batch_holds_whole_txn() {
 #[tokio::test]
 async fn prefixes_isolate_deployments() {
     let cluster = cluster().await;
-    let blue = EtcdStore::connect(&cluster.options("/blue")).await.expect("connect");
-    let green = EtcdStore::connect(&cluster.options("/green")).await.expect("connect");
-    blue.txn(Vec::new(), vec![put("/k", "b")]).await.expect("txn");
+    let blue = EtcdStore::connect(&cluster.options("/blue"))
+        .await
+        .expect("connect");
+    let green = EtcdStore::connect(&cluster.options("/green"))
+        .await
+        .expect("connect");
+    blue.txn(Vec::new(), vec![put("/k", "b")])
+        .await
+        .expect("txn");
 
     assert_eq!(green.get("/k").await.expect("get"), None);
     let (found, _) = green.range("/").await.expect("range");
@@ -121,7 +127,10 @@ async fn range_reads_across_pages() {
     }
     let (found, revision) = store.range("/pages/").await.expect("range");
     assert_eq!(found.len(), 2500);
-    assert!(found.windows(2).all(|w| w[0].key < w[1].key), "range out of key order");
+    assert!(
+        found.windows(2).all(|w| w[0].key < w[1].key),
+        "range out of key order"
+    );
     assert_eq!(revision, store.revision().await.expect("revision"));
 }
 
@@ -132,7 +141,10 @@ async fn watch_behind_compaction_ends_compacted() {
     let after = store.revision().await.expect("revision");
     let mut stream = store.watch("/behind/", after).await.expect("watch");
     // Wait for the first batch, so the watch is synced before it falls behind.
-    store.txn(Vec::new(), vec![put("/behind/0", "v")]).await.expect("txn");
+    store
+        .txn(Vec::new(), vec![put("/behind/0", "v")])
+        .await
+        .expect("txn");
     let first = stream.recv().await.expect("stream open").expect("batch");
 
     // History is written and compacted while the watcher reads nothing.
@@ -163,7 +175,11 @@ async fn watch_behind_compaction_ends_compacted() {
     let err = store.watch("/behind/", first.revision).await;
     let err = match err {
         Err(err) => err,
-        Ok(mut stream) => stream.recv().await.expect("stream open").expect_err("watch from compacted"),
+        Ok(mut stream) => stream
+            .recv()
+            .await
+            .expect("stream open")
+            .expect_err("watch from compacted"),
     };
     assert!(
         matches!(err, StoreError::Compacted { oldest, .. } if oldest == last - 1),
@@ -177,17 +193,29 @@ async fn lost_member_reports_unavailable() {
     let store = cluster.store().await;
     cluster.kill(0);
 
-    let err = store.txn(Vec::new(), vec![put("/down/k", "v")]).await.expect_err("txn on a dead cluster");
+    let err = store
+        .txn(Vec::new(), vec![put("/down/k", "v")])
+        .await
+        .expect_err("txn on a dead cluster");
     let StoreError::Unavailable(message) = &err else {
         panic!("expected Unavailable, got {err:?}");
     };
-    assert!(message.contains("no quorum or cannot be reached"), "{message}");
+    assert!(
+        message.contains("no quorum or cannot be reached"),
+        "{message}"
+    );
     let watch = store.watch("/down/", 0).await;
-    assert!(matches!(watch, Err(StoreError::Unavailable(_))), "{watch:?}");
+    assert!(
+        matches!(watch, Err(StoreError::Unavailable(_))),
+        "{watch:?}"
+    );
 
     cluster.restart(0).expect("restart member");
     cluster.wait_ready(0).await.expect("member ready again");
-    let resumed = store.txn(Vec::new(), vec![put("/down/k", "v")]).await.expect("txn after restart");
+    let resumed = store
+        .txn(Vec::new(), vec![put("/down/k", "v")])
+        .await
+        .expect("txn after restart");
     assert!(resumed.succeeded);
 }
 
@@ -212,7 +240,9 @@ impl Store for CompactingStore {
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResponse, StoreError> {
         let response = self.inner.txn(compares, ops).await?;
         if response.revision > self.keep {
-            self.inner.compact(response.revision - self.keep + 1).await?;
+            self.inner
+                .compact(response.revision - self.keep + 1)
+                .await?;
         }
         Ok(response)
     }
