@@ -118,7 +118,7 @@ async fn repeated_event_touches_nothing() {
 }
 
 #[tokio::test]
-async fn remote_event_costs_one_kernel_call() {
+async fn remote_event_costs_one_write() {
     let (fake, reconciler) = setup();
     let net = network("n1", "t1", 42);
     let mut endpoints = vec![endpoint("a1", &net, ME, 2)];
@@ -132,9 +132,39 @@ async fn remote_event_costs_one_kernel_call() {
     reconciler
         .apply_event(WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(new_remote) })
         .await;
+    // One kernel write (the FDB and neighbour entries), then one announcement to the
+    // local containers; nothing else of the network is touched.
     let log = fake.take_log();
-    assert_eq!(log.len(), 1, "{log:?}");
-    assert!(matches!(log[0], Recorded::EnsureRemoteEndpoint(_)));
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(matches!(log[0], Recorded::EnsureRemoteEndpoint(_)), "{log:?}");
+    assert!(matches!(log[1], Recorded::AnnounceRemoteEndpoint(_)), "{log:?}");
+}
+
+#[tokio::test]
+async fn snapshot_announces_nothing() {
+    let (fake, reconciler) = setup();
+    let net = network("n1", "t1", 42);
+    let endpoints = vec![endpoint("a1", &net, ME, 2), endpoint("b1", &net, "h2", 3)];
+    reconciler.apply_event(snapshot(5, vec![net], endpoints)).await;
+    let log = fake.take_log();
+    let announcements = log
+        .iter()
+        .filter(|r| matches!(r, Recorded::AnnounceRemoteEndpoint(_)))
+        .count();
+    assert_eq!(announcements, 0, "{log:?}");
+}
+
+#[tokio::test]
+async fn peers_programmed_before_local_endpoint() {
+    let (fake, reconciler) = setup();
+    let net = network("n1", "t1", 42);
+    let endpoints = vec![endpoint("a1", &net, ME, 2), endpoint("b1", &net, "h2", 3)];
+    reconciler.apply_event(snapshot(5, vec![net], endpoints)).await;
+    let log = fake.take_log();
+    let remote = log.iter().position(|r| matches!(r, Recorded::EnsureRemoteEndpoint(_)));
+    let local = log.iter().position(|r| matches!(r, Recorded::EnsureLocalEndpoint(_)));
+    assert!(remote.is_some(), "{log:?}");
+    assert!(remote < local, "the local endpoint came up before its peers: {log:?}");
 }
 
 #[tokio::test]

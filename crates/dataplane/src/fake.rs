@@ -20,6 +20,7 @@ pub enum Recorded {
     RemoveLocalEndpoint(String),
     EnsureRemoteEndpoint(RemoteEndpointPlan),
     RemoveRemoteEndpoint(RemoteEndpointPlan),
+    AnnounceRemoteEndpoint(RemoteEndpointPlan),
     Inventory,
     /// An nftables script applied to the host (`None`) or a router namespace.
     ApplyNftables(NftablesPlan),
@@ -180,6 +181,11 @@ impl Dataplane for FakeDataplane {
         let mut k = self.lock();
         k.log.push(Recorded::RemoveRemoteEndpoint(plan.clone()));
         k.remote.remove(plan);
+        Ok(())
+    }
+
+    async fn announce_remote_endpoint(&self, _bridge: &str, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError> {
+        self.lock().log.push(Recorded::AnnounceRemoteEndpoint(plan.clone()));
         Ok(())
     }
 

@@ -52,6 +52,10 @@ pub trait Dataplane: Send + Sync + std::fmt::Debug {
     async fn ensure_remote_endpoint(&self, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError>;
     /// Removes the FDB and neighbour entries of an endpoint on another host.
     async fn remove_remote_endpoint(&self, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError>;
+    /// Announces a remote endpoint's addresses to the local ports of `bridge` (a
+    /// gratuitous ARP, and an unsolicited neighbour advertisement for IPv6), so local
+    /// containers drop a cached MAC the address no longer has.
+    async fn announce_remote_endpoint(&self, bridge: &str, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError>;
 
     /// Lists every kernel object on this host that carries cloison's mark.
     async fn inventory(&self) -> Result<Inventory, DataplaneError>;

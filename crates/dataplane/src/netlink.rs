@@ -16,6 +16,7 @@ mod links;
 mod namespace;
 mod network;
 mod nftables;
+mod relay;
 mod router;
 mod underlay;
 mod verify;
@@ -111,6 +112,10 @@ impl Dataplane for NetlinkDataplane {
 
     async fn remove_remote_endpoint(&self, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError> {
         fdb::remove_remote(self.host().await?, plan).await
+    }
+
+    async fn announce_remote_endpoint(&self, bridge: &str, plan: &RemoteEndpointPlan) -> Result<(), DataplaneError> {
+        self.relay_announcement(bridge, plan).await
     }
 
     async fn inventory(&self) -> Result<Inventory, DataplaneError> {

@@ -32,11 +32,13 @@ impl Reconciler {
                 };
                 note(self.ensure_network(inner, &network).await);
                 self.remove_stale_endpoints(inner, network_id, &wants).await;
-                for (id, plan) in wants.local {
-                    note(self.ensure_local(inner, network_id, id, plan).await);
-                }
+                // Peers first: a container whose link comes up asks for its peers'
+                // MACs at once, and an unanswered ARP is retried only after a second.
                 for (id, plan) in wants.remote {
                     note(self.ensure_remote(inner, network_id, id, plan).await);
+                }
+                for (id, plan) in wants.local {
+                    note(self.ensure_local(inner, network_id, id, plan).await);
                 }
             }
             _ => {
@@ -153,11 +155,26 @@ impl Reconciler {
             self.dataplane.remove_remote_endpoint(&old).await?;
         }
         self.dataplane.ensure_remote_endpoint(&plan).await?;
+        if inner.synced {
+            self.announce_remote(inner, network_id, &plan).await;
+        }
         inner
             .applied
             .remote
             .insert(id, (network_id.to_string(), plan));
         Ok(())
+    }
+
+    /// Announces a new or moved remote endpoint to the network's local containers, so
+    /// none keeps sending to a MAC the address had before. A lost announcement only
+    /// delays them until their neighbour entry expires, so failures are logged.
+    async fn announce_remote(&self, inner: &Inner, network_id: &str, plan: &RemoteEndpointPlan) {
+        let Some((_, network)) = inner.applied.networks.get(network_id) else {
+            return;
+        };
+        if let Err(e) = self.dataplane.announce_remote_endpoint(&network.bridge, plan).await {
+            warn!(net.vni = network.vni, mac = %plan.mac, error = %e, "announcement of a remote endpoint failed");
+        }
     }
 
     /// Removes the applied endpoints of a network that are no longer wanted.
