@@ -63,6 +63,11 @@ impl Reconciler {
         self.inner.lock().await.desired.clone()
     }
 
+    /// Returns a network of the desired state by id, as the watch last delivered it.
+    pub async fn network(&self, network_id: &str) -> Option<Network> {
+        self.inner.lock().await.desired.networks.get(network_id).cloned()
+    }
+
     /// Applies one watch event to the desired state and the kernel. Kernel failures
     /// are logged and retried by [`Reconciler::repair`]; they do not stop the watch.
     pub async fn apply_event(&self, event: WatchEvent) {

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cloison_model::EndpointSpec;
+use cloison_model::{Endpoint, EndpointSpec, Network};
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
@@ -101,18 +101,41 @@ async fn do_attach(app: &AppState, request: AttachRequest) -> Result<LocalAttach
         groups: request.groups,
         labels: request.labels,
     };
-    let network = app.control.get_network(&request.tenant, &request.network).await?;
     let endpoint = app.control.create_endpoint(&request.tenant, &spec).await?;
-    if let Err(e) = app.reconciler.attach(network.clone(), endpoint.clone()).await {
-        // Nothing half-made stays behind: the kernel side was rolled back by the
-        // reconciler, the record and its addresses go too.
-        if let Err(cleanup) = app.control.delete_endpoint(&endpoint.tenant, &endpoint.name).await {
-            warn!(endpoint.id = %endpoint.id, error = %cleanup, "rollback of failed attach failed");
+    let attached = async {
+        let network = network_of(app, &endpoint).await?;
+        app.reconciler.attach(network.clone(), endpoint.clone()).await?;
+        Ok::<_, AgentError>(network)
+    };
+    let network = match attached.await {
+        Ok(network) => network,
+        Err(e) => {
+            // Nothing half-made stays behind: the kernel side was rolled back by the
+            // reconciler, the record and its addresses go too.
+            if let Err(cleanup) = app.control.delete_endpoint(&endpoint.tenant, &endpoint.name).await {
+                warn!(endpoint.id = %endpoint.id, error = %cleanup, "rollback of failed attach failed");
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     info!(endpoint.id = %endpoint.id, endpoint.name = %endpoint.name, ipv4 = %endpoint.ipv4, "attached");
     Ok(LocalAttachment::new(app.reconciler.context(), &network, endpoint))
+}
+
+/// Returns the network of a just-created endpoint from the desired state, which
+/// saves a controller round trip per attach. Asks the controller when the watch
+/// has not delivered the network yet.
+async fn network_of(app: &AppState, endpoint: &Endpoint) -> Result<Network, AgentError> {
+    if let Some(network) = app.reconciler.network(&endpoint.network_id).await {
+        return Ok(network);
+    }
+    let network = app.control.get_network(&endpoint.tenant, &endpoint.network).await?;
+    if network.id != endpoint.network_id {
+        return Err(AgentError::NotFound {
+            what: format!("network {} of endpoint {} (it was deleted and created again)", endpoint.network, endpoint.name),
+        });
+    }
+    Ok(network)
 }
 
 async fn resolve_sandbox(target: &str) -> Result<PathBuf, AgentError> {
