@@ -10,7 +10,7 @@ pub struct Attached {
     pub mtu: u32,
 }
 
-/// What the driver needs from cloison: the controller's networks and endpoints,
+/// Access to cloison for the driver: the controller's networks and endpoints,
 /// and this host's agent to program endpoints. The agent binary implements it over
 /// the controller's API and the reconciler; unit tests implement it in memory.
 #[async_trait]

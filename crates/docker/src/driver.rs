@@ -26,8 +26,8 @@ impl Default for DriverConfig {
 }
 
 /// Docker's network and IPAM driver on top of cloison. One driver serves one
-/// dockerd; calls are serialised, because Docker sends them one at a time per
-/// network and their cost is in the controller, not here.
+/// dockerd. Calls are serialised by one lock, because the IPAM state and the
+/// records must change together and each call is short.
 #[derive(Debug)]
 pub struct Driver {
     pub(crate) backend: Arc<dyn Backend>,
@@ -45,7 +45,7 @@ pub(crate) struct State {
 }
 
 impl Driver {
-    /// Creates a driver; `records` holds the bindings of earlier runs.
+    /// Creates a driver. `records` contains the bindings of earlier runs.
     pub fn new(backend: Arc<dyn Backend>, config: DriverConfig, records: Records) -> Self {
         let pools = records_pools(&records);
         Self {

@@ -13,7 +13,7 @@ pub enum DriverError {
     /// The controller or the agent rejected the change; the message is theirs.
     #[error("cloison: {message}")]
     Cloison {
-        /// HTTP status when the controller answered, None when it was unreachable.
+        /// HTTP status of the controller's reply, None when it was unreachable.
         status: Option<u16>,
         message: String,
     },

@@ -70,7 +70,7 @@ pub async fn serve(path: &Path, driver: Arc<Driver>, cancel: CancellationToken) 
         .await
 }
 
-/// Which error field the reply carries.
+/// Subsystem of a call, which selects the error field of its reply.
 #[derive(Clone, Copy)]
 enum Subsystem {
     Network,

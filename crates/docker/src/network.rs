@@ -20,7 +20,7 @@ pub(crate) const CREATED_BY_LABEL: &str = "docker.cloison.io/created-by";
 /// Label on cloison networks and endpoints: Docker's network id.
 pub(crate) const NETWORK_ID_LABEL: &str = "docker.cloison.io/network-id";
 
-/// What `docker network create -o KEY=VALUE` options ask for.
+/// Settings read from `docker network create -o KEY=VALUE` options and the IPv4 pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NetworkOptions {
     pub(crate) tenant: String,

@@ -51,7 +51,7 @@ pub struct NetworkRequest {
     pub network_id: String,
 }
 
-/// The interface Docker asks for in `CreateEndpoint`; empty fields are the driver's to fill.
+/// The interface Docker requests in `CreateEndpoint`. The driver fills the empty fields.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct EndpointInterface {
@@ -188,7 +188,7 @@ pub struct AddressReply {
 
 /// Value of `Options["RequestAddressType"]` when Docker requests a network's gateway.
 pub const GATEWAY_REQUEST: &str = "com.docker.network.gateway";
-/// Key of `CreateNetwork`'s options that holds every `--opt KEY=VALUE`.
+/// Key of `CreateNetwork`'s options that contains every `--opt KEY=VALUE`.
 pub const GENERIC_OPTIONS: &str = "com.docker.network.generic";
 /// Key of the MTU Docker's own `-o com.docker.network.driver.mtu=N` sets.
 pub const DOCKER_MTU: &str = "com.docker.network.driver.mtu";

@@ -88,6 +88,10 @@ impl Lab {
             self.agent_socket(host).display().to_string(),
             "--run-dir".to_string(),
             host_dir.join("run").display().to_string(),
+            "--docker-socket".to_string(),
+            self.docker_plugin_dir(host).join("cloison.sock").display().to_string(),
+            "--docker-records".to_string(),
+            host_dir.join("docker-driver.json").display().to_string(),
         ];
         self.spawn(host, node, &args)
     }

@@ -12,6 +12,7 @@ mod command;
 pub mod converge;
 mod daemons;
 mod demo;
+mod docker;
 mod error;
 mod exec;
 mod http;
@@ -28,6 +29,7 @@ mod topology;
 pub mod traffic;
 
 pub use command::{check_prerequisites, REQUIRED_TOOLS, TRAFFIC_TOOLS};
+pub use docker::{Dockerd, BUSYBOX_IMAGE, DOCKER_PLUGIN_DIR};
 pub use error::LabError;
 pub use lab::{down, Lab};
 pub use names::{controller_url, LabName, Node, CONTROLLER_IP, LAB_NAME_MAX, MAX_HOSTS, STATE_ROOT};

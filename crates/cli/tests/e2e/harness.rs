@@ -224,6 +224,8 @@ impl Host {
             .arg(BINARY)
             .arg("up")
             .args(["--host", "e2e", "--listen", LISTEN])
+            // The Docker driver would otherwise take the machine-wide plugin socket.
+            .arg("--docker-socket=")
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--socket")
