@@ -8,6 +8,10 @@ use crate::LabError;
 /// Programs the lab needs, with the Debian package providing each.
 pub const REQUIRED_TOOLS: &[(&str, &str)] = &[("ip", "iproute2"), ("bridge", "iproute2"), ("nsenter", "util-linux")];
 
+/// Programs a lab with an etcd cluster needs in addition, and `nft` for cutting a
+/// host from the control plane.
+pub const ETCD_TOOLS: &[(&str, &str)] = &[("etcd", "etcd-server"), ("nft", "nftables")];
+
 /// Programs the demo and the tests need in addition.
 pub const TRAFFIC_TOOLS: &[(&str, &str)] = &[("ping", "iputils-ping"), ("iperf3", "iperf3")];
 

@@ -1,21 +1,17 @@
 //! The lab's controller and agents: starting, stopping and waiting for them.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use cloison_model::Host;
 use nix::sys::signal::Signal;
 
-use crate::names::{controller_url, Node, CONTROLLER_IP, CONTROLLER_PORT};
+use crate::names::Node;
 use crate::process::{is_lab_process, is_running, log_tail, spawn_daemon, stop};
 use crate::state::LabState;
 use crate::{http, netns, Lab, LabError};
-
-/// Role of the controller in the state file and log names.
-const CONTROLLER_ROLE: &str = "controller";
 
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -28,24 +24,6 @@ impl Lab {
     /// Path of the log file of `role` (`controller`, `h1` …).
     pub fn log_path(&self, role: &str) -> PathBuf {
         self.name.state_dir().join("logs").join(format!("{role}.log"))
-    }
-
-    /// Starts the controller and waits until its API responds.
-    pub fn start_controller(&mut self) -> Result<(), LabError> {
-        let args = vec![
-            "controller".to_string(),
-            "--listen".to_string(),
-            format!("{CONTROLLER_IP}:{CONTROLLER_PORT}"),
-            "--data-dir".to_string(),
-            self.name.state_dir().join("controller").display().to_string(),
-        ];
-        self.spawn(CONTROLLER_ROLE, Node::Controller, &args)?;
-        self.wait_until("the controller API", || Ok(self.controller_get("/v1/hosts").is_ok()))
-    }
-
-    /// Stops the controller (SIGTERM, then SIGKILL after a grace period).
-    pub fn stop_controller(&mut self) -> Result<(), LabError> {
-        self.stop_role(CONTROLLER_ROLE, Signal::SIGTERM)
     }
 
     /// Starts the agent of `host` and waits until its socket responds.
@@ -66,14 +44,24 @@ impl Lab {
         parse_json(&body, "agent status")
     }
 
-    /// GETs `path` from the controller API, from inside the controller namespace.
+    /// GETs `path` from the first controller that answers, from inside the controller
+    /// namespace, and returns the last error when none does.
     pub fn controller_get(&self, path: &str) -> Result<String, LabError> {
-        let address = SocketAddr::from((CONTROLLER_IP, CONTROLLER_PORT));
-        http::get_in_netns(&netns::path(&self.name.netns(Node::Controller)), address, path)
+        let mut result = self.get_from_controller(0, path);
+        for index in 1..self.controllers {
+            if result.is_ok() {
+                break;
+            }
+            result = self.get_from_controller(index, path);
+        }
+        result
     }
 
     pub(crate) fn spawn_agent(&mut self, host: &str) -> Result<(), LabError> {
         let node = self.node(host)?;
+        let Node::Host(number) = node else {
+            return Err(LabError::UnknownNode { lab: self.name.to_string(), node: host.to_string(), hosts: self.hosts });
+        };
         let underlay_ip = node.underlay_ip().map(|ip| ip.to_string()).unwrap_or_default();
         let host_dir = self.name.state_dir().join(host);
         let args = vec![
@@ -83,7 +71,7 @@ impl Lab {
             "--underlay-ip".to_string(),
             underlay_ip,
             "--controller".to_string(),
-            controller_url(),
+            self.agent_controller_urls(number),
             "--socket".to_string(),
             self.agent_socket(host).display().to_string(),
             "--run-dir".to_string(),
@@ -96,21 +84,29 @@ impl Lab {
         self.spawn(host, node, &args)
     }
 
-    /// Starts the daemon `role` in `node`'s namespace and records it in the state file.
-    fn spawn(&mut self, role: &str, node: Node, args: &[String]) -> Result<(), LabError> {
+    /// Starts the cloison daemon `role` in `node`'s namespace and records it in the
+    /// state file.
+    pub(crate) fn spawn(&mut self, role: &str, node: Node, args: &[String]) -> Result<(), LabError> {
+        let binary = self.binary.clone();
+        self.spawn_program(role, node, &binary, args)
+    }
+
+    /// Starts `program` as daemon `role` in `node`'s namespace and records it in the
+    /// state file.
+    pub(crate) fn spawn_program(&mut self, role: &str, node: Node, program: &Path, args: &[String]) -> Result<(), LabError> {
         let log = self.log_path(role);
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| LabError::io(format!("cannot create {}", dir.display()), e))?;
         }
         let netns = netns::path(&self.name.netns(node));
-        let (child, record) = spawn_daemon(role, &netns, &self.binary, args, &log)?;
+        let (child, record) = spawn_daemon(role, &netns, program, args, &log)?;
         self.children.insert(role.to_string(), child);
         let mut state = self.load_state()?;
         state.record(record);
         state.save(&self.name)
     }
 
-    fn stop_role(&mut self, role: &str, signal: Signal) -> Result<(), LabError> {
+    pub(crate) fn stop_role(&mut self, role: &str, signal: Signal) -> Result<(), LabError> {
         let state = self.load_state()?;
         if let Some(record) = state.process(role) {
             if is_lab_process(record, &self.name.state_dir()) {
@@ -148,7 +144,7 @@ impl Lab {
 
     /// Polls `ready` until it returns true, failing early when a recorded daemon has
     /// exited, and with a timeout after `ready_timeout`.
-    fn wait_until(&self, what: &str, mut ready: impl FnMut() -> Result<bool, LabError>) -> Result<(), LabError> {
+    pub(crate) fn wait_until(&self, what: &str, mut ready: impl FnMut() -> Result<bool, LabError>) -> Result<(), LabError> {
         let deadline = Instant::now() + self.ready_timeout;
         loop {
             if ready()? {

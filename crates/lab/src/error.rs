@@ -12,6 +12,10 @@ pub enum LabError {
     InvalidContainerName { name: String, max: usize },
     #[error("invalid host count {count}: a lab has 1 to {max} hosts")]
     InvalidHostCount { count: usize, max: usize },
+    #[error("invalid control plane of {etcd_members} etcd member(s) and {controllers} controller(s): {reason}")]
+    InvalidControlPlane { etcd_members: usize, controllers: usize, reason: &'static str },
+    #[error("unknown {kind} {index}: the lab has {count}, numbered from 0")]
+    UnknownMember { kind: &'static str, index: usize, count: usize },
     #[error("unknown node {node:?} in lab {lab}: use h1 to h{hosts}, ctl or underlay")]
     UnknownNode { lab: String, node: String, hosts: usize },
     #[error("lab {name} already exists (state in {}); remove it with `cloison lab down --name {name}`", dir.display())]

@@ -8,7 +8,7 @@ use cloison_model::Endpoint;
 
 use crate::command::{in_netns, run};
 use crate::daemons::parse_json;
-use crate::names::{controller_url, Node};
+use crate::names::Node;
 use crate::{netns, Lab, LabError};
 
 impl Lab {
@@ -18,7 +18,7 @@ impl Lab {
     pub fn command(&self, label: &str, program: impl AsRef<OsStr>) -> Result<Command, LabError> {
         let node = self.node(label)?;
         let mut command = in_netns(&netns::path(&self.name.netns(node)), program);
-        command.env("CLOISON_CONTROLLER", controller_url());
+        command.env("CLOISON_CONTROLLER", self.controller_urls());
         match node {
             Node::Host(_) => command.env("CLOISON_AGENT_SOCKET", self.agent_socket(label)),
             _ => command.env_remove("CLOISON_AGENT_SOCKET"),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Child;
 
-use crate::command::{check_prerequisites, REQUIRED_TOOLS};
+use crate::command::{check_prerequisites, ETCD_TOOLS, REQUIRED_TOOLS};
 use crate::names::{LabName, Node};
 use crate::state::LabState;
 use crate::{netns, teardown, topology, LabError, LabSpec};
@@ -17,6 +17,8 @@ pub struct Lab {
     pub(crate) hosts: usize,
     pub(crate) binary: PathBuf,
     pub(crate) ready_timeout: std::time::Duration,
+    pub(crate) etcd_members: usize,
+    pub(crate) controllers: usize,
     /// Daemons this process started, by role, kept to reap them once stopped.
     pub(crate) children: HashMap<String, Child>,
     /// Whether dropping the value removes the lab.
@@ -24,11 +26,15 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the lab: underlay, controller, one agent per host. Returns once every
-    /// agent is registered with the controller and serves its socket; on any failure
-    /// removes what it made and returns the error.
+    /// Builds the lab: underlay, etcd members when asked, controllers, one agent per
+    /// host. Returns once etcd has a leader, every agent is registered with the
+    /// controllers and serves its socket; on any failure removes what it made and
+    /// returns the error.
     pub fn up(spec: LabSpec) -> Result<Lab, LabError> {
         check_prerequisites(REQUIRED_TOOLS)?;
+        if spec.etcd_members > 0 {
+            check_prerequisites(ETCD_TOOLS)?;
+        }
         let dir = spec.name.state_dir();
         let leftovers = netns::list_with_prefix(&spec.name.netns_prefix())?;
         if dir.exists() || !leftovers.is_empty() {
@@ -39,6 +45,8 @@ impl Lab {
             hosts: spec.hosts,
             binary: spec.binary.clone(),
             ready_timeout: spec.ready_timeout,
+            etcd_members: spec.etcd_members,
+            controllers: spec.controllers,
             children: HashMap::new(),
             owned: true,
         };
@@ -55,11 +63,13 @@ impl Lab {
             hosts: self.hosts,
             underlay_mtu: spec.underlay_mtu,
             binary: self.binary.clone(),
+            etcd_members: self.etcd_members,
+            controllers: self.controllers,
             processes: Vec::new(),
         };
         state.save(&self.name)?;
         topology::build(&self.name, self.hosts, spec.underlay_mtu)?;
-        self.start_controller()?;
+        self.start_control_plane()?;
         for host in self.host_labels() {
             self.spawn_agent(&host)?;
         }
@@ -76,6 +86,8 @@ impl Lab {
             hosts: state.hosts,
             binary: state.binary,
             ready_timeout: std::time::Duration::from_secs(30),
+            etcd_members: state.etcd_members,
+            controllers: state.controllers,
             children: HashMap::new(),
             owned: false,
         })

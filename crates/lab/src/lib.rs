@@ -9,6 +9,7 @@
 
 mod bench;
 mod command;
+mod control_plane;
 pub mod converge;
 mod daemons;
 mod demo;
@@ -20,6 +21,7 @@ mod lab;
 mod list;
 mod names;
 mod netns;
+pub mod probe;
 mod process;
 pub mod reference;
 mod spec;
@@ -28,7 +30,8 @@ mod teardown;
 mod topology;
 pub mod traffic;
 
-pub use command::{check_prerequisites, REQUIRED_TOOLS, TRAFFIC_TOOLS};
+pub use command::{check_prerequisites, ETCD_TOOLS, REQUIRED_TOOLS, TRAFFIC_TOOLS};
+pub use control_plane::{MAX_CONTROLLERS, MAX_ETCD_MEMBERS};
 pub use docker::{Dockerd, BUSYBOX_IMAGE, DOCKER_PLUGIN_DIR};
 pub use error::LabError;
 pub use lab::{down, Lab};

@@ -60,7 +60,9 @@ pub(crate) fn is_running(record: &ProcessRecord) -> bool {
 }
 
 /// Checks that `record` still names a running process of the lab whose state is under
-/// `state_dir`: same start time, and a command line mentioning that directory.
+/// `state_dir`: same start time, and a command line mentioning that directory or a
+/// stdout writing to a log below it. The second test covers a controller on etcd,
+/// whose command line names no path of the lab.
 pub(crate) fn is_lab_process(record: &ProcessRecord, state_dir: &Path) -> bool {
     if !is_running(record) {
         return false;
@@ -69,7 +71,8 @@ pub(crate) fn is_lab_process(record: &ProcessRecord, state_dir: &Path) -> bool {
         return false;
     };
     let marker = state_dir.as_os_str().as_encoded_bytes();
-    cmdline.windows(marker.len()).any(|window| window == marker)
+    let named = cmdline.windows(marker.len()).any(|window| window == marker);
+    named || std::fs::read_link(format!("/proc/{}/fd/1", record.pid)).is_ok_and(|stdout| stdout.starts_with(state_dir))
 }
 
 fn is_zombie(pid: i32) -> bool {

@@ -20,6 +20,11 @@ pub struct LabSpec {
     pub binary: PathBuf,
     /// How long `Lab::up` waits for the controller and every agent to be ready.
     pub ready_timeout: Duration,
+    /// Members of an etcd cluster holding the controllers' state; 0 runs one
+    /// controller on the embedded store.
+    pub etcd_members: usize,
+    /// Number of controllers; more than one needs etcd.
+    pub controllers: usize,
 }
 
 impl LabSpec {
@@ -35,7 +40,18 @@ impl LabSpec {
             underlay_mtu: DEFAULT_UNDERLAY_MTU,
             binary: find_cloison_binary()?,
             ready_timeout: Duration::from_secs(30),
+            etcd_members: 0,
+            controllers: 1,
         })
+    }
+
+    /// Runs `controllers` controllers over an etcd cluster of `etcd_members` members,
+    /// or one controller on the embedded store when `etcd_members` is 0.
+    pub fn with_control_plane(mut self, etcd_members: usize, controllers: usize) -> Result<LabSpec, LabError> {
+        crate::control_plane::validate(etcd_members, controllers)?;
+        self.etcd_members = etcd_members;
+        self.controllers = controllers;
+        Ok(self)
     }
 
     pub fn with_underlay_mtu(mut self, mtu: u32) -> LabSpec {

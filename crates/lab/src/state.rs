@@ -17,18 +17,29 @@ pub struct LabState {
     pub underlay_mtu: u32,
     /// Path of the cloison binary the lab's processes run.
     pub binary: PathBuf,
+    /// Members of the lab's etcd cluster; 0 when the controller uses the embedded
+    /// store. Absent in state files written before labs could run etcd.
+    #[serde(default)]
+    pub etcd_members: usize,
+    /// Number of controllers, at least 1.
+    #[serde(default = "one")]
+    pub controllers: usize,
     pub processes: Vec<ProcessRecord>,
 }
 
 /// One process the lab started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRecord {
-    /// `controller` or the host label (`h1` …).
+    /// `controller`, `controller-<i>`, `etcd-<i>` or the host label (`h1` …).
     pub role: String,
     pub pid: i32,
     /// Start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`), so a
     /// recycled pid is never taken for the lab's process.
     pub start_ticks: u64,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Path of the state file of `lab`.

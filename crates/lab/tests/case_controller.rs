@@ -19,11 +19,11 @@ fn controller_outage_keeps_traffic() {
     wait_reachable(&c1, ip("10.8.0.12"));
     assert_eq!(ping3(&c1, ip("10.8.0.12")).received, 3, "c1 reaches c2 before the outage");
 
-    lab.stop_controller().expect("stop the controller");
+    lab.stop_controller(0).expect("stop the controller");
     let counts = ping(&c1.netns, ip("10.8.0.12"), 300, Duration::from_millis(100)).expect("ping for 30 s");
     assert_eq!(counts.received, counts.transmitted, "probes during 30 s without controller: {counts:?}");
     assert_eq!(ping3(&c2, ip("10.8.0.11")).received, 3, "c2 reaches c1 during the outage");
-    lab.start_controller().expect("start the controller again");
+    lab.start_controller(0).expect("start the controller again");
     assert_eq!(ping3(&c1, ip("10.8.0.12")).received, 3, "c1 reaches c2 after the outage");
 }
 
