@@ -8,4 +8,6 @@ mod input;
 mod ipam;
 mod isolation;
 mod names;
+mod probe;
 mod restart;
+mod security;
