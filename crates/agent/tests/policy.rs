@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cloison_agent::{HostContext, Reconciler};
-use cloison_dataplane::{FakeDataplane, Recorded};
+use cloison_dataplane::{FakeDataplane, NftElementsPlan, Recorded};
 use cloison_model::{
     Direction, Endpoint, Host, MacAddr, Network, Peer, Protocol, Rule, SecurityGroup, WatchEvent, WatchObject,
 };
@@ -107,16 +107,31 @@ async fn group_rule_sends_elements_only() {
     let rule = Rule { direction: Direction::Ingress, protocol: Protocol::Tcp, ports: Some((80, 80)), peer: Peer::Any };
     reconciler.apply_event(WatchEvent::Put { revision: 2, object: WatchObject::Group(group(vec![rule])) }).await;
     let log = fake.take_log();
-    let scripts: Vec<&String> = log
+    let scripts = log.iter().filter(|r| matches!(r, Recorded::ApplyNftables(plan) if !plan.script.is_empty())).count();
+    let updates: Vec<&NftElementsPlan> = log
         .iter()
         .filter_map(|r| match r {
-            Recorded::ApplyNftables(plan) if plan.namespace.is_none() => Some(&plan.script),
+            Recorded::ApplyNftablesElements(plan) if plan.namespace.is_none() => Some(plan),
             _ => None,
         })
         .collect();
-    assert_eq!(scripts.len(), 1, "{log:?}");
-    assert!(!scripts[0].contains("delete table"), "{}", scripts[0]);
-    assert!(scripts[0].contains("add element inet cloison allow4_ports"), "{}", scripts[0]);
+    assert_eq!(scripts, 0, "no nft script: {log:?}");
+    assert_eq!(updates.len(), 1, "{log:?}");
+    let sets: Vec<(&str, &str, bool)> =
+        updates[0].changes.iter().map(|c| (c.table.as_str(), c.set.as_str(), c.delete)).collect();
+    assert!(sets.contains(&("cloison", "allow4_ports", false)), "{sets:?}");
+}
+
+#[tokio::test]
+async fn rejected_element_update_replaces_tables() {
+    let (fake, reconciler) = synced().await;
+    fake.flush_nftables();
+    fake.take_log();
+    let rule = Rule { direction: Direction::Ingress, protocol: Protocol::Tcp, ports: Some((80, 80)), peer: Peer::Any };
+    reconciler.apply_event(WatchEvent::Put { revision: 2, object: WatchObject::Group(group(vec![rule])) }).await;
+    let scripts = fake.nftables_scripts(None);
+    assert_eq!(scripts.len(), 1, "the missing tables fail the update, which falls back to a replacement");
+    assert!(scripts[0].contains("table inet cloison {"), "{}", scripts[0]);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::{
-    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, NftablesPlan,
+    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, NftElementsPlan, NftablesPlan,
     OwnedEndpoint, OwnedNetwork, RemoteEndpointPlan, RouterPlan,
 };
 
@@ -24,6 +24,8 @@ pub enum Recorded {
     Inventory,
     /// An nftables script applied to the host (`None`) or a router namespace.
     ApplyNftables(NftablesPlan),
+    /// Set element changes sent to the host (`None`) or a router namespace.
+    ApplyNftablesElements(NftElementsPlan),
 }
 
 #[derive(Debug, Default)]
@@ -221,6 +223,23 @@ impl Dataplane for FakeDataplane {
         k.log.push(Recorded::ApplyNftables(plan.clone()));
         k.nftables.insert(plan.namespace.clone(), plan.tables.clone());
         Ok(())
+    }
+
+    /// Records the changes; like the kernel, fails with `ENOENT` when a change
+    /// names a table the namespace does not hold.
+    async fn apply_nftables_elements(&self, plan: &NftElementsPlan) -> Result<(), DataplaneError> {
+        let mut k = self.lock();
+        k.log.push(Recorded::ApplyNftablesElements(plan.clone()));
+        let tables = k.nftables.get(&plan.namespace).cloned().unwrap_or_default();
+        let missing = plan
+            .changes
+            .iter()
+            .map(|c| format!("{} {}", c.family.name(), c.table))
+            .find(|table| !tables.contains(table));
+        match missing {
+            Some(table) => Err(DataplaneError::Sys { op: format!("change elements of table {table}"), source: nix::errno::Errno::ENOENT }),
+            None => Ok(()),
+        }
     }
 
     async fn list_nftables(&self, namespace: Option<&std::path::Path>) -> Result<Vec<String>, DataplaneError> {

@@ -20,7 +20,7 @@ pub use error::DataplaneError;
 pub use fake::{FakeDataplane, Recorded};
 pub use netlink::NetlinkDataplane;
 pub use plan::{
-    GatewayPlan, Inventory, LocalEndpointPlan, NetworkPlan, NftablesPlan, OwnedEndpoint, OwnedNetwork,
+    GatewayPlan, Inventory, LocalEndpointPlan, NetworkPlan, NftElement, NftElementsPlan, NftFamily, NftSetChange, NftablesPlan, OwnedEndpoint, OwnedNetwork,
     RemoteEndpointPlan, RouterPlan,
 };
 
@@ -63,6 +63,10 @@ pub trait Dataplane: Send + Sync + std::fmt::Debug {
     /// Applies an nftables script to the host or a router namespace in one
     /// transaction, then sets IP forwarding there when the plan asks.
     async fn apply_nftables(&self, plan: &NftablesPlan) -> Result<(), DataplaneError>;
+    /// Adds and deletes set elements in the host or a router namespace in one
+    /// transaction, over nftables netlink. Fails with the kernel's errno, such as
+    /// `ENOENT` when a table or set is missing.
+    async fn apply_nftables_elements(&self, plan: &NftElementsPlan) -> Result<(), DataplaneError>;
     /// Lists the nftables tables (`family name`) of the host (`None`) or of a router
     /// namespace, so the agent notices a flushed ruleset.
     async fn list_nftables(&self, namespace: Option<&std::path::Path>) -> Result<Vec<String>, DataplaneError>;

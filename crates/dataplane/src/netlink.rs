@@ -15,6 +15,7 @@ mod inventory;
 mod links;
 mod namespace;
 mod network;
+mod nft_elements;
 mod nftables;
 mod relay;
 mod router;
@@ -28,7 +29,7 @@ use rtnetlink::Handle;
 use tokio::sync::OnceCell;
 
 use crate::{
-    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, NftablesPlan,
+    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, NftElementsPlan, NftablesPlan,
     RemoteEndpointPlan, RouterPlan,
 };
 
@@ -124,6 +125,10 @@ impl Dataplane for NetlinkDataplane {
 
     async fn apply_nftables(&self, plan: &NftablesPlan) -> Result<(), DataplaneError> {
         nftables::apply(self.host_netns.as_deref(), plan).await
+    }
+
+    async fn apply_nftables_elements(&self, plan: &NftElementsPlan) -> Result<(), DataplaneError> {
+        nft_elements::apply(self.host_netns.as_deref(), plan).await
     }
 
     async fn list_nftables(&self, namespace: Option<&std::path::Path>) -> Result<Vec<String>, DataplaneError> {

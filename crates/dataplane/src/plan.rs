@@ -127,3 +127,74 @@ pub struct NftablesPlan {
     /// IP forwarding for IPv4 and IPv6 in the namespace, or `None` to leave it.
     pub forwarding: Option<bool>,
 }
+
+/// Set element changes for one namespace, sent over nftables netlink as one
+/// transaction, like an `nft -f` script of `add element` and `delete element`
+/// commands but without starting `nft`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftElementsPlan {
+    /// Router namespace the changes are for, or `None` for the host namespace.
+    pub namespace: Option<PathBuf>,
+    /// Changes in the order the kernel applies them.
+    pub changes: Vec<NftSetChange>,
+}
+
+/// Elements added to or deleted from one set or map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftSetChange {
+    pub family: NftFamily,
+    pub table: String,
+    pub set: String,
+    /// True for `delete element`, false for `add element`.
+    pub delete: bool,
+    pub elements: Vec<NftElement>,
+}
+
+/// A set element in the kernel's encoding: each field of a concatenation padded
+/// to 4 bytes, as `nft` stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftElement {
+    pub key: Vec<u8>,
+    /// Last key of the range, for sets declared with `flags interval`.
+    pub key_end: Option<Vec<u8>>,
+    /// The mapped value of a map element.
+    pub data: Option<Vec<u8>>,
+}
+
+/// nftables address families, with their `NFPROTO_*` numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NftFamily {
+    Inet = 1,
+    Ip = 2,
+    Arp = 3,
+    Netdev = 5,
+    Bridge = 7,
+    Ip6 = 10,
+}
+
+impl NftFamily {
+    /// Returns the family of an `nft` family name such as `bridge` or `inet`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "inet" => Some(NftFamily::Inet),
+            "ip" => Some(NftFamily::Ip),
+            "arp" => Some(NftFamily::Arp),
+            "netdev" => Some(NftFamily::Netdev),
+            "bridge" => Some(NftFamily::Bridge),
+            "ip6" => Some(NftFamily::Ip6),
+            _ => None,
+        }
+    }
+
+    /// Returns the family's `nft` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            NftFamily::Inet => "inet",
+            NftFamily::Ip => "ip",
+            NftFamily::Arp => "arp",
+            NftFamily::Netdev => "netdev",
+            NftFamily::Bridge => "bridge",
+            NftFamily::Ip6 => "ip6",
+        }
+    }
+}

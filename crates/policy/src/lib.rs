@@ -21,6 +21,7 @@
 
 mod bench;
 mod bridge;
+mod elements;
 mod host;
 mod input;
 mod nft;
@@ -28,6 +29,7 @@ mod resolve;
 mod router;
 
 pub use bench::synthetic_input;
+pub use elements::element_changes;
 pub use input::{OwnedInput, PolicyInput};
 pub use nft::{Chain, Set, Table};
 

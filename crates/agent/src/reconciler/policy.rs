@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use cloison_dataplane::NftablesPlan;
-use cloison_policy::{generate, transition_script, PolicyInput, RouterRuleset, Table};
+use cloison_dataplane::{DataplaneError, NftElementsPlan, NftablesPlan};
+use cloison_policy::{element_changes, generate, transition_script, PolicyInput, RouterRuleset, Table};
 use tracing::{debug, info, warn};
 
 use super::{Inner, Reconciler};
@@ -21,7 +21,7 @@ pub(super) struct AppliedPolicy {
 
 impl Reconciler {
     /// Regenerates the rulesets and applies what changed. A change of set elements
-    /// only (an attach, a new rule) is sent as element commands, anything else
+    /// only (an attach, a new rule) is sent over nftables netlink, anything else
     /// replaces the tables; both are one transaction per namespace.
     pub(super) async fn sync_policy(&self, inner: &mut Inner) {
         let input = PolicyInput {
@@ -67,6 +67,17 @@ impl Reconciler {
         forwarding: Option<bool>,
     ) -> bool {
         let tables: Vec<String> = wanted.iter().map(|t| format!("{} {}", t.family, t.name)).collect();
+        let mut previous = previous;
+        if let Some(changes) = previous.and_then(|previous| element_changes(wanted, previous)) {
+            let elements = NftElementsPlan { namespace: namespace.clone(), changes };
+            let forwarding = NftablesPlan { namespace: namespace.clone(), script: String::new(), tables: tables.clone(), forwarding };
+            match self.apply_elements(&elements, &forwarding).await {
+                Ok(()) => return true,
+                Err(error) => debug!(namespace = ?namespace, %error, "nftables element update failed; replacing the tables"),
+            }
+            // The same elements in an `nft` script would fail the same way.
+            previous = None;
+        }
         let mut plan = NftablesPlan { namespace, script: transition_script(wanted, previous), tables, forwarding };
         let mut result = self.dataplane.apply_nftables(&plan).await;
         if result.is_err() && previous.is_some() {
@@ -83,6 +94,18 @@ impl Reconciler {
                 false
             }
         }
+    }
+
+    /// Sends element changes over netlink, then sets IP forwarding when `forwarding`
+    /// carries a value. Its script is empty, so no `nft` process starts.
+    async fn apply_elements(&self, elements: &NftElementsPlan, forwarding: &NftablesPlan) -> Result<(), DataplaneError> {
+        if !elements.changes.is_empty() {
+            self.dataplane.apply_nftables_elements(elements).await?;
+        }
+        if forwarding.forwarding.is_some() {
+            self.dataplane.apply_nftables(forwarding).await?;
+        }
+        Ok(())
     }
 
     /// Forgets the rulesets of namespaces whose tables are gone (`nft flush ruleset`,

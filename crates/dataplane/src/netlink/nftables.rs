@@ -1,8 +1,8 @@
 //! nftables through the `nft` command: a script on stdin is one transaction.
 //!
-//! Limitation: each policy change spawns one `nft` process per namespace it touches,
-//! because this module does not speak the nftables netlink protocol itself. An attach
-//! only adds set elements, so its script stays small.
+//! Only full table replacements come here (agent start, repair after a flush, rule
+//! changes). Each one spawns an `nft` process per namespace it touches. Changes of
+//! set elements only, such as an attach, go over netlink in `nft_elements`.
 
 use std::io::Write;
 use std::path::Path;

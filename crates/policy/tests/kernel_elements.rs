@@ -1,0 +1,117 @@
+//! Element updates over nftables netlink, checked against `nft` itself: a table
+//! moved by element changes must list exactly as the same table loaded from a
+//! script. Needs root and `nft`; every namespace is removed on drop.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::process::Command;
+
+use cloison_dataplane::{Dataplane, NetlinkDataplane, NftElementsPlan, NftablesPlan};
+use cloison_policy::{element_changes, generate, synthetic_input, transition_script, OwnedInput, Table};
+
+/// A namespace made with `ip netns add`, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Self {
+        let name = format!("clelem-{}-{tag}", std::process::id());
+        let status = Command::new("ip").args(["netns", "add", &name]).status().expect("cannot run ip");
+        assert!(status.success(), "ip netns add {name} failed");
+        Netns(name)
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.0))
+    }
+
+    /// Returns `nft list table FAMILY cloison` for each table.
+    fn list(&self, tables: &[Table]) -> String {
+        let mut listing = String::new();
+        for table in tables {
+            let output = Command::new("ip")
+                .args(["netns", "exec", &self.0, "nft", "list", "table", table.family, table.name])
+                .output()
+                .expect("cannot run nft");
+            assert!(output.status.success(), "nft list failed: {}", String::from_utf8_lossy(&output.stderr));
+            listing.push_str(&String::from_utf8_lossy(&output.stdout));
+        }
+        listing
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Builds a dual-stack variant of the synthetic state, so IPv6 sets get elements too.
+fn dual_stack(rules: usize, endpoints: usize) -> OwnedInput {
+    let mut input = synthetic_input(rules, endpoints);
+    for network in input.networks.values_mut() {
+        network.subnet6 = "fd00:a::/64".parse().ok();
+        network.gateway6 = Some(Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 1));
+    }
+    for endpoint in input.endpoints.values_mut() {
+        let low = u32::from(endpoint.ipv4) - u32::from(Ipv4Addr::new(10, 0, 0, 0));
+        endpoint.ipv6 = Some(Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, low as u16));
+    }
+    input
+}
+
+async fn load(dataplane: &NetlinkDataplane, netns: &Netns, tables: &[Table]) {
+    let plan = NftablesPlan {
+        namespace: Some(netns.path()),
+        script: transition_script(tables, None),
+        tables: Vec::new(),
+        forwarding: None,
+    };
+    dataplane.apply_nftables(&plan).await.expect("nft -f of the full tables");
+}
+
+#[tokio::test]
+async fn netlink_elements_match_nft_script() {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test creates network namespaces; run it as root");
+    let host = Netns::new("host");
+    let run_dir = std::env::temp_dir().join(format!("clelem-{}", std::process::id()));
+    let dataplane = NetlinkDataplane::in_namespace(host.path(), run_dir).expect("dataplane");
+    let small = generate(&dual_stack(4, 1).as_input()).host;
+    let large = generate(&dual_stack(4, 3).as_input()).host;
+
+    let reference = Netns::new("reference");
+    load(&dataplane, &reference, &large).await;
+    let expected_large = reference.list(&large);
+    load(&dataplane, &reference, &small).await;
+    let expected_small = reference.list(&small);
+    assert_ne!(expected_large, expected_small, "the two states differ in elements");
+    assert!(expected_large.contains("fd00:a::4"), "IPv6 elements are listed: {expected_large}");
+
+    load(&dataplane, &host, &small).await;
+    let grow = element_changes(&large, &small).expect("only elements differ");
+    assert!(!grow.is_empty());
+    let plan = NftElementsPlan { namespace: Some(host.path()), changes: grow };
+    dataplane.apply_nftables_elements(&plan).await.expect("add elements over netlink");
+    assert_eq!(host.list(&large), expected_large, "after adding elements");
+
+    let shrink = element_changes(&small, &large).expect("only elements differ");
+    let plan = NftElementsPlan { namespace: Some(host.path()), changes: shrink };
+    dataplane.apply_nftables_elements(&plan).await.expect("delete elements over netlink");
+    assert_eq!(host.list(&small), expected_small, "after deleting elements");
+}
+
+#[tokio::test]
+async fn rejected_batch_keeps_errno() {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test creates network namespaces; run it as root");
+    let host = Netns::new("empty");
+    let run_dir = std::env::temp_dir().join(format!("clelem-{}", std::process::id()));
+    let dataplane = NetlinkDataplane::in_namespace(host.path(), run_dir).expect("dataplane");
+    let tables = generate(&dual_stack(1, 1).as_input()).host;
+    let empty: Vec<Table> = tables.iter().map(|t| Table { sets: t.sets.iter().map(|s| { let mut s = s.clone(); s.elements.clear(); s }).collect(), ..t.clone() }).collect();
+    let changes = element_changes(&tables, &empty).expect("only elements differ");
+
+    let plan = NftElementsPlan { namespace: Some(host.path()), changes };
+    let error = dataplane.apply_nftables_elements(&plan).await.expect_err("no table in the namespace");
+    assert_eq!(error.errno(), Some(libc::ENOENT), "{error}");
+}
