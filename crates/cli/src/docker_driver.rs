@@ -20,7 +20,13 @@ use tracing::{info, warn};
 pub(crate) struct DockerArgs {
     /// Socket of Docker's network and IPAM driver; dockerd finds a plugin named
     /// cloison at /run/docker/plugins/cloison.sock. An empty value disables the driver.
-    #[arg(long, default_value = "/run/docker/plugins/cloison.sock")]
+    // clap's PathBuf parser rejects an empty value, so the option is parsed as an
+    // OsString to let `--docker-socket=` through.
+    #[arg(
+        long,
+        default_value = "/run/docker/plugins/cloison.sock",
+        value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from)
+    )]
     pub(crate) docker_socket: PathBuf,
     /// File of the driver's records (Docker network id to cloison network),
     /// which must survive restarts of the agent.
