@@ -17,6 +17,8 @@ pub trait ControlPlane: Send + Sync + std::fmt::Debug {
     async fn create_endpoint(&self, tenant: &str, spec: &EndpointSpec) -> Result<Endpoint, AgentError>;
     /// Reads one endpoint of a tenant.
     async fn get_endpoint(&self, tenant: &str, endpoint: &str) -> Result<Endpoint, AgentError>;
+    /// Lists every endpoint of one network, on every host.
+    async fn list_network_endpoints(&self, tenant: &str, network: &str) -> Result<Vec<Endpoint>, AgentError>;
     /// Deletes an endpoint and frees its addresses.
     async fn delete_endpoint(&self, tenant: &str, endpoint: &str) -> Result<(), AgentError>;
     /// Opens the host's watch stream after `after`, or from a snapshot when None.

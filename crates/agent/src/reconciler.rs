@@ -68,6 +68,18 @@ impl Reconciler {
         self.inner.lock().await.desired.networks.get(network_id).cloned()
     }
 
+    /// Adds the endpoints of a network this host is about to join, so the first local
+    /// attach programs its peers before the container's link comes up instead of
+    /// waiting for the watch to deliver them. Endpoints already known are kept.
+    // NOTE: an endpoint deleted between this read and the moment the watch starts
+    // carrying the network stays programmed until the next snapshot.
+    pub async fn preload_endpoints(&self, network_id: &str, endpoints: Vec<Endpoint>) {
+        let mut inner = self.inner.lock().await;
+        for endpoint in endpoints.into_iter().filter(|e| e.network_id == network_id) {
+            inner.desired.endpoints.entry(endpoint.id.clone()).or_insert(endpoint);
+        }
+    }
+
     /// Applies one watch event to the desired state and the kernel. Kernel failures
     /// are logged and retried by [`Reconciler::repair`]; they do not stop the watch.
     pub async fn apply_event(&self, event: WatchEvent) {
@@ -93,8 +105,8 @@ impl Reconciler {
         let endpoint_id = endpoint.id.clone();
         inner.desired.networks.insert(network_id.clone(), network);
         inner.desired.endpoints.insert(endpoint_id.clone(), endpoint);
-        // The watch may have delivered this endpoint first and failed on it; without
-        // this, converge skips it as known-broken and the kernel's error is lost.
+        // The watch may have delivered this endpoint first and failed on it. Unless the
+        // failure is forgotten, converge skips the endpoint and the kernel's error is lost.
         inner.applied.broken.remove(&endpoint_id);
         let result = self.converge(&mut inner, &network_id).await;
         if inner.applied.local.contains_key(&endpoint_id) {

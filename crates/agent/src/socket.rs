@@ -135,6 +135,12 @@ async fn network_of(app: &AppState, endpoint: &Endpoint) -> Result<Network, Agen
             what: format!("network {} of endpoint {} (it was deleted and created again)", endpoint.network, endpoint.name),
         });
     }
+    // First endpoint of this network here: learn its peers now, so they are
+    // programmed before the new container asks for their MACs.
+    match app.control.list_network_endpoints(&endpoint.tenant, &endpoint.network).await {
+        Ok(peers) => app.reconciler.preload_endpoints(&network.id, peers).await,
+        Err(e) => warn!(net.vni = network.vni, error = %e, "cannot list the network's endpoints; peers arrive with the watch"),
+    }
     Ok(network)
 }
 

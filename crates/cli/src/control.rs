@@ -59,6 +59,13 @@ impl ControlPlane for HttpControlPlane {
             .map_err(agent_error)
     }
 
+    async fn list_network_endpoints(&self, tenant: &str, network: &str) -> Result<Vec<Endpoint>, AgentError> {
+        self.client
+            .list_endpoints(Some(tenant), Some(network), None)
+            .await
+            .map_err(agent_error)
+    }
+
     async fn delete_endpoint(&self, tenant: &str, endpoint: &str) -> Result<(), AgentError> {
         self.client.delete_endpoint(tenant, endpoint).await
             .map_err(agent_error)
