@@ -13,8 +13,9 @@ use cloison_lab::Lab;
 use common::{container, wait_reachable, Container};
 
 /// Network A and B of tenant t1 (no routing between them), and tenant t2's network
-/// with A's subnets. Each container gets its own TTL: a1 101, a2 102, b1 103, b2 104,
-/// x1 105, x2 106, a3 107.
+/// with A's subnets. Each container gets its own TTL: a1 101, a2 111, b1 121, b2 131,
+/// x1 141, x2 151, a3 161. The gap of 10 keeps a reply that crossed a router (one
+/// less) from passing for another container's.
 fn scene(lab: &Lab) -> Vec<(Container, u8)> {
     lab.create_network("t1", "a", "10.40.0.0/24", &["--subnet6", "fd00:40::/64"]).expect("network t1/a");
     lab.create_network("t1", "b", "10.41.0.0/24", &["--subnet6", "fd00:41::/64"]).expect("network t1/b");
@@ -31,7 +32,7 @@ fn scene(lab: &Lab) -> Vec<(Container, u8)> {
     let mut scene = Vec::new();
     for (index, (host, name, tenant, network, address)) in members.into_iter().enumerate() {
         let c = container(lab, host, name, tenant, network, address);
-        let ttl = 101 + index as u8;
+        let ttl = 101 + 10 * index as u8;
         set_default_ttl(&c.netns, ttl).expect("set TTL");
         scene.push((c, ttl));
     }
@@ -121,4 +122,150 @@ fn forged_sources_are_dropped() {
     lab.exec_in_container(&a1.netns, &["ip", "link", "set", "eth0", "address", &a2_mac]).expect("give a1 a2's MAC");
     let _ = lab.exec_in_container(&a1.netns, &["ping", "-n", "-c", "3", "-i", "0.1", "-W", "1", "10.40.0.13"]);
     assert_eq!(ttls(a3, ipv4_of(a2)), [*a2_ttl; 3], "a3 still reaches a2 after a1 sent with a2's MAC");
+}
+
+/// Returns the TTL of the member of `from`'s own network (same network id, `from`
+/// included) that owns `address`, the only container allowed to answer a ping to it.
+fn own_network_owner(scene: &[(Container, u8)], from: &Container, address: IpAddr) -> Option<u8> {
+    scene
+        .iter()
+        .filter(|(c, _)| c.endpoint.network_id == from.endpoint.network_id)
+        .find(|(c, _)| ipv4_of(c) == address || c.endpoint.ipv6.map(IpAddr::V6) == Some(address))
+        .map(|(_, ttl)| *ttl)
+}
+
+/// Returns a description of what went wrong when `from` pings `address`, or `None`
+/// when only the owner in `from`'s own network answered, three times.
+fn pair_problem(scene: &[(Container, u8)], from: &Container, to: &Container, address: IpAddr) -> Option<String> {
+    let seen = ttls(from, address);
+    let expected: Vec<u8> = own_network_owner(scene, from, address).map(|ttl| vec![ttl; 3]).unwrap_or_default();
+    (seen != expected).then(|| {
+        format!(
+            "{} ({}) pinging {}'s {address}: reply TTLs {seen:?}, expected {expected:?}",
+            from.endpoint.name, from.host, to.endpoint.name
+        )
+    })
+}
+
+/// Reads the packet count of h's `bridge cloison spoof_dropped` counter.
+fn spoof_dropped(lab: &Lab, host: &str) -> u64 {
+    let out = lab.exec(host, &["nft", "-j", "list", "counter", "bridge", "cloison", "spoof_dropped"]).expect("nft list counter");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft JSON");
+    json["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|item| item["counter"]["packets"].as_u64())
+        .unwrap_or_else(|| panic!("no spoof_dropped counter on {host}"))
+}
+
+/// Echo requests received over IPv6 in the namespace at `netns`.
+fn echo6_requests_received(lab: &Lab, netns: &Path) -> u64 {
+    let out = lab.exec_in_container(netns, &["cat", "/proc/net/snmp6"]).expect("read /proc/net/snmp6");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("Icmp6InEchos"))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("Icmp6InEchos value")
+}
+
+/// Waits until the container's link-local address has passed duplicate address
+/// detection, so it replies to link-local multicast from that address.
+fn wait_link_local(lab: &Lab, c: &Container) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = lab.exec_in_container(&c.netns, &["ip", "-6", "addr", "show", "dev", "eth0", "tentative"]).expect("ip addr");
+        if out.stdout.is_empty() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} still has tentative addresses after 5 s", c.endpoint.name);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_pair_both_families() {
+    let lab = common::lab("case-isoall", 2);
+    let scene = scene(&lab);
+    for (from, to) in [(0, 1), (2, 3), (4, 5), (6, 1)] {
+        wait_reachable(&scene[from].0, scene[to].0.endpoint.ipv4);
+    }
+
+    let mut probes = Vec::new();
+    for (from, _) in &scene {
+        for (to, _) in scene.iter().filter(|(to, _)| to.endpoint.id != from.endpoint.id) {
+            // A ping to the sender's own address never leaves it, so it proves nothing.
+            let mine = [ipv4_of(from), ipv6_of(from)];
+            for address in [ipv4_of(to), ipv6_of(to)].into_iter().filter(|a| !mine.contains(a)) {
+                probes.push((from, to, address));
+            }
+        }
+    }
+    // Each probe is independent, so they run together to keep the test short.
+    let scene = &scene;
+    let problems: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            probes.iter().map(|&(from, to, address)| s.spawn(move || pair_problem(scene, from, to, address))).collect();
+        handles.into_iter().filter_map(|h| h.join().expect("probe thread")).collect()
+    });
+    assert!(problems.is_empty(), "{} of {} probes broke isolation:\n{}", problems.len(), probes.len(), problems.join("\n"));
+}
+
+#[test]
+fn ipv6_multicast_stays_in_network() {
+    let lab = common::lab("case-isom", 2);
+    let scene = scene(&lab);
+    let (a1, _) = &scene[0];
+    wait_reachable(a1, scene[1].0.endpoint.ipv4);
+    for (c, _) in &scene {
+        wait_link_local(&lab, c);
+    }
+    let out = lab
+        .exec_in_container(&a1.netns, &["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "ff02::1%eth0"])
+        .expect("ping ff02::1");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for (c, ttl) in &scene[2..6] {
+        for heard in [*ttl, ttl - 1] {
+            assert!(
+                !text.contains(&format!("ttl={heard} ")),
+                "a1's all-nodes ping was answered by {} outside network t1/a:\n{text}",
+                c.endpoint.name
+            );
+        }
+    }
+    // Network a does not ask for flooding, so multicast stays on h1 and only a3 answers.
+    let (a3, a3_ttl) = &scene[6];
+    assert!(text.contains(&format!("ttl={a3_ttl} ")), "{} of a1's own network did not answer ff02::1:\n{text}", a3.endpoint.name);
+}
+
+#[test]
+fn forged_ipv6_and_cross_tenant_dropped() {
+    let lab = common::lab("case-isof6", 2);
+    let scene = scene(&lab);
+    let (a1, _) = &scene[0];
+    let (a2, _) = &scene[1];
+    let (x1, _) = &scene[4];
+    let (a3, _) = &scene[6];
+    wait_reachable(a1, a2.endpoint.ipv4);
+    let a2_v6 = ipv6_of(a2).to_string();
+    assert_eq!(ttls(a1, ipv6_of(a2)).len(), 3, "a1 cannot ping a2 over IPv6 before forging anything");
+
+    // a1 sends from a3's IPv6 address to a2 on the other host.
+    let a3_v6 = format!("{}/128", ipv6_of(a3));
+    lab.exec_in_container(&a1.netns, &["ip", "-6", "addr", "add", &a3_v6, "dev", "eth0", "nodad"]).expect("add a3's IPv6 address to a1");
+    let (before, dropped) = (echo6_requests_received(&lab, &a2.netns), spoof_dropped(&lab, "h1"));
+    let forged = ipv6_of(a3).to_string();
+    let _ = lab.exec_in_container(&a1.netns, &["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-I", &forged, &a2_v6]);
+    assert_eq!(echo6_requests_received(&lab, &a2.netns), before, "a2 received echo requests that a1 sent from a3's IPv6 address");
+    assert!(spoof_dropped(&lab, "h1") >= dropped + 3, "h1 did not count a1's forged IPv6 packets");
+
+    // x1 of tenant t2 takes a2's MAC and pings a2's IPv4 address, which x2 of t2 also
+    // has. The MAC change flushes x1's neighbours, so ARP requests with the forged MAC
+    // go first and the number of frames counted depends on ARP timing.
+    let (before, dropped) = (echo_requests_received(&lab, &a2.netns), spoof_dropped(&lab, "h1"));
+    lab.exec_in_container(&x1.netns, &["ip", "link", "set", "eth0", "address", &a2.endpoint.mac.to_string()]).expect("give x1 a2's MAC");
+    let _ = lab.exec_in_container(&x1.netns, &["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "10.40.0.12"]);
+    assert_eq!(echo_requests_received(&lab, &a2.netns), before, "t1's a2 received echo requests from t2's x1");
+    let counted = spoof_dropped(&lab, "h1") - dropped;
+    assert!(counted > 0, "h1 counted none of x1's frames with a2's MAC");
 }

@@ -1,0 +1,85 @@
+//! A security group rule between two networks of a tenant whose endpoints sit on
+//! two hosts, so flows cross the tenant routers and the tunnel.
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use cloison_lab::traffic::{ping_reply_ttls, set_default_ttl};
+use cloison_lab::Lab;
+use common::{wait_reachable, Container};
+
+/// Attaches a container with its own default TTL, so the TTL of a reply names it.
+fn member(lab: &Lab, host: &str, name: &str, network: (&str, &str), ip: &str, extra: &[&str], ttl: u8) -> Container {
+    let (tenant, network) = network;
+    let netns = lab.add_container(host, name).unwrap_or_else(|e| panic!("container {name} on {host}: {e}"));
+    let mut args = vec!["--ip", ip, "--name", name];
+    args.extend_from_slice(extra);
+    let endpoint = lab
+        .attach(host, network, &netns, tenant, &args)
+        .unwrap_or_else(|e| panic!("attach of {name} on {host} to {tenant}/{network}: {e}"));
+    set_default_ttl(&netns, ttl).expect("set TTL");
+    Container { host: host.to_string(), netns, endpoint }
+}
+
+fn ttls(from: &Container, target: IpAddr) -> Vec<u8> {
+    ping_reply_ttls(&from.netns, target, 3, Duration::from_millis(100)).unwrap_or_else(|e| panic!("ping {target}: {e}"))
+}
+
+fn addresses(c: &Container) -> [IpAddr; 2] {
+    let ipv6 = c.endpoint.ipv6.unwrap_or_else(|| panic!("{} has no IPv6 address", c.endpoint.name));
+    [IpAddr::V4(c.endpoint.ipv4), IpAddr::V6(ipv6)]
+}
+
+/// Returns true when `from` gets a reply from `address` within five seconds.
+fn eventually_reaches(from: &Container, address: IpAddr) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if !ttls(from, address).is_empty() {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn network_rule_across_hosts() {
+    let lab = common::lab("grp-net", 2);
+    let v6 = |prefix: &'static str| ["--subnet6", prefix];
+    lab.create_network("t1", "a", "10.50.0.0/24", &v6("fd00:50::/64")).expect("network t1/a");
+    lab.create_network("t1", "b", "10.51.0.0/24", &v6("fd00:51::/64")).expect("network t1/b");
+    lab.create_network("t2", "b", "10.51.0.0/24", &v6("fd00:51::/64")).expect("network t2/b");
+    lab.cli("ctl", &["group", "create", "ga", "--tenant", "t1"]).expect("group ga");
+    lab.cli("ctl", &["group", "rule", "add", "ga", "--ingress", "--proto", "icmp", "--from", "network:b", "--tenant", "t1"])
+        .expect("rule of ga");
+
+    // Both networks of t1 have an endpoint on each host, so each host's router has a
+    // gateway on both. Tenant t2 reuses network b's subnet on h2.
+    let a1 = member(&lab, "h1", "a1", ("t1", "a"), "10.50.0.11", &["--group", "ga"], 101);
+    let a2 = member(&lab, "h2", "a2", ("t1", "a"), "10.50.0.12", &[], 111);
+    let b1 = member(&lab, "h1", "b1", ("t1", "b"), "10.51.0.11", &[], 121);
+    let b2 = member(&lab, "h2", "b2", ("t1", "b"), "10.51.0.12", &[], 131);
+    let y2 = member(&lab, "h2", "y2", ("t2", "b"), "10.51.0.13", &[], 141);
+    wait_reachable(&a2, a1.endpoint.ipv4);
+    wait_reachable(&b1, b2.endpoint.ipv4);
+
+    // b2 on h2 reaches a1 on h1 through a router, which takes one from the TTL.
+    for address in addresses(&a1) {
+        assert!(eventually_reaches(&b2, address), "b2 on h2 cannot reach a1's {address} on h1 within 5 s of the rule");
+        assert_eq!(ttls(&b2, address), [100; 3], "b2 on h2 to a1's {address} on h1");
+        assert_eq!(ttls(&b1, address), [100; 3], "b1 on h1 to a1's {address} on h1");
+    }
+    // Nothing else: a2 is in no group, a1 may not open flows towards b, and t2
+    // cannot use its copy of b's subnet to reach t1.
+    for address in addresses(&a2) {
+        assert!(ttls(&b2, address).is_empty(), "b2 reached a2's {address}, which no rule allows");
+        assert!(ttls(&b1, address).is_empty(), "b1 reached a2's {address}, which no rule allows");
+    }
+    for address in addresses(&b2).into_iter().chain(addresses(&b1)) {
+        assert!(ttls(&a1, address).is_empty(), "a1 opened a flow to {address} in network b");
+    }
+    for address in addresses(&a1).into_iter().chain(addresses(&a2)) {
+        assert!(ttls(&y2, address).is_empty(), "t2's y2 reached t1's {address}");
+    }
+}
