@@ -83,3 +83,24 @@ fn network_rule_across_hosts() {
         assert!(ttls(&y2, address).is_empty(), "t2's y2 reached t1's {address}");
     }
 }
+
+#[test]
+#[ignore = "h1 has no endpoint of network b, so its watch omits b: the rule's peer resolves to nothing on h1 and h1's router has no gateway on b for the reply"]
+fn network_rule_peer_elsewhere() {
+    let lab = common::lab("grp-far", 2);
+    lab.create_network("t1", "a", "10.52.0.0/24", &[]).expect("network t1/a");
+    lab.create_network("t1", "b", "10.53.0.0/24", &[]).expect("network t1/b");
+    lab.cli("ctl", &["group", "create", "ga", "--tenant", "t1"]).expect("group ga");
+    lab.cli("ctl", &["group", "rule", "add", "ga", "--ingress", "--proto", "icmp", "--from", "network:b", "--tenant", "t1"])
+        .expect("rule of ga");
+
+    // Network b has an endpoint on h2 only; a has one on each host.
+    let a1 = member(&lab, "h1", "a1", ("t1", "a"), "10.52.0.11", &["--group", "ga"], 101);
+    let a2 = member(&lab, "h2", "a2", ("t1", "a"), "10.52.0.12", &[], 111);
+    let b2 = member(&lab, "h2", "b2", ("t1", "b"), "10.53.0.12", &[], 131);
+    wait_reachable(&a2, a1.endpoint.ipv4);
+
+    let address = IpAddr::V4(a1.endpoint.ipv4);
+    assert!(eventually_reaches(&b2, address), "b2 on h2 cannot reach a1 on h1 within 5 s of the rule");
+    assert_eq!(ttls(&b2, address), [100; 3], "b2 on h2 to a1 on h1");
+}

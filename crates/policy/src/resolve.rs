@@ -12,6 +12,8 @@ use crate::PolicyInput;
 ///
 /// Limitation: the host knows only the endpoints and networks of networks with a
 /// local endpoint, so a group member or a network elsewhere is not matched here.
+/// Sending those networks to the host would not be enough, because its router has
+/// a gateway only on networks with a local endpoint and so no route for the replies.
 pub(crate) fn peer_prefixes(input: &PolicyInput<'_>, tenant: &str, peer: &Peer) -> Vec<IpNet> {
     match peer {
         Peer::Cidr(net) => vec![*net],
