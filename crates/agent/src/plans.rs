@@ -2,7 +2,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use cloison_dataplane::{
-    names, GatewayPlan, LocalEndpointPlan, NetworkPlan, RemoteEndpointPlan, RouterPlan,
+    names, GatewayPlan, LocalEndpointPlan, NetworkPlan, RemoteEndpointPlan, RouterPlan, TransitPlan,
 };
 use cloison_model::{Endpoint, Network};
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -32,11 +32,12 @@ impl HostContext {
         self.underlay_mtu.saturating_sub(overhead)
     }
 
-    /// Returns the router namespace of a tenant.
-    pub fn router_plan(&self, tenant: &str) -> RouterPlan {
+    /// Returns the router namespace of a tenant with its transit link.
+    pub fn router_plan(&self, tenant: &str, transit: Option<TransitPlan>) -> RouterPlan {
         RouterPlan {
             tenant_id: tenant.to_string(),
             netns_path: names::router_netns(&self.run_dir, tenant),
+            transit,
         }
     }
 

@@ -9,6 +9,7 @@ mod applied;
 mod converge;
 mod policy;
 mod sync;
+mod transit;
 mod verify;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ struct Inner {
     /// True once a snapshot was applied; until then nothing is removed from the kernel.
     synced: bool,
     policy: policy::AppliedPolicy,
+    transit: transit::TransitSlots,
 }
 
 impl Reconciler {

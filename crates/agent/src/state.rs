@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use cloison_model::{Endpoint, Host, Network, SecurityGroup, WatchEvent, WatchObject};
+use cloison_model::{Endpoint, Host, Network, Publication, SecurityGroup, WatchEvent, WatchObject};
 
 /// What the controller wants on this host, as carried by the host's watch stream.
 #[derive(Debug, Clone, Default)]
@@ -12,6 +12,8 @@ pub struct DesiredState {
     pub hosts: BTreeMap<String, Host>,
     /// Security groups by `tenant/name`, the way endpoints and rules name them.
     pub groups: BTreeMap<String, SecurityGroup>,
+    /// Publications of this host's endpoints, by id.
+    pub publications: BTreeMap<String, Publication>,
 }
 
 /// What one watch event changed, so the reconciler can touch only that.
@@ -40,12 +42,14 @@ impl DesiredState {
                 endpoints,
                 hosts,
                 groups,
+                publications,
             } => {
                 self.revision = revision;
                 self.networks = networks.into_iter().map(|n| (n.id.clone(), n)).collect();
                 self.endpoints = endpoints.into_iter().map(|e| (e.id.clone(), e)).collect();
                 self.hosts = hosts.into_iter().map(|h| (h.name.clone(), h)).collect();
                 self.groups = groups.into_iter().map(|g| (group_key(&g.tenant, &g.name), g)).collect();
+                self.publications = publications.into_iter().map(|p| (p.id.clone(), p)).collect();
                 Delta::Resync
             }
             WatchEvent::Put { object, .. } => self.put(object),
@@ -82,6 +86,10 @@ impl DesiredState {
                 self.groups.insert(group_key(&g.tenant, &g.name), g);
                 Delta::Policy
             }
+            WatchObject::Publication(p) => {
+                self.publications.insert(p.id.clone(), p);
+                Delta::Policy
+            }
         }
     }
 
@@ -103,6 +111,10 @@ impl DesiredState {
             }
             WatchObject::Group(g) => {
                 self.groups.remove(&group_key(&g.tenant, &g.name));
+                Delta::Policy
+            }
+            WatchObject::Publication(p) => {
+                self.publications.remove(&p.id);
                 Delta::Policy
             }
         }

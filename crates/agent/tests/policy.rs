@@ -84,6 +84,7 @@ async fn synced() -> (Arc<FakeDataplane>, Reconciler) {
             endpoints: vec![endpoint("e1", 2)],
             hosts: vec![host()],
             groups: vec![group(vec![])],
+            publications: vec![],
         })
         .await;
     (fake, reconciler)

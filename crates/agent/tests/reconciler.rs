@@ -77,6 +77,7 @@ fn snapshot(revision: u64, networks: Vec<Network>, endpoints: Vec<Endpoint>) -> 
         endpoints,
         hosts: vec![host("h1", 1), host("h2", 2), host("h3", 3)],
         groups: vec![],
+        publications: vec![],
     }
 }
 

@@ -81,6 +81,14 @@ pub(crate) enum Command {
     /// Manage security groups and their rules.
     #[command(subcommand)]
     Group(crate::groups::GroupCommand),
+    /// Forward a host port of the endpoint's host to a port of the endpoint.
+    #[command(after_help = "Examples:\n  cloison publish web-1 8080:80 --tenant blue\n  cloison publish dns-1 127.0.0.1:5353:53/udp --tenant blue")]
+    Publish(crate::publications::PublishArgs),
+    /// Stop forwarding a host port published with `cloison publish`.
+    Unpublish(crate::publications::UnpublishArgs),
+    /// List publications.
+    #[command(subcommand)]
+    Publication(crate::publications::PublicationCommand),
     /// Show the controller's and the local agent's state.
     Status,
     /// Build, use and remove multi-host labs on this machine.

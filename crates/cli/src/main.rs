@@ -7,6 +7,7 @@ mod control;
 mod daemon;
 mod docker_driver;
 mod groups;
+mod publications;
 mod lab;
 mod logging;
 mod output;
@@ -60,6 +61,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detach(args) => verbs::detach(global, args).await,
         Command::Endpoint(cmd) => verbs::endpoint(global, cmd).await,
         Command::Group(cmd) => groups::group(global, cmd).await,
+        Command::Publish(args) => publications::publish(global, args).await,
+        Command::Unpublish(args) => publications::unpublish(global, args).await,
+        Command::Publication(cmd) => publications::publication(global, cmd).await,
         Command::Status => verbs::status(global).await,
         Command::Lab(cmd) => lab::lab(global, cmd).await,
         Command::Admin(cmd) => admin::admin(global, cmd).await,

@@ -6,6 +6,7 @@ mod api;
 mod client;
 mod error;
 mod groups;
+mod publications;
 mod target;
 mod watch;
 

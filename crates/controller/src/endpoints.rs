@@ -255,6 +255,8 @@ impl Controller {
                 Op::Put { key: keys::network_guard(&endpoint.network_id), value: b"{}".to_vec() },
             ];
             ops.extend(allocation_keys(&endpoint).into_iter().map(|key| Op::Delete { key }));
+            // The endpoint's publications go with it, so their host ports are free again.
+            ops.extend(self.publication_deletes_of(&endpoint).await?);
             let compares = vec![Compare::ModRevision(kv.key, kv.mod_revision)];
             if self.store.txn(compares, ops).await?.succeeded {
                 tracing::info!(tenant.name = %tenant, endpoint.name = %name, endpoint.id = %endpoint.id, "endpoint deleted");

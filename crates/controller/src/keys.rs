@@ -7,11 +7,13 @@
 //! | `/networks/<tenant>/<network>` | [`Network`](cloison_model::Network) |
 //! | `/endpoints/<tenant>/<endpoint>` | [`Endpoint`](cloison_model::Endpoint) |
 //! | `/groups/<tenant>/<group>` | [`SecurityGroup`](cloison_model::SecurityGroup) |
+//! | `/publications/<tenant>/<publication>` | [`Publication`](cloison_model::Publication) |
 //! | `/hosts/<host>` | [`Host`](cloison_model::Host) |
 //! | `/alloc/vni/<vni>` | [`Owner`](crate::records::Owner) of the VNI (a network) |
 //! | `/alloc/ip4/<network-id>/<ipv4>` | owner of the IPv4 address (an endpoint) |
 //! | `/alloc/ip6/<network-id>/<ipv6>` | owner of the IPv6 address |
 //! | `/alloc/mac/<network-id>/<mac>` | owner of the MAC address |
+//! | `/alloc/port/<host>/<protocol>/<port>/<address or any>` | owner of the host port (a publication) |
 //! | `/guards/tenant/<tenant>` | empty; rewritten by every network create and delete |
 //! | `/guards/network/<network-id>` | empty; rewritten by every endpoint create and delete |
 //!
@@ -25,7 +27,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use cloison_model::MacAddr;
+use cloison_model::{MacAddr, Publication};
 
 pub(crate) const TENANTS: &str = "/tenants/";
 pub(crate) const NETWORKS: &str = "/networks/";
@@ -33,6 +35,9 @@ pub(crate) const ENDPOINTS: &str = "/endpoints/";
 pub(crate) const HOSTS: &str = "/hosts/";
 pub(crate) const GROUPS: &str = "/groups/";
 pub(crate) const VNIS: &str = "/alloc/vni/";
+pub(crate) const PUBLICATIONS: &str = "/publications/";
+/// Last segment of the allocation key of a publication bound to no address.
+pub(crate) const ANY_ADDRESS: &str = "any";
 
 pub(crate) fn tenant(tenant: &str) -> String {
     format!("{TENANTS}{tenant}")
@@ -60,6 +65,25 @@ pub(crate) fn groups_of(tenant: &str) -> String {
 
 pub(crate) fn group(tenant: &str, group: &str) -> String {
     format!("{GROUPS}{tenant}/{group}")
+}
+
+pub(crate) fn publications_of(tenant: &str) -> String {
+    format!("{PUBLICATIONS}{tenant}/")
+}
+
+pub(crate) fn publication(tenant: &str, name: &str) -> String {
+    format!("{PUBLICATIONS}{tenant}/{name}")
+}
+
+/// Prefix of the allocation keys of one port and protocol on one host.
+pub(crate) fn host_ports_of(publication: &Publication) -> String {
+    format!("/alloc/port/{}/{}/{}/", publication.host, publication.protocol, publication.host_port)
+}
+
+/// Allocation key of a publication's host port. An IPv6 address holds `:`, never `/`.
+pub(crate) fn host_port(publication: &Publication) -> String {
+    let address = publication.host_ip.map_or_else(|| ANY_ADDRESS.to_string(), |ip| ip.to_string());
+    format!("{}{address}", host_ports_of(publication))
 }
 
 pub(crate) fn host(host: &str) -> String {

@@ -16,6 +16,7 @@ mod hosts;
 mod http;
 mod keys;
 mod networks;
+mod publications;
 mod records;
 mod tenants;
 mod watch;

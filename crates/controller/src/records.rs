@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use cloison_model::{Endpoint, Host, Network, SecurityGroup, Tenant};
+use cloison_model::{Endpoint, Host, Network, Publication, SecurityGroup, Tenant};
 use cloison_store::KeyValue;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ macro_rules! versioned {
         }
     )*};
 }
-versioned!(Tenant, Network, Endpoint, Host, SecurityGroup);
+versioned!(Tenant, Network, Endpoint, Host, SecurityGroup, Publication);
 
 /// Decodes a resource record and sets its version from the store.
 pub(crate) fn decode<T: Versioned>(kv: &KeyValue) -> Result<T, ControllerError> {
@@ -72,6 +72,15 @@ impl Owner {
             tenant: network.tenant.clone(),
             name: network.name.clone(),
             id: network.id.clone(),
+        }
+    }
+
+    pub(crate) fn publication(publication: &Publication) -> Self {
+        Owner {
+            kind: "publication".into(),
+            tenant: publication.tenant.clone(),
+            name: publication.name.clone(),
+            id: publication.id.clone(),
         }
     }
 

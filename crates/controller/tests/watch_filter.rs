@@ -93,6 +93,7 @@ fn describe(events: &[WatchEvent]) -> Vec<String> {
                 WatchObject::Endpoint(e) => format!("{verb} endpoint {}", e.name),
                 WatchObject::Host(h) => format!("{verb} host {}", h.name),
                 WatchObject::Group(g) => format!("{verb} group {}", g.name),
+                WatchObject::Publication(p) => format!("{verb} publication {}", p.name),
             }
         })
         .collect()
@@ -192,7 +193,7 @@ fn snapshot_contains_only_relevant_state() {
         network_kv(&network("web", 10), 1),
     ];
     let (mut filter, snapshot) = HostWatchFilter::from_snapshot("h1", &kvs, 7);
-    let WatchEvent::Snapshot { revision, networks, endpoints, hosts, groups } = snapshot else {
+    let WatchEvent::Snapshot { revision, networks, endpoints, hosts, groups, .. } = snapshot else {
         panic!("expected a snapshot, got {snapshot:?}");
     };
     assert_eq!(revision, 7);

@@ -21,7 +21,7 @@ pub use fake::{FakeDataplane, Recorded};
 pub use netlink::NetlinkDataplane;
 pub use plan::{
     GatewayPlan, Inventory, LocalEndpointPlan, NetworkPlan, NftElement, NftElementsPlan, NftFamily, NftSetChange, NftablesPlan, OwnedEndpoint, OwnedNetwork,
-    RemoteEndpointPlan, RouterPlan,
+    RemoteEndpointPlan, RouterPlan, TransitPlan,
 };
 
 use async_trait::async_trait;
@@ -29,7 +29,8 @@ use async_trait::async_trait;
 /// Kernel operations the agent needs, one desired object at a time.
 #[async_trait]
 pub trait Dataplane: Send + Sync + std::fmt::Debug {
-    /// Creates or adopts a tenant's router namespace.
+    /// Creates or adopts a tenant's router namespace and, when the plan has one, its
+    /// transit link to the host.
     async fn ensure_router(&self, plan: &RouterPlan) -> Result<(), DataplaneError>;
     /// Removes a tenant's router namespace and everything in it.
     async fn remove_router(&self, plan: &RouterPlan) -> Result<(), DataplaneError>;

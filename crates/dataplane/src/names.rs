@@ -7,6 +7,7 @@
 //! endpoint-derived names use 48 random bits of the endpoint id, and the dataplane
 //! checks the alias before it adopts an existing interface.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 /// Prefix of the alias that marks an interface as cloison's.
@@ -36,6 +37,36 @@ pub fn gateway_router_port(vni: u32) -> String {
 pub fn endpoint_host(endpoint_id: &str) -> String {
     format!("cle{}", id_digits(endpoint_id))
 }
+
+/// Host end of a tenant router's transit veth pair: `clh` and 12 hex digits of a
+/// hash of the tenant, so the name is stable and needs no allocation.
+pub fn transit_host(tenant: &str) -> String {
+    format!("clh{:012x}", fnv1a(tenant) & 0xffff_ffff_ffff)
+}
+
+/// Router end of the transit veth pair; each router namespace holds only one.
+pub const TRANSIT_ROUTER: &str = "cltransit";
+
+/// Alias of a transit veth's host end.
+pub fn transit_alias(tenant: &str) -> String {
+    format!("{ALIAS_PREFIX}transit:{tenant}")
+}
+
+/// Returns the two ends of the transit /31 with index `slot` in 169.254.1.0 to
+/// 169.254.127.255: the host end is even, the router end odd. The pool leaves out
+/// 169.254.0.0/24 and 169.254.128.0/17, which hold addresses that clouds and
+/// RFC 3927 reserve, such as 169.254.169.254.
+pub fn transit_addresses(slot: u16) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    if slot >= TRANSIT_SLOTS {
+        return None;
+    }
+    let base = u32::from(Ipv4Addr::new(169, 254, 1, 0)) + 2 * u32::from(slot);
+    Some((Ipv4Addr::from(base), Ipv4Addr::from(base + 1)))
+}
+
+/// Number of transit /31s in the pool, so the number of tenants one host can give
+/// a transit link to.
+pub const TRANSIT_SLOTS: u16 = 127 * 128;
 
 /// Path where a tenant's router namespace is pinned.
 pub fn router_netns(run_dir: &Path, tenant_id: &str) -> PathBuf {
@@ -69,13 +100,18 @@ fn id_digits(endpoint_id: &str) -> String {
     if hex.len() == 12 {
         return hex;
     }
-    // FNV-1a, so ids that are not hex still get a stable name.
+    // A hash, so ids that are not hex still get a stable name.
+    format!("{:012x}", fnv1a(endpoint_id) & 0xffff_ffff_ffff)
+}
+
+/// FNV-1a over the bytes of `text`.
+fn fnv1a(text: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in endpoint_id.bytes() {
+    for byte in text.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{:012x}", hash & 0xffff_ffff_ffff)
+    hash
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod nft_elements;
 mod nftables;
 mod relay;
 mod router;
+mod transit;
 mod underlay;
 mod verify;
 
@@ -80,7 +81,11 @@ impl NetlinkDataplane {
 #[async_trait]
 impl Dataplane for NetlinkDataplane {
     async fn ensure_router(&self, plan: &RouterPlan) -> Result<(), DataplaneError> {
-        router::ensure(plan).await
+        router::ensure(plan).await?;
+        match &plan.transit {
+            Some(transit) => transit::ensure(self.host().await?, self.host_netns.as_deref(), plan, transit).await,
+            None => Ok(()),
+        }
     }
 
     async fn remove_router(&self, plan: &RouterPlan) -> Result<(), DataplaneError> {

@@ -9,6 +9,22 @@ use ipnet::{Ipv4Net, Ipv6Net};
 pub struct RouterPlan {
     pub tenant_id: String,
     pub netns_path: PathBuf,
+    /// The link between the router namespace and the host, present when the tenant
+    /// needs one (egress or publications).
+    pub transit: Option<TransitPlan>,
+}
+
+/// The transit veth pair of a tenant's router: `host_ifname` in the host namespace
+/// with `host_ipv4`, `router_ifname` in the router namespace with `router_ipv4`, both
+/// in one /31 of the link-local pool. The router's default route points at the host
+/// end; the host reaches the router end only through the /31's connected route, so
+/// overlapping tenant subnets never appear in the host's routing table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitPlan {
+    pub host_ifname: String,
+    pub router_ifname: String,
+    pub host_ipv4: Ipv4Addr,
+    pub router_ipv4: Ipv4Addr,
 }
 
 /// The distributed gateway of one network: a veth pair whose `host_port` end is a

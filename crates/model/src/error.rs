@@ -23,6 +23,8 @@ pub enum ValidationError {
     Mac { mac: String },
     #[error("invalid rule ports: {reason}")]
     RulePorts { reason: String },
+    #[error("invalid publication {value:?}: expected {expected}")]
+    Publish { value: String, expected: &'static str },
     #[error("invalid value {value:?}: expected {expected}")]
     RulePeer { value: String, expected: &'static str },
 }

@@ -4,12 +4,14 @@
 mod error;
 mod groups;
 mod mac;
+mod publications;
 mod resources;
 mod validate;
 
 pub use error::ValidationError;
 pub use groups::{Direction, Peer, Protocol, Rule, SecurityGroup, SecurityGroupSpec};
 pub use mac::MacAddr;
+pub use publications::{publication_name, Publication, PublicationSpec, PublishProtocol};
 pub use resources::{
     Endpoint, EndpointSpec, EndpointUpdate, Host, HostSpec, Labels, Network, NetworkSpec, Status, Tenant, TenantSpec,
     WatchEvent, WatchObject,

@@ -5,7 +5,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{MacAddr, SecurityGroup};
+use crate::{MacAddr, Publication, SecurityGroup};
 
 /// Free-form key/value labels attached to a resource.
 pub type Labels = BTreeMap<String, String>;
@@ -180,6 +180,8 @@ pub enum WatchObject {
     Host(Host),
     /// A security group of a tenant with a network on the host.
     Group(SecurityGroup),
+    /// A publication of an endpoint on the host.
+    Publication(Publication),
 }
 
 /// One message of a host's watch stream (newline-delimited JSON).
@@ -199,6 +201,9 @@ pub enum WatchEvent {
         /// Security groups of the tenants that have a network in `networks`.
         #[serde(default)]
         groups: Vec<SecurityGroup>,
+        /// Publications of the endpoints on the host.
+        #[serde(default)]
+        publications: Vec<Publication>,
     },
     Put {
         revision: u64,

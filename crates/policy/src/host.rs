@@ -1,5 +1,5 @@
-//! The host's `inet cloison` table: security groups, the underlay guard, and the
-//! chains that egress NAT and publications fill.
+//! The host's `inet cloison` table: security groups, the underlay guard, egress NAT
+//! and publications (see the `nat` module).
 //!
 //! Bridged packets reach this table's hooks through `br_netfilter`, where the input
 //! and output interface are the network's bridge, so every set is keyed by the
@@ -13,6 +13,7 @@ use cloison_dataplane::names;
 use cloison_model::{Direction, Endpoint, Network, Rule};
 use ipnet::IpNet;
 
+use crate::nat;
 use crate::nft::{chain, ifname, Set, Table};
 use crate::resolve::{endpoint_addresses, l4proto, network_prefixes, peer_prefixes, ports};
 use crate::PolicyInput;
@@ -32,6 +33,7 @@ const FORWARD: &[&str] = &[
     "oifname . ip daddr . ip saddr . meta l4proto @allow4 accept",
     "oifname . ip6 daddr . ip6 saddr . meta l4proto . th dport @allow6_ports accept",
     "oifname . ip6 daddr . ip6 saddr . meta l4proto @allow6 accept",
+    nat::HOST_FORWARD_PUBLISHED,
     "counter name ingress_dropped drop",
 ];
 
@@ -59,6 +61,7 @@ pub(crate) fn table(input: &PolicyInput<'_>) -> Table {
         add_ingress_rules(&mut table, input, endpoint, network);
     }
     add_egress_rules(&mut table, input);
+    nat::add_host(&mut table, input);
     table
 }
 
@@ -79,14 +82,19 @@ fn skeleton() -> Table {
             Set::new("set", "allow4", "type ifname . ipv4_addr . ipv4_addr . inet_proto; flags interval;"),
             Set::new("set", "allow6_ports", "type ifname . ipv6_addr . ipv6_addr . inet_proto . inet_service; flags interval;"),
             Set::new("set", "allow6", "type ifname . ipv6_addr . ipv6_addr . inet_proto; flags interval;"),
+            Set::new("set", "routers4", "type ipv4_addr;"),
+            Set::new("map", "publish4", "type inet_proto . inet_service : ipv4_addr;"),
+            Set::new("map", "publish4_bound", "type ipv4_addr . inet_proto . inet_service : ipv4_addr;"),
+            Set::new("set", "published4", "type ifname . ipv4_addr . inet_proto . inet_service;"),
         ],
         counters: vec!["vxlan_dropped", "ingress_dropped"],
         chains: vec![
             chain("zone", Some("type filter hook prerouting priority raw; policy accept;"), &["ct zone set iifname map @bridge_zone"]),
             chain("input", Some("type filter hook input priority filter; policy accept;"), INPUT),
             chain("forward", Some("type filter hook forward priority filter; policy accept;"), FORWARD),
-            chain("nat_prerouting", Some("type nat hook prerouting priority dstnat; policy accept;"), &[]),
-            chain("nat_postrouting", Some("type nat hook postrouting priority srcnat; policy accept;"), &[]),
+            chain("nat_prerouting", Some("type nat hook prerouting priority dstnat; policy accept;"), nat::HOST_PREROUTING),
+            chain("nat_output", Some("type nat hook output priority -100; policy accept;"), nat::HOST_OUTPUT),
+            chain("nat_postrouting", Some("type nat hook postrouting priority srcnat; policy accept;"), nat::HOST_POSTROUTING),
         ],
     }
 }

@@ -2,7 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cloison_model::{Endpoint, Host, Network, Rule, SecurityGroup};
+use std::net::IpAddr;
+
+use cloison_dataplane::TransitPlan;
+use cloison_model::{Endpoint, Host, Network, Publication, Rule, SecurityGroup};
 
 /// The desired state of one host, as the agent keeps it.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +22,12 @@ pub struct PolicyInput<'a> {
     pub groups: &'a BTreeMap<String, SecurityGroup>,
     /// Hosts by name; their underlay addresses are the known VTEPs.
     pub hosts: &'a BTreeMap<String, Host>,
+    /// Publications by id; those of this host's endpoints are forwarded.
+    pub publications: &'a BTreeMap<String, Publication>,
+    /// Transit link of each tenant router on this host, by tenant name.
+    pub transits: &'a BTreeMap<String, TransitPlan>,
+    /// Addresses of this host through which endpoints reach unbound publications.
+    pub host_addresses: &'a [IpAddr],
 }
 
 /// An owned desired state, for tests and benchmarks that build one from scratch.
@@ -30,6 +39,9 @@ pub struct OwnedInput {
     pub endpoints: BTreeMap<String, Endpoint>,
     pub groups: BTreeMap<String, SecurityGroup>,
     pub hosts: BTreeMap<String, Host>,
+    pub publications: BTreeMap<String, Publication>,
+    pub transits: BTreeMap<String, TransitPlan>,
+    pub host_addresses: Vec<IpAddr>,
 }
 
 impl OwnedInput {
@@ -42,6 +54,9 @@ impl OwnedInput {
             endpoints: &self.endpoints,
             groups: &self.groups,
             hosts: &self.hosts,
+            publications: &self.publications,
+            transits: &self.transits,
+            host_addresses: &self.host_addresses,
         }
     }
 }

@@ -7,8 +7,8 @@
 //! | Namespace | Table | Role |
 //! |---|---|---|
 //! | host | `bridge cloison` | anti-spoofing on every endpoint port (stateless) |
-//! | host | `inet cloison` | security groups (stateful), the underlay guard, NAT chains |
-//! | router | `inet cloison` | which network pairs of the tenant are routed, NAT chains |
+//! | host | `inet cloison` | security groups (stateful), the underlay guard, egress NAT and publications |
+//! | router | `inet cloison` | which network pairs of the tenant are routed, egress NAT and publications |
 //!
 //! Security groups are enforced in the host's `inet` table rather than in the bridge
 //! family. Stateful bridge-family rules need `nf_conntrack_bridge`, which kernels
@@ -24,6 +24,7 @@ mod bridge;
 mod elements;
 mod host;
 mod input;
+mod nat;
 mod nft;
 mod resolve;
 mod router;

@@ -9,14 +9,14 @@
 use cloison_model::{Direction, Network};
 use ipnet::IpNet;
 
-use crate::nft::{chain, Set, Table};
+use crate::nat;
+use crate::nft::{chain, Chain, Set, Table};
 use crate::resolve::{network_prefixes, overlaps, peer_prefixes};
 use crate::{PolicyInput, RouterRuleset};
 
 const FORWARD: &[&str] = &[
     "ip saddr . ip daddr @routed4 accept",
     "ip6 saddr . ip6 daddr @routed6 accept",
-    "counter name forward_dropped drop",
 ];
 
 /// Builds the router table of `tenant`.
@@ -27,20 +27,38 @@ pub(crate) fn ruleset(input: &PolicyInput<'_>, tenant: &str) -> RouterRuleset {
         sets: vec![
             Set::new("set", "routed4", "type ipv4_addr . ipv4_addr; flags interval;"),
             Set::new("set", "routed6", "type ipv6_addr . ipv6_addr; flags interval;"),
+            Set::new("set", "external4", "type ipv4_addr; flags interval;"),
+            Set::new("set", "host_published4", "type ipv4_addr . inet_proto . inet_service;"),
+            Set::new("map", "publish4", "type inet_proto . inet_service : ipv4_addr . inet_service;"),
         ],
         counters: vec!["forward_dropped"],
         chains: vec![
-            chain("forward", Some("type filter hook forward priority filter; policy drop;"), FORWARD),
-            chain("nat_prerouting", Some("type nat hook prerouting priority dstnat; policy accept;"), &[]),
-            chain("nat_postrouting", Some("type nat hook postrouting priority srcnat; policy accept;"), &[]),
+            forward_chain(),
+            chain("nat_prerouting", Some("type nat hook prerouting priority dstnat; policy accept;"), nat::ROUTER_PREROUTING),
+            chain("nat_postrouting", Some("type nat hook postrouting priority srcnat; policy accept;"), nat::ROUTER_POSTROUTING),
         ],
     };
     for (a, b) in routed_pairs(input, tenant) {
         add_pair(&mut table, a, b);
         add_pair(&mut table, b, a);
     }
-    let forwarding = table.sets.iter().any(|s| !s.elements.is_empty());
+    nat::add_router(&mut table, input, tenant);
+    // A router with a transit link forwards between it and the tenant's networks.
+    let forwarding = input.transits.contains_key(tenant) || table.sets.iter().any(|s| !s.elements.is_empty());
     RouterRuleset { table, forwarding }
+}
+
+/// Builds the forward chain: replies and DNATed flows, routed network pairs, egress
+/// and publications, then the drop.
+fn forward_chain() -> Chain {
+    let rules: Vec<&str> = nat::ROUTER_FORWARD_FIRST
+        .iter()
+        .chain(FORWARD)
+        .chain(nat::ROUTER_FORWARD_LAST)
+        .chain(&["counter name forward_dropped drop"])
+        .copied()
+        .collect();
+    chain("forward", Some("type filter hook forward priority filter; policy drop;"), &rules)
 }
 
 /// Returns the pairs of the tenant's local networks between which some rule allows a

@@ -90,7 +90,8 @@ impl Reconciler {
     }
 
     async fn ensure_network(&self, inner: &mut Inner, network: &Network) -> Result<(), AgentError> {
-        let router = self.ctx.router_plan(&network.tenant);
+        let transit = inner.transit.plan(&self.ctx.run_dir, &network.tenant)?;
+        let router = self.ctx.router_plan(&network.tenant, Some(transit));
         if inner.applied.routers.get(&network.tenant) != Some(&router) {
             self.dataplane.ensure_router(&router).await?;
             inner.applied.routers.insert(network.tenant.clone(), router);
@@ -238,6 +239,7 @@ impl Reconciler {
         if !inner.applied.tenant_has_networks(&tenant) {
             if let Some(router) = inner.applied.routers.remove(&tenant) {
                 self.dataplane.remove_router(&router).await?;
+                inner.transit.release(&self.ctx.run_dir, &tenant);
             }
         }
         Ok(())

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use cloison_dataplane::{DataplaneError, NftElementsPlan, NftablesPlan};
+use cloison_dataplane::{DataplaneError, NftElementsPlan, NftablesPlan, TransitPlan};
 use cloison_policy::{element_changes, generate, transition_script, PolicyInput, RouterRuleset, Table};
 use tracing::{debug, info, warn};
 
@@ -24,6 +24,13 @@ impl Reconciler {
     /// only (an attach, a new rule) is sent over nftables netlink, anything else
     /// replaces the tables; both are one transaction per namespace.
     pub(super) async fn sync_policy(&self, inner: &mut Inner) {
+        let transits: BTreeMap<String, TransitPlan> = inner
+            .applied
+            .routers
+            .iter()
+            .filter_map(|(tenant, plan)| plan.transit.clone().map(|t| (tenant.clone(), t)))
+            .collect();
+        let host_addresses = [self.ctx.underlay_ip];
         let input = PolicyInput {
             host: &self.ctx.host,
             vxlan_port: self.ctx.vxlan_port,
@@ -31,10 +38,16 @@ impl Reconciler {
             endpoints: &inner.desired.endpoints,
             groups: &inner.desired.groups,
             hosts: &inner.desired.hosts,
+            publications: &inner.desired.publications,
+            transits: &transits,
+            host_addresses: &host_addresses,
         };
         let wanted = generate(&input);
         if inner.policy.host.as_ref() != Some(&wanted.host) {
-            let applied = self.apply_tables(None, &wanted.host, inner.policy.host.as_deref(), None).await;
+            // Transit links carry egress and publications through the host, which
+            // must forward them; the host's forwarding is left alone without one.
+            let forwarding = (!transits.is_empty()).then_some(true);
+            let applied = self.apply_tables(None, &wanted.host, inner.policy.host.as_deref(), forwarding).await;
             inner.policy.host = applied.then_some(wanted.host);
         }
         let routers: Vec<(String, PathBuf)> =

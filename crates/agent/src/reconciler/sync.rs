@@ -80,6 +80,7 @@ impl Reconciler {
             let plan = RouterPlan {
                 tenant_id: String::new(),
                 netns_path: path.clone(),
+                transit: None,
             };
             failures.extend(self.dataplane.remove_router(&plan).await.err());
         }

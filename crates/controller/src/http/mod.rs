@@ -3,6 +3,7 @@
 
 mod error;
 mod groups;
+mod publications;
 mod handlers;
 mod openapi;
 
@@ -12,7 +13,7 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +39,9 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v1/tenants/{tenant}/groups", get(groups::list_groups).post(groups::create_group))
         .route("/v1/tenants/{tenant}/groups/{group}", get(groups::get_group).delete(groups::delete_group))
         .route("/v1/tenants/{tenant}/groups/{group}/rules", post(groups::add_rule).delete(groups::remove_rule))
+        .route("/v1/tenants/{tenant}/publications", get(publications::list_publications).post(publications::publish))
+        .route("/v1/tenants/{tenant}/publications/{publication}", delete(publications::unpublish))
+        .route("/v1/publications", get(publications::list_all_publications))
         .route("/v1/networks", get(list_networks))
         .route("/v1/endpoints", get(list_endpoints))
         .route("/v1/hosts", get(list_hosts))

@@ -1,12 +1,13 @@
 use cloison_model::{
     Endpoint, EndpointSpec, EndpointUpdate, Host, HostSpec, MacAddr, Network, NetworkSpec, Status,
-    Tenant, TenantSpec, WatchEvent, WatchObject, SecurityGroup, SecurityGroupSpec, Rule, Direction,
+    Tenant, TenantSpec, WatchEvent, WatchObject, SecurityGroup, SecurityGroupSpec, Rule, Direction, Publication,
+    PublicationSpec, PublishProtocol,
     Protocol, Peer,
 };
 use utoipa::OpenApi;
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{groups, handlers};
+use super::{groups, handlers, publications};
 
 /// The OpenAPI document of the `/v1` API, served at `/v1/openapi.json`.
 #[derive(Debug, OpenApi)]
@@ -22,11 +23,12 @@ use super::{groups, handlers};
         handlers::status,
         groups::create_group, groups::list_groups, groups::get_group, groups::delete_group,
         groups::add_rule, groups::remove_rule,
+        publications::publish, publications::list_publications, publications::list_all_publications, publications::unpublish,
     ),
     components(schemas(
         Tenant, TenantSpec, Network, NetworkSpec, Endpoint, EndpointSpec, EndpointUpdate, Host,
         HostSpec, MacAddr, Status, WatchEvent, WatchObject, ErrorBody, ErrorDetail, SecurityGroup,
-        SecurityGroupSpec, Rule, Direction, Protocol, Peer,
+        SecurityGroupSpec, Rule, Direction, Protocol, Peer, Publication, PublicationSpec, PublishProtocol,
     ))
 )]
 pub struct ApiDoc;

@@ -1,6 +1,6 @@
 use std::collections::{BTreeMap, HashMap};
 
-use cloison_model::{Endpoint, Host, Network, SecurityGroup, WatchEvent, WatchObject};
+use cloison_model::{Endpoint, Host, Network, Publication, SecurityGroup, WatchEvent, WatchObject};
 use cloison_store::{Event, KeyValue, WatchBatch};
 use serde::de::DeserializeOwned;
 
@@ -13,7 +13,8 @@ use crate::records::{decode, Versioned};
 /// A network is relevant to the host while at least one of its endpoints is on that
 /// host. The host receives relevant networks, every endpoint of those networks
 /// (remote ones too, for FDB and neighbour entries), every host (for VTEP
-/// addresses) and the security groups of every tenant with a relevant network. When a network becomes relevant the filter sends the network and all
+/// addresses), the security groups of every tenant with a relevant network, and
+/// the publications of its own endpoints. When a network becomes relevant the filter sends the network and all
 /// its endpoints, preceded by the tenant's groups when it is the tenant's first
 /// relevant network; when it stops being relevant it sends their deletes.
 ///
@@ -34,6 +35,8 @@ pub struct HostWatchFilter {
     local: HashMap<String, usize>,
     /// Every security group, by store key.
     groups: BTreeMap<String, SecurityGroup>,
+    /// Publications of this host's endpoints, by store key.
+    publications: BTreeMap<String, Publication>,
 }
 
 impl HostWatchFilter {
@@ -47,6 +50,7 @@ impl HostWatchFilter {
             network_of: HashMap::new(),
             local: HashMap::new(),
             groups: BTreeMap::new(),
+            publications: BTreeMap::new(),
         }
     }
 
@@ -70,6 +74,10 @@ impl HostWatchFilter {
             } else if kv.key.starts_with(keys::GROUPS) {
                 if let Some(group) = decode_logged::<SecurityGroup>(kv) {
                     filter.groups.insert(kv.key.clone(), group);
+                }
+            } else if kv.key.starts_with(keys::PUBLICATIONS) {
+                if let Some(publication) = decode_logged::<Publication>(kv).filter(|p| p.host == host) {
+                    filter.publications.insert(kv.key.clone(), publication);
                 }
             }
         }
@@ -96,7 +104,8 @@ impl HostWatchFilter {
             .filter(|g| self.is_tenant_relevant(&g.tenant))
             .cloned()
             .collect();
-        WatchEvent::Snapshot { revision: self.revision, networks, endpoints, hosts, groups }
+        let publications = self.publications.values().cloned().collect();
+        WatchEvent::Snapshot { revision: self.revision, networks, endpoints, hosts, groups, publications }
     }
 
     /// Returns the revision of the last batch applied.
@@ -141,6 +150,11 @@ impl HostWatchFilter {
                 }
                 self.groups.insert(kv.key.clone(), group);
             }
+        } else if kv.key.starts_with(keys::PUBLICATIONS) {
+            if let Some(publication) = decode_logged::<Publication>(kv).filter(|p| p.host == self.host) {
+                self.publications.insert(kv.key.clone(), publication.clone());
+                out.push(put(revision, WatchObject::Publication(publication)));
+            }
         }
     }
 
@@ -164,6 +178,10 @@ impl HostWatchFilter {
                 if self.is_tenant_relevant(&group.tenant) {
                     out.push(delete(revision, WatchObject::Group(group)));
                 }
+            }
+        } else if prev.key.starts_with(keys::PUBLICATIONS) {
+            if let Some(publication) = self.publications.remove(&prev.key) {
+                out.push(delete(revision, WatchObject::Publication(publication)));
             }
         }
     }

@@ -123,6 +123,7 @@ impl RunDir {
         RouterPlan {
             tenant_id: tenant.to_string(),
             netns_path: names::router_netns(&self.path, tenant),
+            transit: None,
         }
     }
 }

@@ -1,0 +1,126 @@
+//! Publications: a host port of an endpoint's host forwarded to the endpoint.
+//!
+//! Each publication takes the allocation key of (host, protocol, host port, host
+//! address) in the same transaction that stores it, so two publications of one port
+//! on one host cannot both succeed.
+
+use cloison_model::{Endpoint, Publication, PublicationSpec};
+use cloison_store::{Compare, KeyValue, Op};
+
+use crate::controller::new_id;
+use crate::records::{decode_raw, encode, encode_raw, Owner};
+use crate::{keys, Controller, ControllerError};
+
+impl Controller {
+    /// Publishes a port of an existing endpoint on the endpoint's host.
+    ///
+    /// Limitation: an unbound and a bound publication of the same port are checked
+    /// against each other by a read before the transaction, so two such requests at
+    /// the same moment can both succeed; the bound one then wins for its address.
+    pub async fn publish(&self, tenant: &str, spec: PublicationSpec) -> Result<Publication, ControllerError> {
+        spec.validate()?;
+        let endpoint_key = keys::endpoint(tenant, &spec.endpoint);
+        let Some((endpoint, endpoint_kv)) = self.read::<Endpoint>(&endpoint_key).await? else {
+            return Err(ControllerError::NotFound { kind: "endpoint", name: format!("{} in tenant {tenant}", spec.endpoint) });
+        };
+        let mut publication = Publication {
+            id: new_id(),
+            tenant: tenant.to_string(),
+            name: spec.name(),
+            endpoint: endpoint.name.clone(),
+            endpoint_id: endpoint.id.clone(),
+            host: endpoint.host.clone(),
+            host_ip: spec.host_ip,
+            host_port: spec.host_port,
+            port: spec.port,
+            protocol: spec.protocol,
+            resource_version: 0,
+        };
+        self.check_port_free(&publication).await?;
+        let key = keys::publication(tenant, &publication.name);
+        let port_key = keys::host_port(&publication);
+        let compares = vec![
+            Compare::Absent(key.clone()),
+            Compare::Absent(port_key.clone()),
+            Compare::ModRevision(endpoint_kv.key, endpoint_kv.mod_revision),
+        ];
+        let ops = vec![
+            Op::Put { key, value: encode(&publication) },
+            Op::Put { key: port_key, value: encode_raw(&Owner::publication(&publication)) },
+        ];
+        let response = self.store.txn(compares, ops).await?;
+        if !response.succeeded {
+            // Something changed since the reads: name the holder if the port was taken.
+            self.check_port_free(&publication).await?;
+            return Err(ControllerError::AlreadyExists { kind: "publication", name: format!("{} in tenant {tenant}", publication.name) });
+        }
+        publication.resource_version = response.revision;
+        tracing::info!(tenant.name = %tenant, publication.name = %publication.name, host.name = %publication.host, "port published");
+        Ok(publication)
+    }
+
+    /// Fails with the holder's name when the publication's host port is taken on its
+    /// host: by the same address, or by an unbound publication, or, for an unbound
+    /// request, by any address.
+    async fn check_port_free(&self, publication: &Publication) -> Result<(), ControllerError> {
+        let (kvs, _) = self.store.range(&keys::host_ports_of(publication)).await?;
+        let wanted = keys::host_port(publication);
+        for kv in kvs {
+            let unbound = keys::last_segment(&kv.key) == keys::ANY_ADDRESS;
+            if kv.key == wanted || unbound || publication.host_ip.is_none() {
+                let owner: Owner = decode_raw(&kv)?;
+                let address = publication.host_ip.map_or_else(|| "every address".to_string(), |ip| ip.to_string());
+                return Err(ControllerError::Taken {
+                    what: format!("{}/{} on host {} ({address})", publication.host_port, publication.protocol, publication.host),
+                    owner: owner.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn list_publications(&self, tenant: Option<&str>) -> Result<Vec<Publication>, ControllerError> {
+        match tenant {
+            Some(tenant) => self.list(&keys::publications_of(tenant)).await,
+            None => self.list(keys::PUBLICATIONS).await,
+        }
+    }
+
+    /// Removes a publication named by its id or its name.
+    pub async fn unpublish(&self, tenant: &str, id_or_name: &str) -> Result<(), ControllerError> {
+        let (kvs, _) = self.store.range(&keys::publications_of(tenant)).await?;
+        let found = kvs.iter().find_map(|kv| {
+            let publication: Publication = decode_raw(kv).ok()?;
+            (publication.id == id_or_name || publication.name == id_or_name).then_some((publication, kv))
+        });
+        let Some((publication, kv)) = found else {
+            return Err(ControllerError::NotFound { kind: "publication", name: format!("{id_or_name} in tenant {tenant}") });
+        };
+        self.delete_publication_record(&publication, kv).await?;
+        tracing::info!(tenant.name = %tenant, publication.name = %publication.name, "port unpublished");
+        Ok(())
+    }
+
+    async fn delete_publication_record(&self, publication: &Publication, kv: &KeyValue) -> Result<(), ControllerError> {
+        let compares = vec![Compare::ModRevision(kv.key.clone(), kv.mod_revision)];
+        let ops = publication_deletes(publication);
+        if !self.store.txn(compares, ops).await?.succeeded {
+            return Err(ControllerError::Contention { what: format!("deleting publication {}", publication.name) });
+        }
+        Ok(())
+    }
+
+    /// Returns the operations that delete every publication of an endpoint, for the
+    /// endpoint's own delete transaction.
+    pub(crate) async fn publication_deletes_of(&self, endpoint: &Endpoint) -> Result<Vec<Op>, ControllerError> {
+        let publications: Vec<Publication> = self.list(&keys::publications_of(&endpoint.tenant)).await?;
+        Ok(publications.iter().filter(|p| p.endpoint_id == endpoint.id).flat_map(publication_deletes).collect())
+    }
+}
+
+fn publication_deletes(publication: &Publication) -> Vec<Op> {
+    vec![
+        Op::Delete { key: keys::publication(&publication.tenant, &publication.name) },
+        Op::Delete { key: keys::host_port(publication) },
+    ]
+}

@@ -1,0 +1,101 @@
+//! A tenant router's transit link: the veth pair between the router namespace and
+//! the host that egress and publications cross.
+
+use std::os::fd::AsRawFd;
+
+use rtnetlink::{Handle, LinkUnspec, LinkVeth};
+
+use super::interface::{replace_address, replace_default_route4};
+use super::links::{self, Link};
+use super::namespace;
+use crate::{names, DataplaneError, RouterPlan, TransitPlan};
+
+/// Prefix length of a transit link: a /31 holds exactly its two ends.
+const PREFIX: u8 = 31;
+
+/// Creates or repairs the transit pair of a router: addresses on both ends, the
+/// router's default route via the host end, and `route_localnet` on the host end so
+/// that a publication bound to 127.0.0.1 can be forwarded to the router.
+pub(super) async fn ensure(
+    host: &Handle,
+    host_netns: Option<&std::path::Path>,
+    plan: &RouterPlan,
+    transit: &TransitPlan,
+) -> Result<(), DataplaneError> {
+    let router_netns = namespace::open(&plan.netns_path)?;
+    let router = namespace::connect_in(&router_netns).await?;
+    let alias = names::transit_alias(&plan.tenant_id);
+    let host_end = match links::find(host, &transit.host_ifname).await? {
+        Some(link) if links::find(&router, &transit.router_ifname).await?.is_some() => {
+            links::check_owner(&link, &alias)?;
+            link
+        }
+        Some(link) => {
+            // The router end died with an earlier router namespace: start over.
+            links::check_owner(&link, &alias)?;
+            links::delete(host, link.index).await?;
+            create(host, transit, &alias, &router_netns).await?
+        }
+        None => create(host, transit, &alias, &router_netns).await?,
+    };
+    configure_host_end(host, host_netns, &host_end, transit).await?;
+    configure_router_end(&router, transit).await
+}
+
+/// Like `ip link add HOST_END up type veth peer ROUTER_END netns ROUTER`, then
+/// `ip link set HOST_END alias ALIAS`.
+async fn create(
+    host: &Handle,
+    transit: &TransitPlan,
+    alias: &str,
+    router_netns: &std::fs::File,
+) -> Result<Link, DataplaneError> {
+    let message = LinkVeth::new(&transit.host_ifname, &transit.router_ifname).up().build();
+    let op = format!("ip link add {} up type veth peer {}", transit.host_ifname, transit.router_ifname);
+    links::add_marked(host, message, &transit.host_ifname, alias, &op).await?;
+    let moved = LinkUnspec::new_with_name(&transit.router_ifname)
+        .setns_by_fd(router_netns.as_raw_fd())
+        .build();
+    let op = format!("ip link set {} netns ROUTER", transit.router_ifname);
+    if let Err(error) = links::set(host, moved, &op).await {
+        links::delete_by_name(host, &transit.host_ifname).await?;
+        return Err(error);
+    }
+    links::find(host, &transit.host_ifname)
+        .await?
+        .ok_or_else(|| DataplaneError::NoSuchInterface { name: transit.host_ifname.clone() })
+}
+
+/// Like `ip addr replace HOST/31 dev HOST_END` and
+/// `sysctl net.ipv4.conf.HOST_END.route_localnet=1`.
+async fn configure_host_end(
+    host: &Handle,
+    host_netns: Option<&std::path::Path>,
+    link: &Link,
+    transit: &TransitPlan,
+) -> Result<(), DataplaneError> {
+    if !link.up {
+        links::set_up_by_name(host, &transit.host_ifname).await?;
+    }
+    replace_address(host, link.index, transit.host_ipv4.into(), PREFIX).await?;
+    let path = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", transit.host_ifname);
+    let write = move || std::fs::write(&path, "1");
+    let result = match host_netns {
+        Some(netns) => namespace::run_in(&namespace::open(netns)?, write).await?,
+        None => write(),
+    };
+    result.map_err(|source| DataplaneError::Io { op: format!("enable route_localnet on {}", transit.host_ifname), source })
+}
+
+/// Like `ip addr replace ROUTER/31 dev ROUTER_END`, `ip link set ROUTER_END up` and
+/// `ip route replace default via HOST dev ROUTER_END`.
+async fn configure_router_end(router: &Handle, transit: &TransitPlan) -> Result<(), DataplaneError> {
+    let link = links::find(router, &transit.router_ifname)
+        .await?
+        .ok_or_else(|| DataplaneError::NoSuchInterface { name: transit.router_ifname.clone() })?;
+    if !link.up {
+        links::set_up_by_name(router, &transit.router_ifname).await?;
+    }
+    replace_address(router, link.index, transit.router_ipv4.into(), PREFIX).await?;
+    replace_default_route4(router, link.index, transit.host_ipv4).await
+}

@@ -1,0 +1,152 @@
+//! Publications: a host port forwarded to an endpoint's port, Docker's `-p`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ValidationError;
+
+/// A host port of the endpoint's host forwarded to one of the endpoint's ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Publication {
+    pub id: String,
+    pub tenant: String,
+    /// `ENDPOINT-HOSTPORT-PROTOCOL`, unique in the tenant.
+    pub name: String,
+    /// Name of the endpoint.
+    pub endpoint: String,
+    /// Id of the endpoint, so a replaced endpoint of the same name is not confused with it.
+    pub endpoint_id: String,
+    /// Host of the endpoint, the one that forwards the port.
+    pub host: String,
+    /// Host address the port is bound to; absent means every address of the host.
+    #[schema(value_type = Option<String>, example = "127.0.0.1")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    /// Port of the endpoint the host port leads to.
+    pub port: u16,
+    pub protocol: PublishProtocol,
+    #[serde(default)]
+    pub resource_version: u64,
+}
+
+/// Request body that publishes a port of an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PublicationSpec {
+    pub endpoint: String,
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub port: u16,
+    #[serde(default)]
+    pub protocol: PublishProtocol,
+}
+
+/// Transport protocol of a publication.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishProtocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for PublishProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PublishProtocol::Tcp => "tcp",
+            PublishProtocol::Udp => "udp",
+        })
+    }
+}
+
+impl FromStr for PublishProtocol {
+    type Err = ValidationError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "tcp" => Ok(PublishProtocol::Tcp),
+            "udp" => Ok(PublishProtocol::Udp),
+            _ => Err(ValidationError::Publish { value: text.to_string(), expected: "tcp or udp" }),
+        }
+    }
+}
+
+impl PublicationSpec {
+    /// Parses Docker's `[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]` form.
+    pub fn parse(endpoint: &str, text: &str) -> Result<Self, ValidationError> {
+        let invalid = || ValidationError::Publish {
+            value: text.to_string(),
+            expected: "[HOSTIP:]HOSTPORT:PORT[/tcp|/udp], such as 8080:80 or 127.0.0.1:5353:53/udp",
+        };
+        let (ports, protocol) = match text.split_once('/') {
+            Some((ports, protocol)) => (ports, protocol.parse()?),
+            None => (text, PublishProtocol::Tcp),
+        };
+        let (address, port) = ports.rsplit_once(':').ok_or_else(invalid)?;
+        let (host_ip, host_port) = match address.rsplit_once(':') {
+            Some((ip, host_port)) => {
+                let ip = ip.trim_start_matches('[').trim_end_matches(']');
+                (Some(ip.parse().map_err(|_| invalid())?), host_port)
+            }
+            None => (None, address),
+        };
+        let spec = PublicationSpec {
+            endpoint: endpoint.to_string(),
+            host_ip,
+            host_port: host_port.parse().map_err(|_| invalid())?,
+            port: port.parse().map_err(|_| invalid())?,
+            protocol,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks the ports: port 0 would let the kernel pick one, which a published port cannot.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.host_port == 0 || self.port == 0 {
+            return Err(ValidationError::Publish {
+                value: format!("{}:{}", self.host_port, self.port),
+                expected: "ports from 1 to 65535",
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns the publication's name: `ENDPOINT-HOSTPORT-PROTOCOL`.
+    pub fn name(&self) -> String {
+        publication_name(&self.endpoint, self.host_port, self.protocol)
+    }
+}
+
+/// Returns the name of the publication of `host_port` on `endpoint`.
+pub fn publication_name(endpoint: &str, host_port: u16, protocol: PublishProtocol) -> String {
+    format!("{endpoint}-{host_port}-{protocol}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_accepts_docker_forms() {
+        let spec = PublicationSpec::parse("web", "8080:80").expect("valid");
+        assert_eq!((spec.host_ip, spec.host_port, spec.port, spec.protocol), (None, 8080, 80, PublishProtocol::Tcp));
+        let spec = PublicationSpec::parse("dns", "127.0.0.1:5353:53/udp").expect("valid");
+        assert_eq!(spec.host_ip, Some("127.0.0.1".parse().expect("address")));
+        assert_eq!(spec.protocol, PublishProtocol::Udp);
+        assert_eq!(spec.name(), "dns-5353-udp");
+    }
+
+    #[test]
+    fn parse_rejects_bad_forms() {
+        for text in ["80", "a:80", "8080:80/sctp", "0:80", "x.y:80:80", "70000:80"] {
+            assert!(PublicationSpec::parse("web", text).is_err(), "{text} was accepted");
+        }
+    }
+}
