@@ -20,6 +20,11 @@ pub struct WatchOptions {
     pub heartbeat: Duration,
     /// Interval between kernel repair passes.
     pub repair: Duration,
+    /// Longest silence on an open watch before the agent drops it and reconnects.
+    /// The controller sends a bookmark every 10 s by default, so two missed bookmarks
+    /// mean a dead path: after a network partition, the kernel's TCP retransmission
+    /// backoff would otherwise delay the stalled stream by up to the partition's length.
+    pub idle_timeout: Duration,
 }
 
 impl Default for WatchOptions {
@@ -28,6 +33,7 @@ impl Default for WatchOptions {
             max_backoff: Duration::from_secs(2),
             heartbeat: Duration::from_secs(10),
             repair: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -58,7 +64,11 @@ pub async fn follow_watch(
                     loop {
                         let next = tokio::select! {
                             _ = cancel.cancelled() => break,
-                            next = stream.next() => next,
+                            next = tokio::time::timeout(options.idle_timeout, stream.next()) => next,
+                        };
+                        let Ok(next) = next else {
+                            warn!(host.name = %spec.name, idle = ?options.idle_timeout, "watch silent for too long; reconnecting");
+                            break;
                         };
                         match next {
                             Some(Ok(event)) => {
