@@ -25,7 +25,7 @@ pub(crate) struct DockerArgs {
     #[arg(
         long,
         default_value = "/run/docker/plugins/cloison.sock",
-        value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from)
+        value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from)
     )]
     pub(crate) docker_socket: PathBuf,
     /// File of the driver's records (Docker network id to cloison network),
