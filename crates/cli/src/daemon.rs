@@ -77,6 +77,7 @@ async fn run_agent(
     (docker, controller_url): (&DockerArgs, &str),
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    crate::preflight::ensure_bridge_netfilter()?;
     let dataplane = NetlinkDataplane::new(host.run_dir.clone()).context("cannot open netlink")?;
     let ctx = host_context(host, &dataplane).await?;
     let spec = HostSpec {

@@ -11,6 +11,7 @@ mod publications;
 mod lab;
 mod logging;
 mod output;
+mod preflight;
 mod snapshot;
 mod store;
 mod underlay;
