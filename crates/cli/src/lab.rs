@@ -48,6 +48,20 @@ pub(crate) struct LabUpArgs {
     /// Seconds to wait for every agent to register.
     #[arg(long, default_value_t = 30)]
     pub(crate) timeout: u64,
+    #[command(flatten)]
+    pub(crate) control_plane: ControlPlaneArgs,
+}
+
+/// Shape of a lab's control plane.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct ControlPlaneArgs {
+    /// Members of an etcd cluster in the controller namespace holding the controllers'
+    /// state; 0 runs one controller on the embedded store.
+    #[arg(long = "etcd", value_name = "MEMBERS", default_value_t = 0)]
+    pub(crate) etcd_members: usize,
+    /// Number of controllers, on ports 7420, 7421 and so on; more than one needs --etcd.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) controllers: usize,
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +93,10 @@ pub(crate) struct LabBenchArgs {
     /// Number of attaches to measure.
     #[arg(long, default_value_t = 100)]
     pub(crate) tries: usize,
+    /// With --etcd, a second lab runs the same tries over etcd after the lab on the
+    /// embedded store, and one table shows both.
+    #[command(flatten)]
+    pub(crate) control_plane: ControlPlaneArgs,
 }
 
 /// Runs a `cloison lab` verb. The lab library blocks, so it runs on a blocking thread.
@@ -107,18 +125,23 @@ fn parse_name(name: &str) -> anyhow::Result<LabName> {
 }
 
 fn up(format: OutputFormat, args: LabUpArgs) -> anyhow::Result<()> {
-    let mut spec = LabSpec::new(&args.lab.name, args.hosts)?.with_underlay_mtu(args.underlay_mtu);
+    let control = args.control_plane;
+    let mut spec = LabSpec::new(&args.lab.name, args.hosts)?
+        .with_underlay_mtu(args.underlay_mtu)
+        .with_control_plane(control.etcd_members, control.controllers)?;
     spec.ready_timeout = Duration::from_secs(args.timeout);
     let lab = Lab::up(spec)?;
     let name = lab.name().to_string();
     let hosts = lab.host_labels();
+    let controllers = lab.controller_urls();
+    let etcd = (lab.etcd_members() > 0).then(|| lab.etcd_store_url());
     lab.keep_running();
-    let summary = serde_json::json!({ "name": name, "hosts": hosts, "controller": cloison_lab::controller_url() });
+    let summary = serde_json::json!({ "name": name, "hosts": hosts, "controller": controllers, "etcd": etcd });
     output::one(format, &summary, |_| {
+        let store = etcd.clone().map_or("embedded store".to_string(), |url| format!("store {url}"));
         format!(
-            "lab {name} is up: hosts {}, controller {}\nrun commands with `cloison lab exec --name {name} h1 -- cloison status`; remove it with `cloison lab down --name {name}`",
+            "lab {name} is up: hosts {}, controller {controllers}, {store}\nrun commands with `cloison lab exec --name {name} h1 -- cloison status`; remove it with `cloison lab down --name {name}`",
             hosts.join(" "),
-            cloison_lab::controller_url()
         )
     })
 }
@@ -215,16 +238,42 @@ fn bench(format: OutputFormat, args: LabBenchArgs) -> anyhow::Result<()> {
         args.tries,
         cloison_lab::MAX_TRIES
     );
-    let report = cloison_lab::bench_converge(LabSpec::new(&args.name, 2)?, args.tries)?;
-    output::one(format, &report, |r| {
-        format!(
-            "Convergence over {} tries (attach on h1 until the first reply on h2, probe every 2 ms):\n  first reply: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n  attach command: p50 {:.1} ms, p99 {:.1} ms",
-            r.first_reply.count,
-            millis(r.first_reply.p50),
-            millis(r.first_reply.p99),
-            millis(r.first_reply.max),
-            millis(r.attach.p50),
-            millis(r.attach.p99)
-        )
-    })
+    let embedded = LabSpec::new(&args.name, 2)?;
+    let mut specs = vec![embedded.clone()];
+    let control = args.control_plane;
+    if control.etcd_members > 0 {
+        specs.push(embedded.with_control_plane(control.etcd_members, control.controllers)?);
+    }
+    let mut rows = Vec::new();
+    // The labs run one after the other under the same name: each removes itself.
+    for spec in specs {
+        let store = cloison_lab::describe_control_plane(&spec);
+        let report = cloison_lab::bench_converge(spec, args.tries)?;
+        rows.push(BenchRow { store, report });
+    }
+    output::table(format, &rows, &["STORE", "TRIES", "ATTACH P50", "ATTACH P90", "REPLY P50", "REPLY P99", "REPLY MAX"], |row| {
+        let (attach, reply) = (&row.report.attach, &row.report.first_reply);
+        vec![
+            row.store.clone(),
+            reply.count.to_string(),
+            format!("{:.1} ms", millis(attach.p50)),
+            format!("{:.1} ms", millis(attach.p90)),
+            format!("{:.1} ms", millis(reply.p50)),
+            format!("{:.1} ms", millis(reply.p99)),
+            format!("{:.1} ms", millis(reply.max)),
+        ]
+    })?;
+    if format == OutputFormat::Text {
+        println!("ATTACH: `cloison attach` on h1 through its agent socket, CLI start included.");
+        println!("REPLY: from the start of that attach to the first ping reply on h2, probe every 2 ms.");
+    }
+    Ok(())
+}
+
+/// One store's line of the benchmark table.
+#[derive(Debug, serde::Serialize)]
+struct BenchRow {
+    store: String,
+    #[serde(flatten)]
+    report: cloison_lab::BenchReport,
 }

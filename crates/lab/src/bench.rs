@@ -26,6 +26,15 @@ pub struct BenchReport {
     pub attach: Percentiles,
 }
 
+/// Describes the store of a lab built from `spec`, for benchmark tables.
+pub fn describe_control_plane(spec: &LabSpec) -> String {
+    if spec.etcd_members == 0 {
+        "embedded redb, 1 controller".to_string()
+    } else {
+        format!("etcd of {} member(s), {} controller(s)", spec.etcd_members, spec.controllers)
+    }
+}
+
 /// Builds a 2-host lab from `spec`, keeps a prober on h2, and `tries` times attaches a
 /// new container on h1 and measures until the prober's first reply. Each container is
 /// detached again before the next try, so every try starts from the same state.

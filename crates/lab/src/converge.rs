@@ -79,6 +79,8 @@ pub struct Percentiles {
     #[serde(serialize_with = "as_millis")]
     pub p50: Duration,
     #[serde(serialize_with = "as_millis")]
+    pub p90: Duration,
+    #[serde(serialize_with = "as_millis")]
     pub p99: Duration,
     #[serde(serialize_with = "as_millis")]
     pub max: Duration,
@@ -96,7 +98,7 @@ impl Percentiles {
             let position = (p * sorted.len() as f64).ceil() as usize;
             sorted[position.clamp(1, sorted.len()) - 1]
         };
-        Some(Percentiles { count: sorted.len(), p50: rank(0.50), p99: rank(0.99), max: *sorted.last()? })
+        Some(Percentiles { count: sorted.len(), p50: rank(0.50), p90: rank(0.90), p99: rank(0.99), max: *sorted.last()? })
     }
 }
 
@@ -109,6 +111,7 @@ mod tests {
         let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
         let p = Percentiles::of(&samples).expect("non-empty");
         assert_eq!(p.p50, Duration::from_millis(50));
+        assert_eq!(p.p90, Duration::from_millis(90));
         assert_eq!(p.p99, Duration::from_millis(99));
         assert_eq!(p.max, Duration::from_millis(100));
     }
