@@ -18,7 +18,7 @@ pub(crate) enum LabCommand {
     Up(LabUpArgs),
     /// Remove a lab: its processes, namespaces and state; succeeds when it is already gone.
     Down(LabNameArg),
-    /// Run a command inside a host's namespace (h1..hN, ctl or underlay), with the CLI pointed at that host's agent.
+    /// Run a command inside a node's namespace (h1..hN, ctl, outside or underlay), with the CLI pointed at a host's agent.
     Exec(LabExecArgs),
     /// List the labs on this machine.
     Ls,
@@ -68,7 +68,7 @@ pub(crate) struct ControlPlaneArgs {
 pub(crate) struct LabExecArgs {
     #[command(flatten)]
     pub(crate) lab: LabNameArg,
-    /// Node to run in: h1..hN, ctl or underlay.
+    /// Node to run in: h1..hN, ctl, outside (the hosts' default gateway) or underlay.
     pub(crate) node: String,
     /// Command and its arguments.
     #[arg(last = true, required = true)]

@@ -35,7 +35,7 @@ pub use control_plane::{MAX_CONTROLLERS, MAX_ETCD_MEMBERS};
 pub use docker::{Dockerd, BUSYBOX_IMAGE, DOCKER_PLUGIN_DIR};
 pub use error::LabError;
 pub use lab::{down, Lab};
-pub use names::{controller_url, LabName, Node, CONTROLLER_IP, LAB_NAME_MAX, MAX_HOSTS, STATE_ROOT};
+pub use names::{controller_url, LabName, Node, CONTROLLER_IP, LAB_NAME_MAX, MAX_HOSTS, OUTSIDE_IP, STATE_ROOT, WORLD_IP};
 pub use spec::{find_cloison_binary, LabSpec, DEFAULT_UNDERLAY_MTU};
 pub use state::{LabState, ProcessRecord};
 pub use topology::{UNDERLAY_BRIDGE, UNDERLAY_IFNAME};

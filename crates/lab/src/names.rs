@@ -28,6 +28,13 @@ pub const STATE_ROOT: &str = "/run/cloison-lab";
 /// machine, so every lab uses the same private range 10.200.0.0/24.
 pub const CONTROLLER_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
 
+/// Underlay address of the `outside` node, the hosts' default gateway.
+pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 254);
+
+/// Address of the world beyond the hosts, held by the `outside` node and reached
+/// only through the hosts' default route (TEST-NET-2, RFC 5737).
+pub const WORLD_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+
 /// Prefix length of the underlay subnet.
 pub(crate) const UNDERLAY_PREFIX: u8 = 24;
 
@@ -109,24 +116,30 @@ pub enum Node {
     Controller,
     /// Simulated host `h<N>`, numbered from 1, running an agent.
     Host(u8),
+    /// The world beyond the hosts: every host's default gateway.
+    Outside,
 }
 
 impl Node {
-    /// Name used on the command line and in namespace names: `underlay`, `ctl`, `h<N>`.
+    /// Name used on the command line and in namespace names: `underlay`, `ctl`,
+    /// `outside`, `h<N>`.
     pub fn label(self) -> String {
         match self {
             Node::Underlay => "underlay".to_string(),
             Node::Controller => "ctl".to_string(),
+            Node::Outside => "outside".to_string(),
             Node::Host(n) => format!("h{n}"),
         }
     }
 
-    /// Parses `h<N>`, `ctl` or `underlay` (also `ul`), checking N against the lab's host count.
+    /// Parses `h<N>`, `ctl`, `outside` or `underlay` (also `ul`), checking N against
+    /// the lab's host count.
     pub fn parse(lab: &LabName, text: &str, hosts: usize) -> Result<Node, LabError> {
         let unknown = || LabError::UnknownNode { lab: lab.to_string(), node: text.to_string(), hosts };
         match text {
             "underlay" | "ul" => Ok(Node::Underlay),
             "ctl" | "controller" => Ok(Node::Controller),
+            "outside" => Ok(Node::Outside),
             _ => {
                 let number: u8 = text.strip_prefix('h').and_then(|n| n.parse().ok()).ok_or_else(unknown)?;
                 if number == 0 || usize::from(number) > hosts {
@@ -142,6 +155,7 @@ impl Node {
         match self {
             Node::Underlay => None,
             Node::Controller => Some(CONTROLLER_IP),
+            Node::Outside => Some(OUTSIDE_IP),
             Node::Host(n) => Some(Ipv4Addr::new(10, 200, 0, 10 + n)),
         }
     }
@@ -182,5 +196,6 @@ mod tests {
         assert!(Node::parse(&lab, "h4", 3).is_err());
         assert!(Node::parse(&lab, "h0", 3).is_err());
         assert_eq!(Node::parse(&lab, "ctl", 3).ok(), Some(Node::Controller));
+        assert_eq!(Node::parse(&lab, "outside", 3).ok(), Some(Node::Outside));
     }
 }
