@@ -1,0 +1,248 @@
+//! Egress NAT and published ports, checked from every side: the `outside` node
+//! beyond the hosts, the host itself, the serving endpoint, other endpoints of the
+//! same network, of another network and of another tenant.
+//!
+//! Servers and clients are small Python programs run inside the namespaces. Each
+//! server replies with the source address it sees, so the tests also check which
+//! address the service sees.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cloison_lab::{Lab, WORLD_IP};
+use common::{container, host_ip, Container};
+
+/// Serves each `PROTO/PORT` argument on the address given first, replying to every
+/// TCP connection and UDP datagram with the client address the server sees.
+/// A UDP server bound to 0.0.0.0 answers from the address of its route back, so a
+/// server on an address other than its namespace's main one must bind to it.
+const SERVER: &str = r#"
+import socket, sys, threading
+def tcp(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((sys.argv[1], port))
+    s.listen(64)
+    while True:
+        c, peer = s.accept()
+        c.sendall(peer[0].encode())
+        c.close()
+def udp(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((sys.argv[1], port))
+    while True:
+        _, peer = s.recvfrom(64)
+        s.sendto(peer[0].encode(), peer)
+for arg in sys.argv[2:]:
+    proto, port = arg.split("/")
+    threading.Thread(target=tcp if proto == "tcp" else udp, args=(int(port),), daemon=True).start()
+threading.Event().wait()
+"#;
+
+/// Sends one TCP connection or UDP datagram to `HOST PORT` and prints the reply;
+/// exits with an error after one second without a reply.
+const CLIENT: &str = r#"
+import socket, sys
+proto, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if proto == "tcp":
+    s = socket.create_connection((host, port), timeout=1)
+    print(s.recv(64).decode())
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1)
+    s.sendto(b"probe", (host, port))
+    print(s.recv(64).decode())
+"#;
+
+/// A server process inside a namespace, killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts [`SERVER`] in the namespace at `netns` for `services` (`tcp/80` …) on
+/// `address`.
+fn serve(netns: &Path, address: &str, services: &[&str]) -> Server {
+    let child = Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["--", "python3", "-c", SERVER, address])
+        .args(services)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start server in {}: {e}", netns.display()));
+    Server(child)
+}
+
+/// Runs [`CLIENT`] once in the namespace at `netns`. Returns the address the server
+/// saw, or the client's error output.
+fn request(netns: &Path, proto: &str, address: &str, port: u16) -> Result<String, String> {
+    let output = Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["--", "python3", "-c", CLIENT, proto, address, &port.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("run client in {}: {e}", netns.display()));
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        Err(stderr.lines().last().unwrap_or_default().to_string())
+    }
+}
+
+/// Repeats [`request`] for up to five seconds until it succeeds, because the agent
+/// programs a new network or publication a moment after the CLI returns.
+fn request_within(netns: &Path, proto: &str, address: &str, port: u16) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let result = request(netns, proto, address, port);
+        if result.is_ok() || Instant::now() >= deadline {
+            return result;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn netns_of(lab: &Lab, node: &str) -> PathBuf {
+    lab.netns_path(node).unwrap_or_else(|e| panic!("namespace of {node}: {e}"))
+}
+
+fn publish(lab: &Lab, endpoint: &str, mapping: &str, tenant: &str) {
+    lab.cli("h1", &["publish", endpoint, mapping, "--tenant", tenant])
+        .unwrap_or_else(|e| panic!("publish {endpoint} {mapping}: {e}"));
+}
+
+#[test]
+fn egress_only_from_external_network() {
+    let lab = common::lab("nat-egress", 1);
+    lab.create_network("t1", "ext", "10.60.0.0/24", &["--external"]).expect("network t1/ext");
+    lab.create_network("t1", "int", "10.61.0.0/24", &[]).expect("network t1/int");
+    let external = container(&lab, "h1", "e1", "t1", "ext", "10.60.0.10");
+    let internal = container(&lab, "h1", "i1", "t1", "int", "10.61.0.10");
+    let world = WORLD_IP.to_string();
+    let _server = serve(&netns_of(&lab, "outside"), &world, &["tcp/8000", "udp/8000"]);
+    let uplink = host_ip(&lab, "h1");
+
+    let seen = request_within(&external.netns, "tcp", &world, 8000);
+    assert_eq!(seen.as_deref(), Ok(uplink.as_str()), "TCP from external network to outside, source seen by outside");
+    let seen = request_within(&external.netns, "udp", &world, 8000);
+    assert_eq!(seen.as_deref(), Ok(uplink.as_str()), "UDP from external network to outside, source seen by outside");
+
+    let result = request(&internal.netns, "tcp", &world, 8000);
+    assert!(result.is_err(), "TCP from non-external network reached outside: {result:?}");
+    let result = request(&internal.netns, "udp", &world, 8000);
+    assert!(result.is_err(), "UDP from non-external network reached outside: {result:?}");
+}
+
+/// Network t1/web with the server s1 and the client w2, network t1/other with o1,
+/// and tenant t2's network with web's subnet with x1, all on h1. s1 publishes
+/// 8080 to its port 80.
+struct PublishScene {
+    server: Container,
+    same_network: Container,
+    other_network: Container,
+    other_tenant: Container,
+}
+
+fn publish_scene(lab: &Lab) -> PublishScene {
+    lab.create_network("t1", "web", "10.62.0.0/24", &[]).expect("network t1/web");
+    lab.create_network("t1", "other", "10.63.0.0/24", &[]).expect("network t1/other");
+    lab.create_network("t2", "web", "10.62.0.0/24", &[]).expect("network t2/web");
+    PublishScene {
+        server: container(lab, "h1", "s1", "t1", "web", "10.62.0.10"),
+        same_network: container(lab, "h1", "w2", "t1", "web", "10.62.0.11"),
+        other_network: container(lab, "h1", "o1", "t1", "other", "10.63.0.10"),
+        other_tenant: container(lab, "h1", "x1", "t2", "web", "10.62.0.12"),
+    }
+}
+
+#[test]
+fn published_tcp_port_every_side() {
+    let lab = common::lab("nat-tcp", 1);
+    let scene = publish_scene(&lab);
+    let _server = serve(&scene.server.netns, "0.0.0.0", &["tcp/80"]);
+    publish(&lab, "s1", "8080:80", "t1");
+    let h1 = host_ip(&lab, "h1");
+
+    let seen = request_within(&netns_of(&lab, "outside"), "tcp", &h1, 8080);
+    assert_eq!(seen, Ok(cloison_lab::OUTSIDE_IP.to_string()), "outside to h1:8080, service sees the client's address");
+    let seen = request_within(&netns_of(&lab, "h1"), "tcp", &h1, 8080);
+    assert!(seen.is_ok(), "h1 itself to its own address, port 8080: {seen:?}");
+
+    let mut sources = Vec::new();
+    for (client, side) in [
+        (&scene.server, "the serving endpoint itself (hairpin)"),
+        (&scene.same_network, "an endpoint of the same network"),
+        (&scene.other_network, "an endpoint of another network"),
+        (&scene.other_tenant, "an endpoint of another tenant"),
+    ] {
+        let seen = request_within(&client.netns, "tcp", &h1, 8080);
+        assert!(seen.is_ok(), "{side} to h1:8080: {seen:?}");
+        sources.push((side, seen.unwrap_or_default()));
+    }
+    let (_, first) = &sources[0];
+    for (side, source) in &sources {
+        assert_eq!(source, first, "service sees {side} as {source}, but the serving endpoint as {first}");
+    }
+
+    let direct = request(&scene.other_network.netns, "tcp", &scene.server.endpoint.ipv4.to_string(), 80);
+    assert!(direct.is_err(), "another network reached the server's own address directly: {direct:?}");
+}
+
+#[test]
+fn published_udp_and_loopback_ports() {
+    let lab = common::lab("nat-udp-lo", 1);
+    let scene = publish_scene(&lab);
+    let _server = serve(&scene.server.netns, "0.0.0.0", &["udp/53", "tcp/70"]);
+    publish(&lab, "s1", "5353:53/udp", "t1");
+    publish(&lab, "s1", "127.0.0.1:7070:70", "t1");
+    let h1 = host_ip(&lab, "h1");
+    let outside = netns_of(&lab, "outside");
+    let host = netns_of(&lab, "h1");
+
+    let seen = request_within(&outside, "udp", &h1, 5353);
+    assert_eq!(seen, Ok(cloison_lab::OUTSIDE_IP.to_string()), "UDP from outside to h1:5353, service sees the client's address");
+    let seen = request_within(&scene.same_network.netns, "udp", &h1, 5353);
+    assert!(seen.is_ok(), "UDP from an endpoint of the same network to h1:5353: {seen:?}");
+
+    let seen = request_within(&host, "tcp", "127.0.0.1", 7070);
+    assert!(seen.is_ok(), "h1 itself to 127.0.0.1:7070: {seen:?}");
+    let result = request(&host, "tcp", &h1, 7070);
+    assert!(result.is_err(), "h1 reached the loopback-bound port through its uplink address: {result:?}");
+    let result = request(&outside, "tcp", &h1, 7070);
+    assert!(result.is_err(), "outside reached the loopback-bound port: {result:?}");
+    let result = request(&scene.other_network.netns, "tcp", &h1, 7070);
+    assert!(result.is_err(), "an endpoint reached the loopback-bound port: {result:?}");
+}
+
+#[test]
+fn taken_host_port_rejected() {
+    let lab = common::lab("nat-taken", 1);
+    let scene = publish_scene(&lab);
+    publish(&lab, "s1", "8080:80", "t1");
+
+    for (endpoint, mapping, tenant) in [
+        ("w2", "8080:80", "t1"),
+        ("s1", "8080:81", "t1"),
+        ("x1", "8080:80", "t2"),
+        ("w2", "127.0.0.1:8080:80", "t1"),
+    ] {
+        let result = lab.cli("h1", &["publish", endpoint, mapping, "--tenant", tenant]);
+        let message = match result {
+            Ok(output) => panic!("publish {endpoint} {mapping} of {tenant} succeeded on a taken port: {output}"),
+            Err(error) => error.to_string(),
+        };
+        assert!(message.contains("already taken"), "publish {endpoint} {mapping}: unclear error: {message}");
+        assert!(message.contains("s1-8080-tcp"), "publish {endpoint} {mapping}: error does not name the holder: {message}");
+    }
+
+    let result = lab.cli("h1", &["publish", "w2", "8080:80/udp", "--tenant", "t1"]);
+    assert!(result.is_ok(), "8080/udp is free while 8080/tcp is taken: {result:?}");
+    drop(scene);
+}
