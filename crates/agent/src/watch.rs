@@ -20,7 +20,7 @@ pub struct WatchOptions {
     pub heartbeat: Duration,
     /// Interval between kernel repair passes.
     pub repair: Duration,
-    /// Longest silence on an open watch before the agent drops it and reconnects.
+    /// Maximum silence on an open watch before the agent drops it and reconnects.
     /// The controller sends a bookmark every 10 s by default, so two missed bookmarks
     /// mean a dead path: after a network partition, the kernel's TCP retransmission
     /// backoff would otherwise delay the stalled stream by up to the partition's length.

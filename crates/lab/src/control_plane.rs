@@ -226,7 +226,7 @@ impl Lab {
     /// Cuts host `host` from the control plane: an nftables table inside the host's
     /// namespace drops every packet to or from the controller address, in both
     /// directions, while VXLAN between the hosts keeps flowing. Packets are dropped,
-    /// not rejected, so the agent sees what a network partition shows: silence.
+    /// not rejected, so the agent gets no reply at all, as in a network partition.
     pub fn cut_host(&self, host: &str) -> Result<(), LabError> {
         self.node(host)?;
         let ruleset = format!(
