@@ -13,6 +13,8 @@ pub enum ValidationError {
     Subnet6Prefix { subnet: String },
     #[error("invalid subnet {subnet}: host bits are set; did you mean {network}?")]
     SubnetHostBits { subnet: String, network: String },
+    #[error("invalid subnet {subnet}: it overlaps the reserved {purpose} range {range}; use a private range such as 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16, or fd00::/8 for IPv6")]
+    SubnetReserved { subnet: String, range: &'static str, purpose: &'static str },
     #[error("invalid VNI {vni}: accepted values are 1 to 16777215")]
     Vni { vni: u32 },
     #[error("invalid MTU {mtu}: accepted values are 576 to 9000 for IPv4-only networks, 1280 to 9000 with IPv6")]

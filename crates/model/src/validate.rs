@@ -48,7 +48,25 @@ pub fn validate_ifname(name: &str) -> Result<(), ValidationError> {
     }
 }
 
-/// Checks an IPv4 subnet: prefix /8 to /30, no host bits set.
+/// IPv4 ranges an overlay subnet must not overlap, with what each is for. Link-local
+/// 169.254.0.0/16 also carries cloison's transit links between host and router.
+const RESERVED4: [(&str, &str); 5] = [
+    ("0.0.0.0/8", "\"this network\""),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved and broadcast"),
+];
+
+/// IPv6 ranges an overlay subnet must not overlap, with what each is for.
+const RESERVED6: [(&str, &str); 4] = [
+    ("::/96", "unspecified and IPv4-compatible"),
+    ("::1/128", "loopback"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+];
+
+/// Checks an IPv4 subnet: prefix /8 to /30, no host bits set, no overlap with [`RESERVED4`].
 pub fn validate_subnet4(subnet: &Ipv4Net) -> Result<(), ValidationError> {
     if !(8..=30).contains(&subnet.prefix_len()) {
         return Err(ValidationError::Subnet4Prefix {
@@ -61,10 +79,20 @@ pub fn validate_subnet4(subnet: &Ipv4Net) -> Result<(), ValidationError> {
             network: subnet.trunc().to_string(),
         });
     }
+    for (range, purpose) in RESERVED4 {
+        let reserved: Ipv4Net = range.parse().expect("reserved range literal");
+        if reserved.contains(subnet) || subnet.contains(&reserved) {
+            return Err(ValidationError::SubnetReserved {
+                subnet: subnet.to_string(),
+                range,
+                purpose,
+            });
+        }
+    }
     Ok(())
 }
 
-/// Checks an IPv6 subnet: prefix /64 to /120, no host bits set.
+/// Checks an IPv6 subnet: prefix /64 to /120, no host bits set, no overlap with [`RESERVED6`].
 pub fn validate_subnet6(subnet: &Ipv6Net) -> Result<(), ValidationError> {
     if !(64..=120).contains(&subnet.prefix_len()) {
         return Err(ValidationError::Subnet6Prefix {
@@ -76,6 +104,16 @@ pub fn validate_subnet6(subnet: &Ipv6Net) -> Result<(), ValidationError> {
             subnet: subnet.to_string(),
             network: subnet.trunc().to_string(),
         });
+    }
+    for (range, purpose) in RESERVED6 {
+        let reserved: Ipv6Net = range.parse().expect("reserved range literal");
+        if reserved.contains(subnet) || subnet.contains(&reserved) {
+            return Err(ValidationError::SubnetReserved {
+                subnet: subnet.to_string(),
+                range,
+                purpose,
+            });
+        }
     }
     Ok(())
 }
@@ -118,6 +156,42 @@ mod tests {
         let err = validate_subnet4(&"10.0.0.0/31".parse().expect("net")).expect_err("/31");
         assert!(err.to_string().contains("/8 and /30"));
         assert!(validate_subnet4(&"10.0.0.0/7".parse().expect("net")).is_err());
+    }
+
+    #[test]
+    fn subnet4_rejects_reserved_ranges() {
+        let cases = [
+            ("127.0.0.0/24", "127.0.0.0/8"),
+            ("224.0.0.0/24", "224.0.0.0/4"),
+            ("255.255.255.0/24", "240.0.0.0/4"),
+            ("0.0.0.0/8", "0.0.0.0/8"),
+            ("169.254.10.0/24", "169.254.0.0/16"),
+            ("169.0.0.0/8", "169.254.0.0/16"),
+        ];
+        for (subnet, range) in cases {
+            let err = validate_subnet4(&subnet.parse().expect("net")).expect_err(subnet);
+            let text = err.to_string();
+            assert!(text.contains(range), "{subnet}: {text}");
+            assert!(text.contains("10.0.0.0/8"), "{subnet}: {text}");
+        }
+        assert!(validate_subnet4(&"10.200.0.0/24".parse().expect("net")).is_ok());
+        assert!(validate_subnet4(&"223.255.255.0/24".parse().expect("net")).is_ok());
+    }
+
+    #[test]
+    fn subnet6_rejects_reserved_ranges() {
+        let cases = [
+            ("::/120", "::/96"),
+            ("fe80::/64", "fe80::/10"),
+            ("ff02::/64", "ff00::/8"),
+        ];
+        for (subnet, range) in cases {
+            let err = validate_subnet6(&subnet.parse().expect("net")).expect_err(subnet);
+            let text = err.to_string();
+            assert!(text.contains(range), "{subnet}: {text}");
+            assert!(text.contains("fd00::/8"), "{subnet}: {text}");
+        }
+        assert!(validate_subnet6(&"fd00:200::/64".parse().expect("net")).is_ok());
     }
 
     #[test]
