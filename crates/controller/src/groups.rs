@@ -11,7 +11,10 @@ impl Controller {
     /// Creates a security group in an existing tenant.
     pub async fn create_group(&self, tenant: &str, spec: SecurityGroupSpec) -> Result<SecurityGroup, ControllerError> {
         validate_name("security group", &spec.name)?;
-        self.get_tenant(tenant).await?;
+        let tenant_key = keys::tenant(tenant);
+        let Some(tenant_kv) = self.store.get(&tenant_key).await? else {
+            return Err(ControllerError::NotFound { kind: "tenant", name: tenant.to_string() });
+        };
         for rule in &spec.rules {
             self.check_rule(tenant, &spec.name, rule).await?;
         }
@@ -24,9 +27,18 @@ impl Controller {
             resource_version: 0,
         };
         let key = keys::group(tenant, &group.name);
-        let put = Op::Put { key: key.clone(), value: encode(&group) };
-        let response = self.store.txn(vec![Compare::Absent(key)], vec![put]).await?;
+        // Rewriting the tenant guard makes a concurrent tenant delete fail and re-read,
+        // and comparing the tenant key fails this create if the tenant went first.
+        let compares = vec![Compare::Absent(key.clone()), Compare::ModRevision(tenant_key.clone(), tenant_kv.mod_revision)];
+        let ops = vec![
+            Op::Put { key: key.clone(), value: encode(&group) },
+            Op::Put { key: keys::tenant_guard(tenant), value: b"{}".to_vec() },
+        ];
+        let response = self.store.txn(compares, ops).await?;
         if !response.succeeded {
+            if self.store.get(&tenant_key).await?.is_none() {
+                return Err(ControllerError::NotFound { kind: "tenant", name: tenant.to_string() });
+            }
             return Err(ControllerError::AlreadyExists {
                 kind: "security group",
                 name: format!("{} in tenant {tenant}", group.name),

@@ -14,7 +14,7 @@
 //! | `/alloc/ip6/<network-id>/<ipv6>` | owner of the IPv6 address |
 //! | `/alloc/mac/<network-id>/<mac>` | owner of the MAC address |
 //! | `/alloc/port/<host>/<protocol>/<port>/<address or any>` | owner of the host port (a publication) |
-//! | `/guards/tenant/<tenant>` | empty; rewritten by every network create and delete |
+//! | `/guards/tenant/<tenant>` | empty; rewritten by every network create and delete and every security group create |
 //! | `/guards/network/<network-id>` | empty; rewritten by every endpoint create and delete |
 //!
 //! The store has no "this prefix is empty" comparison, so a delete that must not race

@@ -1,4 +1,4 @@
-use cloison_model::{validate_name, Network, Tenant, TenantSpec};
+use cloison_model::{validate_name, Network, Publication, SecurityGroup, Tenant, TenantSpec};
 use cloison_store::{Compare, Op};
 
 use crate::controller::{new_id, TXN_ATTEMPTS};
@@ -43,21 +43,25 @@ impl Controller {
         }
     }
 
-    /// Deletes a tenant that has no network left.
+    /// Deletes a tenant that has no network, security group or publication left.
     pub async fn delete_tenant(&self, name: &str) -> Result<(), ControllerError> {
         for _ in 0..TXN_ATTEMPTS {
             let Some((_, kv)) = self.read::<Tenant>(&keys::tenant(name)).await? else {
                 return Err(not_found(name));
             };
-            let networks: Vec<Network> = self.list(&keys::networks_of(name)).await?;
-            if !networks.is_empty() {
-                return Err(in_use(name, &networks));
-            }
+            // Read the guard before the lists: a network or group created after the
+            // lists were read rewrites the guard, so the transaction below fails.
             let guard_key = keys::tenant_guard(name);
             let guard = match self.store.get(&guard_key).await? {
                 Some(guard) => Compare::ModRevision(guard_key.clone(), guard.mod_revision),
                 None => Compare::Absent(guard_key.clone()),
             };
+            let networks: Vec<Network> = self.list(&keys::networks_of(name)).await?;
+            let groups: Vec<SecurityGroup> = self.list(&keys::groups_of(name)).await?;
+            let publications: Vec<Publication> = self.list(&keys::publications_of(name)).await?;
+            if !networks.is_empty() || !groups.is_empty() || !publications.is_empty() {
+                return Err(in_use(name, &networks, &groups, &publications));
+            }
             let compares = vec![Compare::ModRevision(kv.key.clone(), kv.mod_revision), guard];
             let ops = vec![Op::Delete { key: kv.key }, Op::Delete { key: guard_key }];
             if self.store.txn(compares, ops).await?.succeeded {
@@ -78,11 +82,23 @@ fn not_found(name: &str) -> ControllerError {
     }
 }
 
-fn in_use(name: &str, networks: &[Network]) -> ControllerError {
-    let names: Vec<&str> = networks.iter().take(5).map(|n| n.name.as_str()).collect();
+fn in_use(name: &str, networks: &[Network], groups: &[SecurityGroup], publications: &[Publication]) -> ControllerError {
+    let mut users = Vec::new();
+    if !networks.is_empty() {
+        let names: Vec<&str> = networks.iter().take(5).map(|n| n.name.as_str()).collect();
+        users.push(format!("{} network(s): {}", networks.len(), names.join(", ")));
+    }
+    if !groups.is_empty() {
+        let names: Vec<&str> = groups.iter().take(5).map(|g| g.name.as_str()).collect();
+        users.push(format!("{} security group(s): {}", groups.len(), names.join(", ")));
+    }
+    if !publications.is_empty() {
+        let names: Vec<&str> = publications.iter().take(5).map(|p| p.name.as_str()).collect();
+        users.push(format!("{} publication(s): {}", publications.len(), names.join(", ")));
+    }
     ControllerError::InUse {
         kind: "tenant",
         name: name.to_string(),
-        users: format!("{} network(s): {}", networks.len(), names.join(", ")),
+        users: users.join(" and "),
     }
 }

@@ -180,6 +180,25 @@ async fn delete_rejected_while_in_use() {
 }
 
 #[tokio::test]
+async fn tenant_delete_rejected_while_groups_remain() {
+    let (ctl, _) = controller().await;
+    ctl.create_tenant(TenantSpec { name: "t1".into(), ..Default::default() }).await.expect("tenant");
+    let spec = SecurityGroupSpec { name: "g1".into(), ..Default::default() };
+    ctl.create_group("t1", spec).await.expect("group");
+
+    let err = ctl.delete_tenant("t1").await.expect_err("tenant in use");
+    assert!(matches!(err, ControllerError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains("1 security group(s): g1"), "{err}");
+    ctl.get_tenant("t1").await.expect("tenant kept");
+
+    ctl.delete_group("t1", "g1").await.expect("delete group");
+    ctl.delete_tenant("t1").await.expect("delete tenant");
+    let spec = SecurityGroupSpec { name: "g2".into(), ..Default::default() };
+    let err = ctl.create_group("t1", spec).await.expect_err("tenant gone");
+    assert!(matches!(err, ControllerError::NotFound { .. }), "{err}");
+}
+
+#[tokio::test]
 async fn names_validated_with_message() {
     let (ctl, _) = controller().await;
     let err = ctl
