@@ -36,7 +36,23 @@ pub fn resolve_target(target: &str) -> Result<PathBuf, AgentError> {
     if !path.exists() {
         return Err(invalid(&format!("{} does not exist", path.display())));
     }
+    if !is_namespace_file(&path) {
+        return Err(invalid(&format!(
+            "{} is not a network namespace; pass a file under /run/netns, /proc/PID/ns/net or a bind mount of one",
+            path.display()
+        )));
+    }
     Ok(path)
+}
+
+/// Checks that `path` lives on nsfs, the kernel's namespace file system, as every
+/// /proc/PID/ns/* file and every bind mount of one does.
+fn is_namespace_file(path: &Path) -> bool {
+    const NSFS_MAGIC: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x6e73_6673);
+    match nix::sys::statfs::statfs(path) {
+        Ok(stat) => stat.filesystem_type() == NSFS_MAGIC,
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
@@ -61,6 +77,13 @@ mod tests {
     fn missing_namespace_is_named() {
         let err = resolve_target("netns:cloison-test-does-not-exist").expect_err("missing");
         assert!(err.to_string().contains("/run/netns/cloison-test-does-not-exist does not exist"), "{err}");
+    }
+
+    #[test]
+    fn directory_is_not_a_namespace() {
+        let err = resolve_target("/tmp").expect_err("directory");
+        assert!(matches!(err, AgentError::Target { .. }), "{err}");
+        assert!(err.to_string().contains("/tmp is not a network namespace"), "{err}");
     }
 
     #[test]

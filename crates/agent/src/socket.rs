@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cloison_dataplane::DataplaneError;
 use cloison_model::{Endpoint, EndpointSpec, Network};
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
@@ -233,6 +234,7 @@ fn error_response(error: AgentError) -> Response {
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             code.clone(),
         ),
+        AgentError::Dataplane(DataplaneError::IfnameTaken { .. }) => (StatusCode::CONFLICT, "ifname_taken".to_string()),
         AgentError::Dataplane(_) => (StatusCode::INTERNAL_SERVER_ERROR, "kernel_error".to_string()),
         AgentError::Drift { .. } => (StatusCode::CONFLICT, "drift".to_string()),
         AgentError::Socket { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal".to_string()),
@@ -243,4 +245,23 @@ fn error_response(error: AgentError) -> Response {
     };
     let body = serde_json::json!({ "error": { "code": code, "message": message } });
     (status, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taken_ifname_is_conflict() {
+        let error = AgentError::Dataplane(DataplaneError::IfnameTaken { ifname: "eth0".into(), sandbox: "/run/netns/c1".into() });
+        let response = error_response(error);
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn invalid_target_is_bad_request() {
+        let error = AgentError::Target { target: "/tmp".into(), reason: "/tmp is not a network namespace".into() };
+        let response = error_response(error);
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
 }
