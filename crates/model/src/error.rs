@@ -21,8 +21,12 @@ pub enum ValidationError {
     Mtu { mtu: u32 },
     #[error("invalid gateway {gateway}: it must be a usable address inside {subnet}")]
     Gateway { gateway: String, subnet: String },
-    #[error("invalid MAC address {mac:?}: expected six hex bytes such as 02:42:ac:11:00:02, unicast")]
+    #[error("invalid MAC address {mac:?}: expected six hex bytes separated by ':' or '-', such as 02:42:ac:11:00:02")]
     Mac { mac: String },
+    #[error("invalid MAC address {mac}: it is a multicast address (the low bit of the first byte is set); use a unicast address such as 02:42:ac:11:00:02")]
+    MacMulticast { mac: String },
+    #[error("invalid MAC address {mac}: all zeros is not a usable interface address; use a unicast address such as 02:42:ac:11:00:02")]
+    MacZero { mac: String },
     #[error("invalid rule ports: {reason}")]
     RulePorts { reason: String },
     #[error("invalid publication {value:?}: expected {expected}")]

@@ -69,8 +69,11 @@ impl FromStr for MacAddr {
             *slot = u8::from_str_radix(part, 16).map_err(|_| invalid())?;
         }
         let mac = MacAddr(out);
-        if mac.is_multicast() || out == [0; 6] {
-            return Err(invalid());
+        if mac.is_multicast() {
+            return Err(ValidationError::MacMulticast { mac: mac.to_string() });
+        }
+        if out == [0; 6] {
+            return Err(ValidationError::MacZero { mac: mac.to_string() });
         }
         Ok(mac)
     }
@@ -116,6 +119,23 @@ mod tests {
         for bad in ["01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", "0a:01", "zz:01:02:03:04:05"] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn mac_multicast_has_own_message() {
+        for multicast in ["01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "33:33:00:00:00:01"] {
+            let err = multicast.parse::<MacAddr>().expect_err(multicast);
+            assert!(matches!(err, ValidationError::MacMulticast { .. }), "{multicast}: {err}");
+            let text = err.to_string();
+            assert!(text.contains("multicast address"), "{text}");
+            assert!(text.contains("use a unicast address"), "{text}");
+            assert!(!text.contains("expected six hex bytes"), "{text}");
+        }
+        let err = "00:00:00:00:00:00".parse::<MacAddr>().expect_err("zero");
+        assert!(matches!(err, ValidationError::MacZero { .. }), "{err}");
+        assert!(err.to_string().contains("all zeros"), "{err}");
+        let err = "0a:01".parse::<MacAddr>().expect_err("short");
+        assert!(err.to_string().contains("expected six hex bytes"), "{err}");
     }
 
     #[test]
