@@ -136,12 +136,18 @@ impl Reconciler {
     /// Compares the kernel with what was applied and repairs what went missing
     /// (a device deleted by hand, an endpoint whose attach failed earlier).
     pub async fn repair(&self) -> Result<(), AgentError> {
+        let expected = {
+            let inner = self.inner.lock().await;
+            if !inner.synced {
+                return Ok(());
+            }
+            Self::policy_expectations(&inner)
+        };
+        // Attaches go on while the tables are listed.
+        let missing = self.find_missing_tables(expected).await;
         let mut inner = self.inner.lock().await;
-        if !inner.synced {
-            return Ok(());
-        }
         let result = self.repair_locked(&mut inner).await;
-        self.repair_policy(&mut inner).await;
+        self.restore_policy(&mut inner, missing).await;
         result
     }
 }

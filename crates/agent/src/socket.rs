@@ -71,6 +71,14 @@ fn bind(path: &Path) -> Result<UnixListener, AgentError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(socket_error)?;
     }
+    // Replace only a stale file: a live socket belongs to another agent, and taking
+    // it over would send that agent's callers to this one.
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(socket_error(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another process is serving it; stop that agent or pass another --socket",
+        )));
+    }
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -77,9 +77,11 @@ async fn run_agent(
     (docker, controller_url): (&DockerArgs, &str),
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    let _namespace_claim = crate::preflight::claim_namespace()?;
     crate::preflight::ensure_bridge_netfilter()?;
     let dataplane = NetlinkDataplane::new(host.run_dir.clone()).context("cannot open netlink")?;
     let ctx = host_context(host, &dataplane).await?;
+    crate::preflight::check_host_name(&ctx.run_dir, &ctx.host)?;
     let spec = HostSpec {
         name: ctx.host.clone(),
         underlay_ip: ctx.underlay_ip,

@@ -9,7 +9,8 @@ pub(crate) fn init(global: &GlobalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("invalid --log-level {:?}", global.log_level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match global.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

@@ -54,10 +54,19 @@ pub fn router(driver: Arc<Driver>) -> Router {
 }
 
 /// Serves both drivers on the Unix socket `path` until `cancel` fires, replacing
-/// a stale socket file.
+/// a stale socket file but never one another process still serves.
 pub async fn serve(path: &Path, driver: Arc<Driver>, cancel: CancellationToken) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!(
+                "another process serves the Docker plugin socket {}; stop it or pass another --docker-socket (empty to disable)",
+                path.display()
+            ),
+        ));
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

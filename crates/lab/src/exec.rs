@@ -19,6 +19,16 @@ impl Lab {
         let node = self.node(label)?;
         let mut command = in_netns(&netns::path(&self.name.netns(node)), program);
         command.env("CLOISON_CONTROLLER", self.controller_urls());
+        // `cloison` resolves to the binary running the lab even when it is not on PATH
+        // (a plain `cargo build`).
+        if let Some(dir) = self.binary.parent() {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut dirs = vec![dir.to_path_buf()];
+            dirs.extend(std::env::split_paths(&path));
+            if let Ok(joined) = std::env::join_paths(dirs) {
+                command.env("PATH", joined);
+            }
+        }
         match node {
             Node::Host(_) => command.env("CLOISON_AGENT_SOCKET", self.agent_socket(label)),
             _ => command.env_remove("CLOISON_AGENT_SOCKET"),

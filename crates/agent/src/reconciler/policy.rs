@@ -121,24 +121,49 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Forgets the rulesets of namespaces whose tables are gone (`nft flush ruleset`,
-    /// a firewall reload), then applies them again.
-    pub(super) async fn repair_policy(&self, inner: &mut Inner) {
+    /// Lists, per namespace, the tables the agent applied there: `None` names the
+    /// host namespace, `Some(tenant)` a router. The check runs without the
+    /// reconciler's lock, because listing tables starts an `nft` process per namespace.
+    pub(super) fn policy_expectations(inner: &Inner) -> Vec<(Option<String>, Option<PathBuf>, Vec<Table>)> {
+        let mut expected = Vec::new();
         if let Some(host) = &inner.policy.host {
-            if !self.tables_present(None, host).await {
-                warn!("cloison's nftables tables are missing from the host namespace; restoring them");
-                inner.policy.host = None;
-            }
+            expected.push((None, None, host.clone()));
         }
-        let mut missing = Vec::new();
         for (tenant, (path, ruleset)) in &inner.policy.routers {
-            if !self.tables_present(Some(path.clone()), std::slice::from_ref(&ruleset.table)).await {
-                info!(tenant.name = %tenant, "router nftables table missing; restoring it");
-                missing.push(tenant.clone());
+            expected.push((Some(tenant.clone()), Some(path.clone()), vec![ruleset.table.clone()]));
+        }
+        expected
+    }
+
+    /// Returns the namespaces among `expected` whose tables are gone (`nft flush
+    /// ruleset`, a firewall reload).
+    pub(super) async fn find_missing_tables(
+        &self,
+        expected: Vec<(Option<String>, Option<PathBuf>, Vec<Table>)>,
+    ) -> Vec<Option<String>> {
+        let mut missing = Vec::new();
+        for (tenant, namespace, tables) in expected {
+            if !self.tables_present(namespace, &tables).await {
+                missing.push(tenant);
             }
         }
-        for tenant in missing {
-            inner.policy.routers.remove(&tenant);
+        missing
+    }
+
+    /// Forgets the rulesets of the namespaces found without their tables, then
+    /// applies them again.
+    pub(super) async fn restore_policy(&self, inner: &mut Inner, missing: Vec<Option<String>>) {
+        for namespace in missing {
+            match namespace {
+                None => {
+                    warn!("cloison's nftables tables are missing from the host namespace; restoring them");
+                    inner.policy.host = None;
+                }
+                Some(tenant) => {
+                    info!(tenant.name = %tenant, "router nftables table missing; restoring it");
+                    inner.policy.routers.remove(&tenant);
+                }
+            }
         }
         self.sync_policy(inner).await;
     }
