@@ -1,4 +1,4 @@
-//! Printing of results: JSON for machines, aligned tables for people.
+//! Printing of results: JSON for machines, aligned tables and `key: value` lines for people.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -26,6 +26,57 @@ pub(crate) fn one<T: Serialize>(format: OutputFormat, value: &T, text: impl FnOn
         OutputFormat::Text => println!("{}", text(value)),
     }
     Ok(())
+}
+
+/// Prints one resource in full: as JSON, or as aligned `key: value` lines.
+pub(crate) fn inspect<T: Serialize>(format: OutputFormat, value: &T) -> anyhow::Result<()> {
+    let json = serde_json::to_value(value)?;
+    one(format, &json, fields)
+}
+
+/// Renders a JSON object as one `key: value` line per field, keys padded to one
+/// width. Strings print without quotes, null as `-`, a list of scalars as
+/// comma-separated values and a map of scalars (such as labels) as `k=v` pairs.
+/// Anything nested deeper prints as compact JSON.
+fn fields(value: &serde_json::Value) -> String {
+    let serde_json::Value::Object(map) = value else {
+        return scalar(value);
+    };
+    let width = map.keys().map(String::len).max().unwrap_or(0) + 1;
+    let lines: Vec<String> = map
+        .iter()
+        .map(|(key, field)| format!("{:<width$} {}", format!("{key}:"), field_text(field)))
+        .collect();
+    lines.join("\n")
+}
+
+fn field_text(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) if items.is_empty() => "-".to_string(),
+        Value::Array(items) if items.iter().all(is_scalar) => {
+            items.iter().map(scalar).collect::<Vec<_>>().join(", ")
+        }
+        Value::Object(map) if map.is_empty() => "-".to_string(),
+        Value::Object(map) if map.values().all(is_scalar) => map
+            .iter()
+            .map(|(key, item)| format!("{key}={}", scalar(item)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => scalar(other),
+    }
+}
+
+fn is_scalar(value: &serde_json::Value) -> bool {
+    !value.is_array() && !value.is_object()
+}
+
+fn scalar(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Prints a list: as a JSON array, or as a table with the given columns.
@@ -59,4 +110,30 @@ pub(crate) fn table<T: Serialize>(
         println!("{}", line(r));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_render_key_value_lines() {
+        let value = serde_json::json!({
+            "name": "web",
+            "vni": 4097,
+            "subnet6": null,
+            "groups": ["g1", "g2"],
+            "labels": { "app": "shop" },
+            "rules": [{ "port": 80 }],
+        });
+        let text = fields(&value);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.contains(&"name:    web"), "{text}");
+        assert!(lines.contains(&"vni:     4097"), "{text}");
+        assert!(lines.contains(&"subnet6: -"), "{text}");
+        assert!(lines.contains(&"groups:  g1, g2"), "{text}");
+        assert!(lines.contains(&"labels:  app=shop"), "{text}");
+        assert!(lines.contains(&"rules:   [{\"port\":80}]"), "{text}");
+        assert!(!text.starts_with('{'), "{text}");
+    }
 }

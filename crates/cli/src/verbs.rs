@@ -62,7 +62,7 @@ pub(crate) async fn network(global: &GlobalArgs, cmd: NetworkCommand) -> anyhow:
         }
         NetworkCommand::Inspect { name, tenant } => {
             let network = client.get_network(&tenant, &name).await?;
-            print_json(&network)
+            output::inspect(global.output, &network)
         }
         NetworkCommand::Rm { name, tenant } => {
             client.delete_network(&tenant, &name).await?;
@@ -160,7 +160,7 @@ pub(crate) async fn endpoint(global: &GlobalArgs, cmd: EndpointCommand) -> anyho
         }
         EndpointCommand::Inspect { name, tenant } => {
             let endpoint = client.get_endpoint(&tenant, &name).await?;
-            print_json(&endpoint)
+            output::inspect(global.output, &endpoint)
         }
         EndpointCommand::Update(args) => crate::groups::update_endpoint(global, args).await,
     }
@@ -190,8 +190,4 @@ pub(crate) async fn status(global: &GlobalArgs) -> anyhow::Result<()> {
 #[derive(Debug, Serialize)]
 struct Removed {
     removed: String,
-}
-
-fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    output::one(crate::args::OutputFormat::Json, value, |_| String::new())
 }

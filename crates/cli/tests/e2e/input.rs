@@ -105,6 +105,12 @@ fn input_invalid_subnets() {
     ]);
     assert_eq!(text(&other_tenant, "subnet"), "10.71.0.0/24");
 
+    // inspect prints key: value lines unless --output json is given.
+    let inspected = host.cli(&["network", "inspect", "first", "--tenant", "blue"]);
+    assert!(inspected.success, "{}", inspected.stderr);
+    assert!(!inspected.stdout.trim_start().starts_with('{'), "JSON without -o json: {}", inspected.stdout);
+    assert!(inspected.stdout.lines().any(|l| l.starts_with("subnet:") && l.ends_with("10.71.0.0/24")), "{}", inspected.stdout);
+
     // VNIs: a taken one and values outside 1..=16777215.
     let vni = host.cli_json(&["network", "inspect", "first", "--tenant", "blue"])["vni"]
         .as_u64()
