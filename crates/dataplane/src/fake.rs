@@ -26,6 +26,9 @@ pub enum Recorded {
     ApplyNftables(NftablesPlan),
     /// Set element changes sent to the host (`None`) or a router namespace.
     ApplyNftablesElements(NftElementsPlan),
+    /// UDP conntrack entries to these destination ports removed in the host
+    /// (`None`) or a router namespace.
+    RemoveUdpConntrack(Option<PathBuf>, Vec<u16>),
 }
 
 #[derive(Debug, Default)]
@@ -245,5 +248,10 @@ impl Dataplane for FakeDataplane {
     async fn list_nftables(&self, namespace: Option<&std::path::Path>) -> Result<Vec<String>, DataplaneError> {
         let k = self.lock();
         Ok(k.nftables.get(&namespace.map(PathBuf::from)).cloned().unwrap_or_default())
+    }
+
+    async fn remove_udp_conntrack(&self, namespace: Option<&std::path::Path>, ports: &[u16]) -> Result<usize, DataplaneError> {
+        self.lock().log.push(Recorded::RemoveUdpConntrack(namespace.map(PathBuf::from), ports.to_vec()));
+        Ok(0)
     }
 }

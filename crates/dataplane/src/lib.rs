@@ -71,4 +71,8 @@ pub trait Dataplane: Send + Sync + std::fmt::Debug {
     /// Lists the nftables tables (`family name`) of the host (`None`) or of a router
     /// namespace, so the agent notices a flushed ruleset.
     async fn list_nftables(&self, namespace: Option<&std::path::Path>) -> Result<Vec<String>, DataplaneError>;
+    /// Removes the IPv4 UDP conntrack entries whose original destination port is one
+    /// of `ports`, in the host (`None`) or a router namespace, so that running flows
+    /// meet the current NAT rules with their next datagram. Returns how many went.
+    async fn remove_udp_conntrack(&self, namespace: Option<&std::path::Path>, ports: &[u16]) -> Result<usize, DataplaneError>;
 }

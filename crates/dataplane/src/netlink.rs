@@ -6,6 +6,7 @@
 //! messages and one raw frame or two.
 
 mod announce;
+mod conntrack;
 mod endpoint;
 mod fdb;
 mod gateway;
@@ -138,5 +139,9 @@ impl Dataplane for NetlinkDataplane {
 
     async fn list_nftables(&self, namespace: Option<&std::path::Path>) -> Result<Vec<String>, DataplaneError> {
         nftables::list(namespace.or(self.host_netns.as_deref())).await
+    }
+
+    async fn remove_udp_conntrack(&self, namespace: Option<&std::path::Path>, ports: &[u16]) -> Result<usize, DataplaneError> {
+        conntrack::remove_udp(namespace.or(self.host_netns.as_deref()), ports.to_vec()).await
     }
 }

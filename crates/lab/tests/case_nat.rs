@@ -353,7 +353,6 @@ print(json.dumps(replies))
 "#;
 
 #[test]
-#[ignore = "bug: after a published endpoint is replaced, a UDP flow that keeps sending never reaches the new endpoint, because no agent removes the conntrack entries that still DNAT it to the old endpoint"]
 fn replaced_endpoint_gets_udp_flow() {
     let lab = common::lab("nat-udp-swap", 1);
     lab.create_network("t1", "web", "10.66.0.0/24", &[]).expect("network t1/web");

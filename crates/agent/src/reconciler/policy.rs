@@ -1,10 +1,12 @@
 //! The security policy on this host: nftables rulesets generated from the desired
 //! state after every change, and restored when someone flushes them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use cloison_dataplane::{DataplaneError, NftElementsPlan, NftablesPlan, TransitPlan};
+use cloison_model::{Endpoint, Publication, PublishProtocol};
 use cloison_policy::{element_changes, generate, transition_script, PolicyInput, RouterRuleset, Table};
 use tracing::{debug, info, warn};
 
@@ -17,6 +19,31 @@ pub(super) struct AppliedPolicy {
     host: Option<Vec<Table>>,
     /// Router ruleset per tenant, with the namespace it was applied to.
     routers: BTreeMap<String, (PathBuf, RouterRuleset)>,
+    /// Target of every UDP publication of this host, `None` until the first sync.
+    udp_targets: Option<UdpTargets>,
+}
+
+/// UDP publications of a host by (host address, host port), each with its target:
+/// the endpoint's id, address and port.
+type UdpTargets = BTreeMap<(Option<IpAddr>, u16), (String, IpAddr, u16)>;
+
+/// Returns the target of every UDP publication of `host` whose endpoint is known.
+fn udp_targets(host: &str, publications: &BTreeMap<String, Publication>, endpoints: &BTreeMap<String, Endpoint>) -> UdpTargets {
+    publications
+        .values()
+        .filter(|p| p.host == host && p.protocol == PublishProtocol::Udp)
+        .filter_map(|p| {
+            let endpoint = endpoints.get(&p.endpoint_id)?;
+            Some(((p.host_ip, p.host_port), (endpoint.id.clone(), IpAddr::V4(endpoint.ipv4), p.port)))
+        })
+        .collect()
+}
+
+/// Returns the host ports whose UDP publication appeared, went or changed target.
+fn changed_udp_ports(previous: &UdpTargets, current: &UdpTargets) -> Vec<u16> {
+    let keys: BTreeSet<&(Option<IpAddr>, u16)> = previous.keys().chain(current.keys()).collect();
+    let ports: BTreeSet<u16> = keys.into_iter().filter(|key| previous.get(key) != current.get(key)).map(|(_, port)| *port).collect();
+    ports.into_iter().collect()
 }
 
 impl Reconciler {
@@ -66,6 +93,30 @@ impl Reconciler {
                 inner.policy.routers.insert(tenant, (path, ruleset.clone()));
             } else {
                 inner.policy.routers.remove(&tenant);
+            }
+        }
+        self.remove_stale_udp_flows(inner).await;
+    }
+
+    /// Removes the conntrack entries of UDP flows to a host port whose publication
+    /// appeared, went or changed target since the last sync, in the host and in every
+    /// router namespace. Without this a flow that keeps sending would keep the NAT
+    /// decision of its first datagram: the old endpoint, or no publication at all.
+    /// NOTE: changes made while the agent was stopped are not seen, because the
+    /// targets start empty at each start.
+    async fn remove_stale_udp_flows(&self, inner: &mut Inner) {
+        let current = udp_targets(&self.ctx.host, &inner.desired.publications, &inner.desired.endpoints);
+        let Some(previous) = inner.policy.udp_targets.replace(current.clone()) else { return };
+        let ports = changed_udp_ports(&previous, &current);
+        if ports.is_empty() {
+            return;
+        }
+        let mut namespaces = vec![None];
+        namespaces.extend(inner.applied.routers.values().map(|plan| Some(plan.netns_path.clone())));
+        for namespace in namespaces {
+            match self.dataplane.remove_udp_conntrack(namespace.as_deref(), &ports).await {
+                Ok(removed) => debug!(namespace = ?namespace, ?ports, removed, "UDP conntrack entries of changed publications removed"),
+                Err(error) => warn!(namespace = ?namespace, ?ports, %error, "removing UDP conntrack entries of changed publications failed"),
             }
         }
     }
