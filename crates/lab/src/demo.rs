@@ -17,14 +17,16 @@ const NETWORK: &str = "web";
 /// Duration of each iperf3 run, in seconds.
 const IPERF_SECONDS: u32 = 5;
 
-/// The demo's endpoints: tenant, name, host, last byte of the address. Red reuses
-/// blue's addresses so isolation is tested with identical addresses.
+/// The demo's endpoints: tenant, name, host, last byte of the address. r1's address
+/// exists only in red and b1's and b2's only in blue, so a cross-tenant ping to them
+/// must go unanswered. r2 and b3 share 10.10.0.13 to show that the same address in
+/// two tenants reaches only the endpoint of the sender's tenant.
 const ENDPOINTS: &[(&str, &str, &str, u8)] = &[
     ("blue", "b1", "h1", 11),
     ("blue", "b2", "h2", 12),
     ("blue", "b3", "h3", 13),
-    ("red", "r1", "h1", 11),
-    ("red", "r2", "h2", 12),
+    ("red", "r1", "h1", 21),
+    ("red", "r2", "h2", 13),
 ];
 
 /// One cell of the reachability matrix.
@@ -106,13 +108,14 @@ fn attach_members(lab: &Lab) -> Result<Vec<Member>, LabError> {
 /// Default TTL of the first member; the others count up from it.
 const FIRST_TTL: u8 = 101;
 
-/// Pings every member from every other, all pairs at once.
+/// Pings every member from every other, all pairs at once. A pair whose sender holds
+/// the target address itself is left out, because the sender would answer its own ping.
 fn reachability_matrix(members: &[Member]) -> Vec<PairResult> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = members
             .iter()
             .flat_map(|from| members.iter().map(move |to| (from, to)))
-            .filter(|(from, to)| from.name != to.name)
+            .filter(|(from, to)| from.name != to.name && from.address != to.address)
             .map(|(from, to)| scope.spawn(move || probe_pair(members, from, to)))
             .collect();
         handles.into_iter().filter_map(|handle| handle.join().ok()).collect()
@@ -165,4 +168,37 @@ fn member<'a>(members: &'a [Member], name: &str) -> Result<&'a Member, LabError>
         command: "lab demo".to_string(),
         reason: format!("no member {name}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addresses_of(tenant: &str) -> Vec<u8> {
+        ENDPOINTS.iter().filter(|e| e.0 == tenant).map(|e| e.3).collect()
+    }
+
+    #[test]
+    fn endpoints_have_tenant_only_addresses() {
+        let (blue, red) = (addresses_of("blue"), addresses_of("red"));
+        assert!(red.iter().any(|a| !blue.contains(a)), "every red address is also blue's: {red:?} {blue:?}");
+        assert!(blue.iter().any(|a| !red.contains(a)), "every blue address is also red's: {blue:?} {red:?}");
+    }
+
+    #[test]
+    fn endpoints_share_one_address() {
+        let (blue, red) = (addresses_of("blue"), addresses_of("red"));
+        assert!(red.iter().any(|a| blue.contains(a)), "no address is held by both tenants: {red:?} {blue:?}");
+    }
+
+    #[test]
+    fn endpoints_unique_within_tenant() {
+        for tenant in ["blue", "red"] {
+            let mut addresses = addresses_of(tenant);
+            let count = addresses.len();
+            addresses.sort_unstable();
+            addresses.dedup();
+            assert_eq!(addresses.len(), count, "{tenant} reuses an address");
+        }
+    }
 }
