@@ -163,7 +163,9 @@ fn input_invalid_addresses() {
     attach(&["--ip", "10.73.0.255"]).expect_error(&["10.73.0.255", "broadcast"]);
     attach(&["--ip", "10.73.0.20"]).expect_error(&["10.73.0.20", "taken", "holder"]);
     attach(&["--mac", "03:00:00:00:00:01"]).expect_error(&["03:00:00:00:00:01", "unicast"]);
+    attach(&["--mac", "01:00:5e:00:00:01"]).expect_error(&["01:00:5e:00:00:01", "multicast", "unicast"]);
     attach(&["--mac", "not-a-mac"]).expect_error(&["not-a-mac", "MAC"]);
+    host.cli(&["attach", "web", "/tmp", "--tenant", "blue"]).expect_error(&["/tmp", "not a network namespace"]);
     let holder_mac = text(&holder, "mac");
     attach(&["--mac", &holder_mac]).expect_error(&[&holder_mac, "taken", "holder"]);
     assert_eq!(host.endpoints().len(), 1, "a rejected attach was stored");
