@@ -145,6 +145,11 @@ impl Reconciler {
         };
         // Attaches go on while the tables are listed.
         let missing = self.find_missing_tables(expected).await;
+        match self.dataplane.open_foreign_forward_chains().await {
+            Ok(changed) if !changed.is_empty() => tracing::info!(?changed, "inserted accepts for cloison's interfaces into other tables' forward chains whose policy is drop"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "checking other tables' forward chains failed"),
+        }
         let mut inner = self.inner.lock().await;
         let result = self.repair_locked(&mut inner).await;
         self.restore_policy(&mut inner, missing).await;

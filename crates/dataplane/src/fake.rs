@@ -254,4 +254,9 @@ impl Dataplane for FakeDataplane {
         self.lock().log.push(Recorded::RemoveUdpConntrack(namespace.map(PathBuf::from), ports.to_vec()));
         Ok(0)
     }
+
+    /// The fake kernel has no other tables, so there is nothing to open.
+    async fn open_foreign_forward_chains(&self) -> Result<Vec<String>, DataplaneError> {
+        Ok(Vec::new())
+    }
 }

@@ -75,4 +75,8 @@ pub trait Dataplane: Send + Sync + std::fmt::Debug {
     /// of `ports`, in the host (`None`) or a router namespace, so that running flows
     /// meet the current NAT rules with their next datagram. Returns how many went.
     async fn remove_udp_conntrack(&self, namespace: Option<&std::path::Path>, ports: &[u16]) -> Result<usize, DataplaneError>;
+    /// Inserts accepts for cloison's interfaces into the host's forward chains of
+    /// other tables whose policy is drop (`iptables -P FORWARD DROP`), where they are
+    /// missing. Returns the chains changed, as `family table chain`.
+    async fn open_foreign_forward_chains(&self) -> Result<Vec<String>, DataplaneError>;
 }

@@ -9,6 +9,7 @@ mod announce;
 mod conntrack;
 mod endpoint;
 mod fdb;
+mod foreign_forward;
 mod gateway;
 mod handoff;
 mod interface;
@@ -143,5 +144,9 @@ impl Dataplane for NetlinkDataplane {
 
     async fn remove_udp_conntrack(&self, namespace: Option<&std::path::Path>, ports: &[u16]) -> Result<usize, DataplaneError> {
         conntrack::remove_udp(namespace.or(self.host_netns.as_deref()), ports.to_vec()).await
+    }
+
+    async fn open_foreign_forward_chains(&self) -> Result<Vec<String>, DataplaneError> {
+        foreign_forward::open(self.host_netns.as_deref()).await
     }
 }

@@ -43,7 +43,7 @@ pub(super) async fn list(namespace: Option<&Path>) -> Result<Vec<String>, Datapl
 
 /// Runs `nft ARGS`, inside `namespace` through `nsenter --net` when one is given,
 /// and returns its standard output.
-fn run_nft(namespace: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Result<String, DataplaneError> {
+pub(super) fn run_nft(namespace: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Result<String, DataplaneError> {
     let mut command = match namespace {
         Some(path) => {
             let mut command = Command::new("nsenter");
