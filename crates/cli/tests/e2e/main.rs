@@ -11,3 +11,4 @@ mod names;
 mod probe;
 mod restart;
 mod security;
+mod regressions;
