@@ -90,8 +90,8 @@ fn names_fit_ifnamsiz_at_limits() {
     let before = cloison_links(&host);
     assert_eq!(
         before.len(),
-        7,
-        "expected bridge, VXLAN, gateway port and four veths: {before:?}"
+        8,
+        "expected bridge, VXLAN, gateway port, the tenant's transit link and four veths: {before:?}"
     );
     for name in before.keys() {
         assert!(name.len() <= MAX_IFNAME, "{name} is {} bytes", name.len());
