@@ -346,8 +346,9 @@ while time.monotonic() - start < duration:
         s.recv(64)
         replies.append(round(time.monotonic() - start, 2))
         time.sleep(0.1)
-    except socket.timeout:
-        pass
+    except OSError:
+        # A timeout, or the ICMP port unreachable of an endpoint without a server.
+        time.sleep(0.1)
 print(json.dumps(replies))
 "#;
 
