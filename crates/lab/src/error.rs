@@ -16,7 +16,7 @@ pub enum LabError {
     InvalidControlPlane { etcd_members: usize, controllers: usize, reason: &'static str },
     #[error("unknown {kind} {index}: the lab has {count}, numbered from 0")]
     UnknownMember { kind: &'static str, index: usize, count: usize },
-    #[error("unknown node {node:?} in lab {lab}: use h1 to h{hosts}, ctl or underlay")]
+    #[error("unknown node {node:?} in lab {lab}: use h1 to h{hosts}, ctl, outside or underlay")]
     UnknownNode { lab: String, node: String, hosts: usize },
     #[error("lab {name} already exists (state in {}); remove it with `cloison lab down --name {name}`", dir.display())]
     AlreadyExists { name: String, dir: PathBuf },

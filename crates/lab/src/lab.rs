@@ -129,7 +129,7 @@ impl Lab {
         (1..=self.hosts).map(|n| format!("h{n}")).collect()
     }
 
-    /// Parses a node label of this lab (`h<N>`, `ctl`, `underlay`).
+    /// Parses a node label of this lab (`h<N>`, `ctl`, `outside`, `underlay`).
     pub fn node(&self, label: &str) -> Result<Node, LabError> {
         Node::parse(&self.name, label, self.hosts)
     }
