@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   ca-certificates curl build-essential pkg-config
-  iproute2 iputils-ping util-linux nftables iperf3 procps
+  iproute2 iputils-ping util-linux nftables iperf3 procps kmod python3
   containernetworking-plugins podman iptables
   etcd-server protobuf-compiler
   docker.io docker-compose busybox-static
