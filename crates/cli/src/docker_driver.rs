@@ -10,7 +10,7 @@ use clap::Args;
 use cloison_agent::{AgentError, ControlPlane, Reconciler};
 use cloison_client::{Client, ClientError};
 use cloison_docker::{Attached, Backend, Driver, DriverConfig, DriverError, Records};
-use cloison_model::{Endpoint, EndpointSpec, Network, NetworkSpec};
+use cloison_model::{Endpoint, EndpointSpec, Network, NetworkSpec, Publication, PublicationSpec};
 use ipnet::Ipv4Net;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -160,5 +160,17 @@ impl Backend for AgentBackend {
             self.reconciler.detach(&record).await.map_err(from_agent)?;
         }
         Ok(())
+    }
+
+    async fn publish(&self, tenant: &str, spec: &PublicationSpec) -> Result<Publication, DriverError> {
+        self.client.publish(tenant, spec).await.map_err(from_client)
+    }
+
+    async fn list_publications(&self, tenant: &str) -> Result<Vec<Publication>, DriverError> {
+        self.client.list_publications(Some(tenant)).await.map_err(from_client)
+    }
+
+    async fn unpublish(&self, tenant: &str, publication: &str) -> Result<(), DriverError> {
+        self.client.unpublish(tenant, publication).await.map_err(from_client)
     }
 }

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use cloison_model::{Endpoint, EndpointSpec, Network, NetworkSpec};
+use cloison_model::{Endpoint, EndpointSpec, Network, NetworkSpec, Publication, PublicationSpec};
 
 use crate::DriverError;
 
@@ -28,4 +28,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn attach(&self, tenant: &str, spec: &EndpointSpec) -> Result<Attached, DriverError>;
     /// Deletes an endpoint record and its kernel objects on this host.
     async fn detach(&self, tenant: &str, endpoint: &str) -> Result<(), DriverError>;
+    /// Publishes a host port to an endpoint's port; fails when the host port is taken.
+    async fn publish(&self, tenant: &str, spec: &PublicationSpec) -> Result<Publication, DriverError>;
+    /// Lists the publications of one tenant.
+    async fn list_publications(&self, tenant: &str) -> Result<Vec<Publication>, DriverError>;
+    /// Removes a publication named `ENDPOINT-HOSTPORT-PROTOCOL`.
+    async fn unpublish(&self, tenant: &str, publication: &str) -> Result<(), DriverError>;
 }

@@ -124,7 +124,7 @@ impl Driver {
 }
 
 /// Returns the first 12 characters of a Docker id, the length `docker ps` shows.
-fn short_id(id: &str) -> Result<&str, DriverError> {
+pub(crate) fn short_id(id: &str) -> Result<&str, DriverError> {
     let valid = id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit());
     if !valid {
         return Err(DriverError::Invalid(format!(
@@ -135,7 +135,7 @@ fn short_id(id: &str) -> Result<&str, DriverError> {
 }
 
 /// Returns the cloison endpoint name of a Docker endpoint.
-fn endpoint_name(short: &str) -> String {
+pub(crate) fn endpoint_name(short: &str) -> String {
     format!("docker-{}", short.to_ascii_lowercase())
 }
 

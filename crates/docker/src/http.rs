@@ -43,7 +43,7 @@ pub fn router(driver: Arc<Driver>) -> Router {
         .route("/NetworkDriver.DiscoverNew", post(empty_network_reply))
         .route("/NetworkDriver.DiscoverDelete", post(empty_network_reply))
         .route("/NetworkDriver.ProgramExternalConnectivity", post(program_external))
-        .route("/NetworkDriver.RevokeExternalConnectivity", post(empty_network_reply))
+        .route("/NetworkDriver.RevokeExternalConnectivity", post(revoke_external))
         .route("/IpamDriver.GetCapabilities", post(ipam_capabilities))
         .route("/IpamDriver.GetDefaultAddressSpaces", post(address_spaces))
         .route("/IpamDriver.RequestPool", post(request_pool))
@@ -172,17 +172,20 @@ async fn join(State(driver): App, body: Bytes) -> Response {
 }
 
 /// Published ports (`docker run -p`) arrive here as `com.docker.network.portmap`.
-async fn program_external(body: Bytes) -> Response {
-    let result = parse::<JoinRequest>(&body).and_then(|request| {
-        let ports = request.options.get("com.docker.network.portmap");
-        match ports {
-            Some(serde_json::Value::Array(list)) if !list.is_empty() => Err(DriverError::Invalid(
-                "published ports (-p) are not supported on cloison networks yet; remove -p".into(),
-            )),
-            _ => Ok(empty()),
-        }
-    });
-    reply(Subsystem::Network, result)
+async fn program_external(State(driver): App, body: Bytes) -> Response {
+    let result = async {
+        let request: JoinRequest = parse(&body)?;
+        driver.program_external(request).await.map(|()| empty())
+    };
+    reply(Subsystem::Network, result.await)
+}
+
+async fn revoke_external(State(driver): App, body: Bytes) -> Response {
+    let result = async {
+        let request: EndpointRequest = parse(&body)?;
+        driver.revoke_external(&request.network_id, &request.endpoint_id).await.map(|()| empty())
+    };
+    reply(Subsystem::Network, result.await)
 }
 
 async fn empty_network_reply() -> Json<serde_json::Value> {

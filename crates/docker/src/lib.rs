@@ -13,6 +13,7 @@ pub mod http;
 mod ipam;
 mod network;
 pub mod protocol;
+mod publish;
 mod records;
 
 pub use backend::{Attached, Backend};

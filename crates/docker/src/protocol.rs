@@ -192,6 +192,8 @@ pub const GATEWAY_REQUEST: &str = "com.docker.network.gateway";
 pub const GENERIC_OPTIONS: &str = "com.docker.network.generic";
 /// Key of the MTU Docker's own `-o com.docker.network.driver.mtu=N` sets.
 pub const DOCKER_MTU: &str = "com.docker.network.driver.mtu";
+/// Key of `ProgramExternalConnectivity`'s options that lists the published ports.
+pub const PORT_MAP: &str = "com.docker.network.portmap";
 
 /// Reads a JSON `null` as the type's default: Docker sends `"Options": null`
 /// when there are none.

@@ -68,8 +68,12 @@ fn docker_errors_are_readable() {
     let taken = docker_err(&dockerd, &["run", "--rm", "--network", "red-net", "--ip", "10.71.0.9", IMAGE, "true"]);
     assert!(taken.contains("10.71.0.9 is already used by endpoint"), "{taken}");
 
-    let published = docker_err(&dockerd, &["run", "--rm", "--network", "red-net", "-p", "8080:80", IMAGE, "true"]);
-    assert!(published.contains("published ports (-p) are not supported"), "{published}");
+    docker(&dockerd, &["run", "-d", "--name", "r2", "--network", "red-net", "-p", "8080:80", IMAGE, "sleep", "600"]);
+    let taken = docker_err(&dockerd, &["run", "--rm", "--network", "red-net", "-p", "8080:80", IMAGE, "true"]);
+    assert!(taken.contains("cannot publish 8080:80/tcp"), "{taken}");
+    assert!(taken.contains("already taken"), "{taken}");
+    let no_host_port = docker_err(&dockerd, &["run", "--rm", "--network", "red-net", "-p", "80", IMAGE, "true"]);
+    assert!(no_host_port.contains("no host port"), "{no_host_port}");
 
     // Subnets chosen by the driver come from its pool and never overlap.
     create_network(&dockerd, "auto-one", "red", &[]);
@@ -79,10 +83,54 @@ fn docker_errors_are_readable() {
     assert!(one.starts_with("10.22"), "{one}");
     assert_ne!(one, two);
 
-    docker(&dockerd, &["rm", "-f", "r1"]);
+    docker(&dockerd, &["rm", "-f", "r1", "r2"]);
     for network in ["red-net", "auto-one", "auto-two"] {
         docker(&dockerd, &["network", "rm", network]);
     }
+}
+
+/// Fetches `http://ADDRESS:PORT/` from lab host `host` with curl, retrying for up to 10 s while the publication reaches the dataplane.
+fn fetch(lab: &cloison_lab::Lab, host: &str, address: &str, port: u16) -> Result<String, String> {
+    let url = format!("http://{address}:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match lab.exec(host, &["curl", "-sS", "-m", "2", &url]) {
+            Ok(output) => return Ok(String::from_utf8_lossy(&output.stdout).to_string()),
+            Err(e) if Instant::now() > deadline => return Err(e.to_string()),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn docker_published_port_reachable() {
+    let lab = lab("dkpub", 1);
+    let dockerd = dockerd(&lab, "h1");
+    create_network(&dockerd, "pub-net", "pub", &["--subnet", "10.63.0.0/24"]);
+    let script = "mkdir -p /www && echo published-ok > /www/index.html && httpd -f -p 80 -h /www";
+    docker(&dockerd, &["run", "-d", "--name", "web", "--network", "pub-net", "-p", "18080:80", "-p", "15353:53/udp", IMAGE, "sh", "-c", script]);
+
+    let publications = lab.cli("ctl", &["publication", "ls", "--tenant", "pub"]).expect("publication ls");
+    assert!(publications.contains("18080"), "{publications}");
+    assert!(publications.contains("15353"), "{publications}");
+    let node = lab.node("h1").unwrap_or_else(|e| panic!("{e}"));
+    let h1 = node.underlay_ip().map(|ip| ip.to_string()).expect("h1 has an underlay address");
+    let page = fetch(&lab, "h1", &h1, 18080);
+    assert_eq!(page.as_deref().map(str::trim), Ok("published-ok"), "h1 to its own address, port 18080");
+
+    // Stopping the container revokes its ports, and removing it deletes the endpoint.
+    docker(&dockerd, &["stop", "-t", "1", "web"]);
+    let publications = lab.cli("ctl", &["publication", "ls", "--tenant", "pub"]).expect("publication ls");
+    assert!(!publications.contains("18080"), "publication left after docker stop: {publications}");
+    docker(&dockerd, &["start", "web"]);
+    let page = fetch(&lab, "h1", &h1, 18080);
+    assert_eq!(page.as_deref().map(str::trim), Ok("published-ok"), "h1 to port 18080 after docker start");
+
+    docker(&dockerd, &["rm", "-f", "web"]);
+    let publications = lab.cli("ctl", &["publication", "ls", "--tenant", "pub"]).expect("publication ls");
+    assert!(!publications.contains("18080"), "publication left after docker rm: {publications}");
+    docker(&dockerd, &["network", "rm", "pub-net"]);
 }
 
 /// Returns the median wall time of `docker run --rm --network NETWORK IMAGE true`.

@@ -162,10 +162,82 @@ async fn gateway_request_returns_first_address() {
     assert_eq!(reply["Address"], "10.9.0.1/24");
 }
 
+/// Creates the network and the endpoint `EP_ID` at 10.1.0.2 in tenant blue.
+async fn create_endpoint(driver: &Arc<Driver>) {
+    call(driver, "NetworkDriver.CreateNetwork", create_network_body("blue", "10.1.0.0/24", "10.1.0.1/24")).await;
+    let body = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "Interface": {"Address": "10.1.0.2/24"}, "Options": {}});
+    call(driver, "NetworkDriver.CreateEndpoint", body).await;
+}
+
 #[tokio::test]
-async fn published_ports_are_rejected() {
-    let driver = driver(Arc::new(FakeBackend::default()));
-    let body = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "Options": {"com.docker.network.portmap": [{"Proto": 6, "Port": 80, "HostPort": 8080}]}});
+async fn published_ports_become_publications() {
+    let backend = Arc::new(FakeBackend::default());
+    let driver = driver(backend.clone());
+    create_endpoint(&driver).await;
+    let ports = json!([
+        {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080},
+        {"Proto": 6, "IP": "", "Port": 80, "HostIP": "::", "HostPort": 8080},
+        {"Proto": 17, "IP": "", "Port": 53, "HostIP": "127.0.0.1", "HostPort": 5353}
+    ]);
+    let body = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "Options": {"com.docker.network.portmap": ports}});
+    let reply = call(&driver, "NetworkDriver.ProgramExternalConnectivity", body.clone()).await;
+    assert_eq!(reply, json!({}));
+    let endpoint = format!("docker-{}", &EP_ID[..12]);
+    let expected = vec![format!("blue/{endpoint}-5353-udp"), format!("blue/{endpoint}-8080-tcp")];
+    assert_eq!(backend.publication_names(), expected);
+
+    let again = call(&driver, "NetworkDriver.ProgramExternalConnectivity", body).await;
+    assert_eq!(again, json!({}), "a repeated call keeps the existing publications");
+    assert_eq!(backend.publication_names(), expected);
+
+    let revoke = json!({"NetworkID": NET_ID, "EndpointID": EP_ID});
+    let reply = call(&driver, "NetworkDriver.RevokeExternalConnectivity", revoke.clone()).await;
+    assert_eq!(reply, json!({}));
+    assert!(backend.publication_names().is_empty(), "{:?}", backend.publication_names());
+    let reply = call(&driver, "NetworkDriver.RevokeExternalConnectivity", revoke).await;
+    assert_eq!(reply, json!({}), "revoking twice is not an error");
+}
+
+#[tokio::test]
+async fn taken_host_port_rolls_back() {
+    let backend = Arc::new(FakeBackend::default());
+    let driver = driver(backend.clone());
+    create_endpoint(&driver).await;
+    let first = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "Options": {"com.docker.network.portmap": [{"Proto": 6, "Port": 80, "HostPort": 8080}]}});
+    call(&driver, "NetworkDriver.ProgramExternalConnectivity", first).await;
+
+    // The fake rejects a host port that another endpoint of the host already publishes.
+    backend.add_endpoint("blue", &format!("docker-{}", &NET_ID[..12]), "other", "10.1.0.7", "h1");
+    let spec = cloison_model::PublicationSpec::parse("other", "8080:80").expect("spec");
+    let taken = cloison_docker::Backend::publish(backend.as_ref(), "blue", &spec).await;
+    assert!(taken.is_err(), "the fake must reject a taken host port");
+    let second_id = "cccccccccccc3333333333333333333333333333333333333333333333333333";
+    let body = json!({"NetworkID": NET_ID, "EndpointID": second_id, "Interface": {"Address": "10.1.0.3/24"}, "Options": {}});
+    call(&driver, "NetworkDriver.CreateEndpoint", body).await;
+    // 9090 is free and is published first, then 8080 fails, so 9090 is removed again.
+    let ports = json!([{"Proto": 6, "Port": 80, "HostPort": 9090}, {"Proto": 6, "Port": 80, "HostPort": 8080}]);
+    let body = json!({"NetworkID": NET_ID, "EndpointID": second_id, "Options": {"com.docker.network.portmap": ports}});
     let reply = call(&driver, "NetworkDriver.ProgramExternalConnectivity", body).await;
-    assert!(reply["Err"].as_str().expect("error").contains("-p"));
+    let message = reply["Err"].as_str().expect("error");
+    assert!(message.contains("cannot publish 8080:80/tcp"), "{message}");
+    assert!(message.contains("already taken"), "{message}");
+    assert_eq!(backend.publication_names(), vec![format!("blue/docker-{}-8080-tcp", &EP_ID[..12])]);
+}
+
+#[tokio::test]
+async fn unsupported_port_bindings_rejected() {
+    let driver = driver(Arc::new(FakeBackend::default()));
+    create_endpoint(&driver).await;
+    let cases = [
+        (json!({"Proto": 132, "Port": 80, "HostPort": 8080}), "protocol number 132"),
+        (json!({"Proto": 6, "Port": 80, "HostPort": 0}), "no host port"),
+        (json!({"Proto": 6, "Port": 80, "HostPort": 8080, "HostPortEnd": 8090}), "range 8080-8090"),
+        (json!({"Proto": 6, "Port": 80, "HostIP": "nowhere", "HostPort": 8080}), "invalid host address"),
+    ];
+    for (binding, expected) in cases {
+        let body = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "Options": {"com.docker.network.portmap": [binding]}});
+        let reply = call(&driver, "NetworkDriver.ProgramExternalConnectivity", body).await;
+        let message = reply["Err"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{binding}: {message}");
+    }
 }

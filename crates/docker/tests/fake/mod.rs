@@ -6,12 +6,13 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use cloison_docker::{Attached, Backend, DriverError};
-use cloison_model::{Endpoint, EndpointSpec, MacAddr, Network, NetworkSpec};
+use cloison_model::{Endpoint, EndpointSpec, MacAddr, Network, NetworkSpec, Publication, PublicationSpec};
 
 #[derive(Debug, Default)]
 pub(crate) struct FakeBackend {
     networks: Mutex<BTreeMap<String, Network>>,
     endpoints: Mutex<BTreeMap<String, Endpoint>>,
+    publications: Mutex<BTreeMap<String, Publication>>,
 }
 
 fn key(tenant: &str, name: &str) -> String {
@@ -69,6 +70,11 @@ impl FakeBackend {
 
     pub(crate) fn network_names(&self) -> Vec<String> {
         self.networks.lock().expect("lock").keys().cloned().collect()
+    }
+
+    /// Returns `TENANT/NAME` of every publication.
+    pub(crate) fn publication_names(&self) -> Vec<String> {
+        self.publications.lock().expect("lock").keys().cloned().collect()
     }
 
     pub(crate) fn endpoint(&self, tenant: &str, name: &str) -> Option<Endpoint> {
@@ -138,5 +144,46 @@ impl Backend for FakeBackend {
     async fn detach(&self, tenant: &str, endpoint: &str) -> Result<(), DriverError> {
         let removed = self.endpoints.lock().expect("lock").remove(&key(tenant, endpoint));
         removed.map(|_| ()).ok_or_else(|| not_found(format!("endpoint {endpoint}")))
+    }
+
+    async fn publish(&self, tenant: &str, spec: &PublicationSpec) -> Result<Publication, DriverError> {
+        let endpoint = self
+            .endpoint(tenant, &spec.endpoint)
+            .ok_or_else(|| not_found(format!("endpoint {}", spec.endpoint)))?;
+        let mut publications = self.publications.lock().expect("lock");
+        let holder = publications
+            .values()
+            .find(|p| p.host == endpoint.host && p.host_port == spec.host_port && p.protocol == spec.protocol);
+        if let Some(holder) = holder {
+            return Err(DriverError::Cloison {
+                status: Some(409),
+                message: format!("{}/{} on host {} is already taken by publication {}", spec.host_port, spec.protocol, endpoint.host, holder.name),
+            });
+        }
+        let publication = Publication {
+            id: format!("id-{}", spec.name()),
+            tenant: tenant.into(),
+            name: spec.name(),
+            endpoint: endpoint.name.clone(),
+            endpoint_id: endpoint.id.clone(),
+            host: endpoint.host.clone(),
+            host_ip: spec.host_ip,
+            host_port: spec.host_port,
+            port: spec.port,
+            protocol: spec.protocol,
+            resource_version: 1,
+        };
+        publications.insert(key(tenant, &publication.name), publication.clone());
+        Ok(publication)
+    }
+
+    async fn list_publications(&self, tenant: &str) -> Result<Vec<Publication>, DriverError> {
+        let publications = self.publications.lock().expect("lock");
+        Ok(publications.values().filter(|p| p.tenant == tenant).cloned().collect())
+    }
+
+    async fn unpublish(&self, tenant: &str, publication: &str) -> Result<(), DriverError> {
+        let removed = self.publications.lock().expect("lock").remove(&key(tenant, publication));
+        removed.map(|_| ()).ok_or_else(|| not_found(format!("publication {publication}")))
     }
 }
