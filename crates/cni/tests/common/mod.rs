@@ -165,6 +165,9 @@ impl Deployment {
             .arg(self.dir.path().join("data"))
             .arg("--socket")
             .arg(self.socket())
+            // An empty socket disables the Docker driver, which would otherwise
+            // claim the machine's /run/docker/plugins/cloison.sock.
+            .arg("--docker-socket=")
             .arg("--run-dir")
             .arg(self.dir.path().join("run"))
             .env("CLOISON_LOG", "warn")
