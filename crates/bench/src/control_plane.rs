@@ -92,7 +92,7 @@ fn in_namespace<T>(path: &Path, work: impl FnOnce() -> Result<T, BenchError>) ->
     work()
 }
 
-/// What the load measured.
+/// Measurements of one control-plane load.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     pub(crate) endpoints_created: usize,
@@ -142,12 +142,12 @@ impl Outcome {
     }
 }
 
-/// The client every simulated agent and writer uses.
+/// Creates a client of the scenario's controller, one per simulated agent or writer.
 fn client() -> Result<Client, BenchError> {
     Ok(Client::tcp(&format!("http://{LISTEN}"))?)
 }
 
-/// Waits until the controller answers `GET /v1/status`.
+/// Waits until the controller responds to `GET /v1/status`.
 async fn wait_ready(client: &Client) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while client.status().await.is_err() {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Why a scenario could not be measured.
+/// Failure of a scenario or of the run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("cannot run {program}: {source}")]

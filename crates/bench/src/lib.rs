@@ -35,6 +35,8 @@ pub enum Scenario {
     Throughput,
     Policy,
     ControlPlane,
+    /// The agent-memory part of `ControlPlane` alone.
+    AgentMemory,
 }
 
 impl Scenario {
@@ -42,7 +44,7 @@ impl Scenario {
         [Scenario::Attach, Scenario::Converge, Scenario::Churn, Scenario::Throughput, Scenario::Policy, Scenario::ControlPlane];
 }
 
-/// What a run measures and with which binaries.
+/// Scenarios and binaries of one run.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub scenarios: Vec<Scenario>,
@@ -107,17 +109,20 @@ fn run_one(scenario: Scenario, options: &Options, prefix: &str, notes: &mut Vec<
                 control_plane::Scale { agents: 1_000, endpoints: 100_000, changes: 20, rss_limit_mib: 6144 }
             };
             let mut rows = control_plane::control_plane(prefix, &options.cloison, scale, notes)?;
-            let remote = if options.quick { 1_000 } else { 10_000 };
-            match control_plane::agent_memory(&lab_name(prefix, "am"), &options.cloison, remote) {
+            match run_one(Scenario::AgentMemory, options, prefix, notes) {
                 Ok(mut more) => rows.append(&mut more),
                 Err(e) => notes.push(format!("control-plane: agent memory not measured: {e}")),
             }
             Ok(rows)
         }
+        Scenario::AgentMemory => {
+            let remote = if options.quick { 1_000 } else { 10_000 };
+            control_plane::agent_memory(&lab_name(prefix, "am"), &options.cloison, remote)
+        }
     }
 }
 
-/// A lab name unique to this run: lab names are at most 16 characters.
+/// Returns a lab name unique to this run, within the 16 characters lab names allow.
 fn lab_name(prefix: &str, tag: &str) -> String {
     let digits: String = prefix.chars().filter(char::is_ascii_digit).collect();
     format!("b{tag}{digits}")

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-/// What a reader needs to compare a table with one from another machine.
+/// Description of the measured machine, for comparing its table with another machine's.
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
     /// Online CPUs, as `nproc` reports them.

@@ -41,6 +41,8 @@ enum Selection {
     Throughput,
     Policy,
     ControlPlane,
+    /// The agent's memory with many remote endpoints, the last part of control-plane.
+    AgentMemory,
     All,
 }
 
@@ -54,6 +56,7 @@ fn scenarios(selections: &[Selection]) -> Vec<Scenario> {
             Selection::Throughput => &[Scenario::Throughput],
             Selection::Policy => &[Scenario::Policy],
             Selection::ControlPlane => &[Scenario::ControlPlane],
+            Selection::AgentMemory => &[Scenario::AgentMemory],
             Selection::All => &Scenario::ALL,
         };
         for scenario in add {

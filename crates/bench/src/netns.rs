@@ -27,7 +27,7 @@ impl Netns {
         PathBuf::from("/run/netns").join(&self.name)
     }
 
-    /// A command that runs `program` inside this namespace.
+    /// Returns a command that runs `program` inside this namespace.
     pub(crate) fn command(&self, program: &str) -> Command {
         let mut command = Command::new("nsenter");
         command.arg(format!("--net={}", self.path().display())).arg("--").arg(program);
@@ -77,7 +77,7 @@ pub(crate) fn run_with_input(command: &mut Command, input: &[u8]) -> Result<Outp
     Ok(output)
 }
 
-/// The command line of `command`, for messages.
+/// Returns the command line of `command`, for messages.
 pub(crate) fn describe(command: &Command) -> String {
     let mut parts = vec![command.get_program().to_string_lossy().into_owned()];
     parts.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));

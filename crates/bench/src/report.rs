@@ -33,7 +33,7 @@ pub struct Ratio {
 }
 
 impl Row {
-    /// A row of repeated samples, headed by their median.
+    /// Creates a row of repeated samples, headed by their median.
     pub fn sampled(scenario: &str, case: &str, subject: &str, unit: &str, summary: Summary) -> Row {
         Row {
             scenario: scenario.into(),
@@ -46,7 +46,7 @@ impl Row {
         }
     }
 
-    /// A row of one figure measured once.
+    /// Creates a row of one figure measured once.
     pub fn single(scenario: &str, case: &str, subject: &str, unit: &str, value: f64) -> Row {
         Row {
             scenario: scenario.into(),

@@ -19,15 +19,15 @@ use peers::{AgentSocket, CniPlugin, IpBatch, Netavark, Peer, Sandbox};
 const SCENARIO: &str = "attach";
 const TENANT: &str = "bench";
 const NETWORK: &str = "web";
-/// Where Debian's containernetworking-plugins package installs the reference plugins.
+/// Directory of the reference plugins in Debian's containernetworking-plugins package.
 const CNI_PLUGINS: &str = "/usr/lib/cni";
-/// Where Debian's netavark package installs netavark.
+/// Path of netavark in Debian's netavark package.
 const NETAVARK: &str = "/usr/lib/podman/netavark";
 const FLOOR: &str = "floor (ip -batch)";
 const CNI_BRIDGE: &str = "CNI bridge+host-local";
 const NETAVARK_LABEL: &str = "netavark (bridge)";
 
-/// What the attach scenario needs to know.
+/// Scale and binaries of the attach scenario.
 #[derive(Debug, Clone)]
 pub struct AttachOptions {
     /// Attaches per peer and mode.
@@ -52,7 +52,7 @@ struct Measured {
 pub fn run_attach(options: &AttachOptions, notes: &mut Vec<String>) -> Result<Vec<Row>, BenchError> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| BenchError::io("cannot start the async runtime", e))?;
     let mut measured = Vec::new();
-    let order: [(&str, fn(&AttachOptions, &tokio::runtime::Handle) -> Result<Setup, BenchError>); 5] = [
+    let order: [(&str, BuildPeer); 5] = [
         ("floor", floor),
         ("bridge", cni_bridge),
         ("netavark", netavark),
@@ -70,6 +70,9 @@ pub fn run_attach(options: &AttachOptions, notes: &mut Vec<String>) -> Result<Ve
     }
     Ok(rows(&measured))
 }
+
+/// Prepares one peer: its host namespace, daemon or configuration.
+type BuildPeer = fn(&AttachOptions, &tokio::runtime::Handle) -> Result<Setup, BenchError>;
 
 /// A peer ready to attach, with what must live as long as it does.
 struct Setup {
@@ -239,7 +242,7 @@ where
     })
 }
 
-/// One row per peer, mode and operation, with its ratio to the floor and, for
+/// Builds one row per peer, mode and operation, with its ratio to the floor and, for
 /// cloison's rows, to the CNI bridge and netavark.
 fn rows(measured: &[Measured]) -> Vec<Row> {
     let p50 = |peer: &str, mode: &str, pick: fn(&Measured) -> Summary| {

@@ -92,7 +92,7 @@ async fn create_topology(client: &Arc<Client>, scale: Scale) -> Result<(), Bench
     Ok(())
 }
 
-/// The /22 of bulk network `index`, from 10.64.0.0 upwards.
+/// Returns the /22 of bulk network `index`, from 10.64.0.0 upwards.
 fn bulk_subnet(index: usize) -> String {
     format!("10.{}.{}.0/22", 64 + index / 64, (index % 64) * 4)
 }
