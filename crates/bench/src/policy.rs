@@ -48,8 +48,8 @@ pub(crate) fn policy(prefix: &str, rule_counts: &[usize], changes: usize, notes:
     Ok(rows(&measured))
 }
 
-/// Rule count from which only [`LARGE_CHANGES`] changes are timed, because each
-/// change then takes minutes.
+/// Rule count from which only [`LARGE_CHANGES`] changes are timed, because one change
+/// through `nft -f` already took 13 s with 10,000 rules on a 2-CPU machine.
 const LARGE_RULES: usize = 100_000;
 const LARGE_CHANGES: usize = 2;
 
