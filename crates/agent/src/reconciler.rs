@@ -133,18 +133,19 @@ impl Reconciler {
         result
     }
 
-    /// Compares the kernel with what was applied and repairs what went missing
-    /// (a device deleted by hand, an endpoint whose attach failed earlier).
+    /// Compares the kernel with what was applied and repairs what went missing or
+    /// changed (a device deleted by hand, an emptied nftables set or chain, an
+    /// endpoint whose attach failed earlier).
     pub async fn repair(&self) -> Result<(), AgentError> {
-        let expected = {
+        let (expected, generation) = {
             let inner = self.inner.lock().await;
             if !inner.synced {
                 return Ok(());
             }
             Self::policy_expectations(&inner)
         };
-        // Attaches go on while the tables are listed.
-        let missing = self.find_missing_tables(expected).await;
+        // Attaches go on while the tables are counted.
+        let findings = self.inspect_tables(expected).await;
         match self.dataplane.open_foreign_forward_chains().await {
             Ok(changed) if !changed.is_empty() => tracing::info!(?changed, "inserted accepts for cloison's interfaces into other tables' forward chains whose policy is drop"),
             Ok(_) => {}
@@ -152,7 +153,7 @@ impl Reconciler {
         }
         let mut inner = self.inner.lock().await;
         let result = self.repair_locked(&mut inner).await;
-        self.restore_policy(&mut inner, missing).await;
+        self.restore_policy(&mut inner, findings, generation).await;
         result
     }
 }

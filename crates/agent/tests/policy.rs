@@ -156,3 +156,52 @@ async fn flushed_ruleset_is_restored_by_repair() {
     let router = PathBuf::from("/run/cloison-test/netns/router-t1");
     assert_eq!(fake.nftables_scripts(Some(&router)).len(), 1, "the router table is applied again");
 }
+
+#[tokio::test]
+async fn emptied_set_is_replaced_by_repair() {
+    let (fake, reconciler) = synced().await;
+    fake.take_log();
+    reconciler.repair().await.expect("repair");
+    assert!(fake.nftables_scripts(None).is_empty(), "unchanged tables are left alone");
+
+    fake.empty_nftables_set(None, "bridge cloison", "ports");
+    reconciler.repair().await.expect("repair");
+    let scripts = fake.nftables_scripts(None);
+    assert_eq!(scripts.len(), 1, "the host tables are replaced");
+    assert!(scripts[0].contains("delete table bridge cloison"), "a full replacement: {}", scripts[0]);
+    let router = PathBuf::from("/run/cloison-test/netns/router-t1");
+    assert!(fake.nftables_scripts(Some(&router)).is_empty(), "the router's table did not drift");
+
+    fake.take_log();
+    reconciler.repair().await.expect("repair");
+    assert!(fake.nftables_scripts(None).is_empty(), "the replacement's counts become the expected ones");
+}
+
+#[tokio::test]
+async fn element_update_keeps_repair_quiet() {
+    let (fake, reconciler) = synced().await;
+    let rule = Rule { direction: Direction::Ingress, protocol: Protocol::Tcp, ports: Some((80, 80)), peer: Peer::Any };
+    reconciler.apply_event(WatchEvent::Put { revision: 2, object: WatchObject::Group(group(vec![rule])) }).await;
+    reconciler.apply_event(WatchEvent::Put { revision: 3, object: WatchObject::Endpoint(endpoint("e2", 3)) }).await;
+    fake.take_log();
+
+    for _ in 0..2 {
+        reconciler.repair().await.expect("repair");
+    }
+
+    assert!(fake.nftables_scripts(None).is_empty(), "element updates are counted, not taken for drift");
+}
+
+#[tokio::test]
+async fn emptied_set_after_element_update_is_replaced() {
+    let (fake, reconciler) = synced().await;
+    let rule = Rule { direction: Direction::Ingress, protocol: Protocol::Tcp, ports: Some((80, 80)), peer: Peer::Any };
+    reconciler.apply_event(WatchEvent::Put { revision: 2, object: WatchObject::Group(group(vec![rule])) }).await;
+    reconciler.repair().await.expect("repair");
+    fake.take_log();
+
+    fake.empty_nftables_set(None, "inet cloison", "allow4_ports");
+    reconciler.repair().await.expect("repair");
+
+    assert_eq!(fake.nftables_scripts(None).len(), 1, "the host tables are replaced");
+}

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::{
-    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, NftElementsPlan, NftablesPlan,
+    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, NftCounts, NftElementsPlan, NftablesPlan,
     OwnedEndpoint, OwnedNetwork, RemoteEndpointPlan, RouterPlan,
 };
 
@@ -39,6 +39,10 @@ struct FakeKernel {
     remote: BTreeSet<RemoteEndpointPlan>,
     /// Tables present per namespace (`None` is the host), as `family name`.
     nftables: BTreeMap<Option<PathBuf>, Vec<String>>,
+    /// Set element counts changed since the last full apply, per namespace, keyed
+    /// like [`NftCounts`]: element updates count from 0 and emptied sets are 0. A
+    /// full apply clears them.
+    nftables_drift: BTreeMap<Option<PathBuf>, NftCounts>,
     log: Vec<Recorded>,
 }
 
@@ -111,6 +115,14 @@ impl FakeDataplane {
     /// Drops every nftables table, like `nft flush ruleset` in every namespace.
     pub fn flush_nftables(&self) {
         self.lock().nftables.clear();
+    }
+
+    /// Empties one set of a table, like `nft flush set FAMILY TABLE SET` in the
+    /// host (`None`) or a router namespace; `table` is `family name`.
+    pub fn empty_nftables_set(&self, namespace: Option<&std::path::Path>, table: &str, set: &str) {
+        let mut k = self.lock();
+        let drift = k.nftables_drift.entry(namespace.map(PathBuf::from)).or_default();
+        drift.insert(format!("{table} set {set}"), 0);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeKernel> {
@@ -225,6 +237,10 @@ impl Dataplane for FakeDataplane {
         let mut k = self.lock();
         k.log.push(Recorded::ApplyNftables(plan.clone()));
         k.nftables.insert(plan.namespace.clone(), plan.tables.clone());
+        // A forwarding-only plan has an empty script and replaces nothing.
+        if !plan.script.trim().is_empty() {
+            k.nftables_drift.remove(&plan.namespace);
+        }
         Ok(())
     }
 
@@ -241,13 +257,35 @@ impl Dataplane for FakeDataplane {
             .find(|table| !tables.contains(table));
         match missing {
             Some(table) => Err(DataplaneError::Sys { op: format!("change elements of table {table}"), source: nix::errno::Errno::ENOENT }),
-            None => Ok(()),
+            None => {
+                let drift = k.nftables_drift.entry(plan.namespace.clone()).or_default();
+                for change in &plan.changes {
+                    let count = drift.entry(format!("{} {} set {}", change.family.name(), change.table, change.set)).or_default();
+                    *count = if change.delete { count.saturating_sub(change.elements.len()) } else { *count + change.elements.len() };
+                }
+                Ok(())
+            }
         }
     }
 
     async fn list_nftables(&self, namespace: Option<&std::path::Path>) -> Result<Vec<String>, DataplaneError> {
         let k = self.lock();
         Ok(k.nftables.get(&namespace.map(PathBuf::from)).cloned().unwrap_or_default())
+    }
+
+    /// Counts each table present as 1, and the sets changed by element updates or
+    /// emptied with [`FakeDataplane::empty_nftables_set`] since the last full apply.
+    async fn nftables_counts(&self, namespace: Option<&std::path::Path>, tables: &[String]) -> Result<NftCounts, DataplaneError> {
+        let k = self.lock();
+        let key = namespace.map(PathBuf::from);
+        let present = k.nftables.get(&key).cloned().unwrap_or_default();
+        let mut counts: NftCounts = tables.iter().filter(|t| present.contains(t)).map(|t| (t.clone(), 1)).collect();
+        for (object, count) in k.nftables_drift.get(&key).into_iter().flatten() {
+            if counts.keys().any(|table| object.starts_with(&format!("{table} "))) {
+                counts.insert(object.clone(), *count);
+            }
+        }
+        Ok(counts)
     }
 
     async fn remove_udp_conntrack(&self, namespace: Option<&std::path::Path>, ports: &[u16]) -> Result<usize, DataplaneError> {

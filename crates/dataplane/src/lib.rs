@@ -26,6 +26,11 @@ pub use plan::{
 
 use async_trait::async_trait;
 
+/// Object counts of nftables tables, keyed `family table`, `family table set NAME`
+/// (elements of a set or map) and `family table chain NAME` (rules). A table's own
+/// key counts 1, so a deleted table changes the counts too.
+pub type NftCounts = std::collections::BTreeMap<String, usize>;
+
 /// Kernel operations the agent needs, one desired object at a time.
 #[async_trait]
 pub trait Dataplane: Send + Sync + std::fmt::Debug {
@@ -71,6 +76,10 @@ pub trait Dataplane: Send + Sync + std::fmt::Debug {
     /// Lists the nftables tables (`family name`) of the host (`None`) or of a router
     /// namespace, so the agent notices a flushed ruleset.
     async fn list_nftables(&self, namespace: Option<&std::path::Path>) -> Result<Vec<String>, DataplaneError>;
+    /// Counts, as the kernel reports them, the elements of every set and map and
+    /// the rules of every chain of `tables` (each `family name`) in the host
+    /// (`None`) or a router namespace. A table that is absent has no entries.
+    async fn nftables_counts(&self, namespace: Option<&std::path::Path>, tables: &[String]) -> Result<NftCounts, DataplaneError>;
     /// Removes the IPv4 UDP conntrack entries whose original destination port is one
     /// of `ports`, in the host (`None`) or a router namespace, so that running flows
     /// meet the current NAT rules with their next datagram. Returns how many went.

@@ -142,6 +142,10 @@ impl Dataplane for NetlinkDataplane {
         nftables::list(namespace.or(self.host_netns.as_deref())).await
     }
 
+    async fn nftables_counts(&self, namespace: Option<&std::path::Path>, tables: &[String]) -> Result<crate::NftCounts, DataplaneError> {
+        nftables::counts(namespace.or(self.host_netns.as_deref()), tables).await
+    }
+
     async fn remove_udp_conntrack(&self, namespace: Option<&std::path::Path>, ports: &[u16]) -> Result<usize, DataplaneError> {
         conntrack::remove_udp(namespace.or(self.host_netns.as_deref()), ports.to_vec()).await
     }

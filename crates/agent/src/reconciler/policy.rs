@@ -1,11 +1,12 @@
 //! The security policy on this host: nftables rulesets generated from the desired
-//! state after every change, and restored when someone flushes them.
+//! state after every change, and replaced when someone deletes them or empties a
+//! set or chain in them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use cloison_dataplane::{DataplaneError, NftElementsPlan, NftablesPlan, TransitPlan};
+use cloison_dataplane::{DataplaneError, NftCounts, NftElementsPlan, NftSetChange, NftablesPlan, TransitPlan};
 use cloison_model::{Endpoint, Publication, PublishProtocol};
 use cloison_policy::{element_changes, generate, transition_script, PolicyInput, RouterRuleset, Table};
 use tracing::{debug, info, warn};
@@ -21,6 +22,77 @@ pub(super) struct AppliedPolicy {
     routers: BTreeMap<String, (PathBuf, RouterRuleset)>,
     /// Target of every UDP publication of this host, `None` until the first sync.
     udp_targets: Option<UdpTargets>,
+    /// Object counts of the applied tables per namespace (`None` is the host), as
+    /// the kernel reported them after the last change, `None` after a failed read.
+    counts: BTreeMap<Option<PathBuf>, Option<Baseline>>,
+    /// Incremented by every apply, so the repair pass can tell whether counts it
+    /// read without the lock still describe what was applied.
+    generation: u64,
+}
+
+/// The object counts expected in one namespace.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Baseline {
+    counts: NftCounts,
+    /// Interval sets changed over netlink since the counts were read. The kernel
+    /// may store their elements differently from the changes sent, so they are not
+    /// compared until the repair pass reads the counts again.
+    // NOTE: such a set emptied before that read goes unnoticed, because the read
+    // becomes its expected count.
+    uncounted: BTreeSet<String>,
+}
+
+impl Baseline {
+    /// Compares the counted objects with `current`. Returns the objects that
+    /// differ, or `None` when they match.
+    fn drift(&self, current: &NftCounts) -> Option<String> {
+        let keys: BTreeSet<&String> = self.counts.keys().chain(current.keys()).filter(|key| !self.uncounted.contains(*key)).collect();
+        let differing: Vec<String> = keys
+            .into_iter()
+            .filter(|key| self.counts.get(*key) != current.get(*key))
+            .map(|key| format!("{key} {}→{}", count_text(self.counts.get(key)), count_text(current.get(key))))
+            .collect();
+        (!differing.is_empty()).then(|| differing.into_iter().take(5).collect::<Vec<_>>().join(", "))
+    }
+
+    /// Updates the counts for element changes sent over netlink.
+    fn apply_changes(&mut self, changes: &[NftSetChange]) {
+        for change in changes {
+            let key = format!("{} {} set {}", change.family.name(), change.table, change.set);
+            if change.elements.iter().any(|e| e.key_end.is_some()) {
+                self.uncounted.insert(key);
+                continue;
+            }
+            let count = self.counts.entry(key).or_default();
+            *count = if change.delete {
+                count.saturating_sub(change.elements.len())
+            } else {
+                *count + change.elements.len()
+            };
+        }
+    }
+}
+
+fn count_text(count: Option<&usize>) -> String {
+    count.map_or_else(|| "absent".to_string(), usize::to_string)
+}
+
+/// What the repair pass checks in one namespace: the router's tenant (`None` for
+/// the host), the namespace, the tables applied there and their expected counts.
+pub(super) struct Expectation {
+    tenant: Option<String>,
+    namespace: Option<PathBuf>,
+    tables: Vec<String>,
+    baseline: Option<Baseline>,
+}
+
+/// The repair pass's finding in one namespace.
+pub(super) enum Finding {
+    /// Tables are missing (`tables_missing`) or their objects differ from what
+    /// was applied.
+    Drifted { tenant: Option<String>, tables_missing: bool, reason: String },
+    /// Some or all counts were unknown; these become the expected ones.
+    Counted { namespace: Option<PathBuf>, counts: NftCounts },
 }
 
 /// UDP publications of a host by (host address, host port), each with its target:
@@ -74,12 +146,15 @@ impl Reconciler {
             // Transit links carry egress and publications through the host, which
             // must forward them; the host's forwarding is left alone without one.
             let forwarding = (!transits.is_empty()).then_some(true);
-            let applied = self.apply_tables(None, &wanted.host, inner.policy.host.as_deref(), forwarding).await;
+            inner.policy.generation += 1;
+            let counts = &mut inner.policy.counts;
+            let applied = self.apply_tables(None, &wanted.host, inner.policy.host.as_deref(), forwarding, counts).await;
             inner.policy.host = applied.then_some(wanted.host);
         }
         let routers: Vec<(String, PathBuf)> =
             inner.applied.routers.iter().map(|(tenant, plan)| (tenant.clone(), plan.netns_path.clone())).collect();
         inner.policy.routers.retain(|tenant, _| routers.iter().any(|(t, _)| t == tenant));
+        inner.policy.counts.retain(|namespace, _| namespace.is_none() || routers.iter().any(|(_, p)| Some(p) == namespace.as_ref()));
         for (tenant, path) in routers {
             let Some(ruleset) = wanted.routers.get(&tenant) else { continue };
             let previous = inner.policy.routers.get(&tenant).filter(|(p, _)| *p == path).map(|(_, r)| r);
@@ -89,7 +164,9 @@ impl Reconciler {
             let forwarding = (previous.map(|r| r.forwarding) != Some(ruleset.forwarding)).then_some(ruleset.forwarding);
             let old = previous.map(|r| std::slice::from_ref(&r.table));
             let tables = std::slice::from_ref(&ruleset.table);
-            if self.apply_tables(Some(path.clone()), tables, old, forwarding).await {
+            inner.policy.generation += 1;
+            let counts = &mut inner.policy.counts;
+            if self.apply_tables(Some(path.clone()), tables, old, forwarding, counts).await {
                 inner.policy.routers.insert(tenant, (path, ruleset.clone()));
             } else {
                 inner.policy.routers.remove(&tenant);
@@ -122,13 +199,15 @@ impl Reconciler {
     }
 
     /// Applies `wanted` in one namespace, as an update of `previous` when possible.
-    /// An update the kernel rejects is retried once as a full replacement.
+    /// An update the kernel rejects is retried once as a full replacement. Records
+    /// in `counts` the namespace's object counts after the change.
     async fn apply_tables(
         &self,
         namespace: Option<PathBuf>,
         wanted: &[Table],
         previous: Option<&[Table]>,
         forwarding: Option<bool>,
+        counts: &mut BTreeMap<Option<PathBuf>, Option<Baseline>>,
     ) -> bool {
         let tables: Vec<String> = wanted.iter().map(|t| format!("{} {}", t.family, t.name)).collect();
         let mut previous = previous;
@@ -136,7 +215,12 @@ impl Reconciler {
             let elements = NftElementsPlan { namespace: namespace.clone(), changes };
             let forwarding = NftablesPlan { namespace: namespace.clone(), script: String::new(), tables: tables.clone(), forwarding };
             match self.apply_elements(&elements, &forwarding).await {
-                Ok(()) => return true,
+                Ok(()) => {
+                    if let Some(Some(baseline)) = counts.get_mut(&namespace) {
+                        baseline.apply_changes(&elements.changes);
+                    }
+                    return true;
+                }
                 Err(error) => debug!(namespace = ?namespace, %error, "nftables element update failed; replacing the tables"),
             }
             // The same elements in an `nft` script would fail the same way.
@@ -151,10 +235,14 @@ impl Reconciler {
         match result {
             Ok(()) => {
                 debug!(namespace = ?plan.namespace, "nftables ruleset applied");
+                let read = self.dataplane.nftables_counts(plan.namespace.as_deref(), &plan.tables).await;
+                let read = read.inspect_err(|error| warn!(namespace = ?plan.namespace, %error, "counting nftables objects after an apply failed; counting again at the next repair"));
+                counts.insert(plan.namespace, read.ok().map(|counts| Baseline { counts, uncounted: BTreeSet::new() }));
                 true
             }
             Err(error) => {
                 warn!(namespace = ?plan.namespace, %error, "nftables ruleset failed; retrying at the next repair");
+                counts.remove(&plan.namespace);
                 false
             }
         }
@@ -172,60 +260,84 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Lists, per namespace, the tables the agent applied there: `None` names the
-    /// host namespace, `Some(tenant)` a router. The check runs without the
-    /// reconciler's lock, because listing tables starts an `nft` process per namespace.
-    pub(super) fn policy_expectations(inner: &Inner) -> Vec<(Option<String>, Option<PathBuf>, Vec<Table>)> {
+    /// Lists, per namespace, the tables the agent applied there and their expected
+    /// counts, with the current apply generation. The check runs without the
+    /// reconciler's lock, because counting starts an `nft` process per namespace.
+    pub(super) fn policy_expectations(inner: &Inner) -> (Vec<Expectation>, u64) {
+        let names = |tables: &[Table]| tables.iter().map(|t| format!("{} {}", t.family, t.name)).collect::<Vec<_>>();
+        let baseline = |namespace: &Option<PathBuf>| inner.policy.counts.get(namespace).cloned().flatten();
         let mut expected = Vec::new();
         if let Some(host) = &inner.policy.host {
-            expected.push((None, None, host.clone()));
+            expected.push(Expectation { tenant: None, namespace: None, tables: names(host), baseline: baseline(&None) });
         }
         for (tenant, (path, ruleset)) in &inner.policy.routers {
-            expected.push((Some(tenant.clone()), Some(path.clone()), vec![ruleset.table.clone()]));
+            let namespace = Some(path.clone());
+            let tables = names(std::slice::from_ref(&ruleset.table));
+            expected.push(Expectation { tenant: Some(tenant.clone()), baseline: baseline(&namespace), namespace, tables });
         }
-        expected
+        (expected, inner.policy.generation)
     }
 
-    /// Returns the namespaces among `expected` whose tables are gone (`nft flush
-    /// ruleset`, a firewall reload).
-    pub(super) async fn find_missing_tables(
-        &self,
-        expected: Vec<(Option<String>, Option<PathBuf>, Vec<Table>)>,
-    ) -> Vec<Option<String>> {
-        let mut missing = Vec::new();
-        for (tenant, namespace, tables) in expected {
-            if !self.tables_present(namespace, &tables).await {
-                missing.push(tenant);
-            }
+    /// Compares each namespace of `expected` with the kernel: tables gone (`nft
+    /// flush ruleset`, a firewall reload) or objects whose counts changed (`nft
+    /// flush set`, `nft flush chain`, a deleted element or rule) are drift.
+    // NOTE: a change that keeps every count, such as one element replaced by
+    // another, goes unnoticed.
+    pub(super) async fn inspect_tables(&self, expected: Vec<Expectation>) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for expectation in expected {
+            let current = match self.dataplane.nftables_counts(expectation.namespace.as_deref(), &expectation.tables).await {
+                Ok(current) => current,
+                Err(error) => {
+                    warn!(namespace = ?expectation.namespace, %error, "counting nftables objects failed");
+                    continue;
+                }
+            };
+            let missing: Vec<&String> = expectation.tables.iter().filter(|t| !current.contains_key(*t)).collect();
+            let finding = if !missing.is_empty() {
+                let reason = format!("tables missing: {}", missing.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "));
+                Finding::Drifted { tenant: expectation.tenant, tables_missing: true, reason }
+            } else {
+                match expectation.baseline.as_ref().map(|baseline| (baseline.drift(&current), baseline.uncounted.is_empty())) {
+                    Some((Some(reason), _)) => Finding::Drifted { tenant: expectation.tenant, tables_missing: false, reason },
+                    Some((None, true)) => continue,
+                    Some((None, false)) | None => Finding::Counted { namespace: expectation.namespace, counts: current },
+                }
+            };
+            findings.push(finding);
         }
-        missing
+        findings
     }
 
-    /// Forgets the rulesets of the namespaces found without their tables, then
-    /// applies them again.
-    pub(super) async fn restore_policy(&self, inner: &mut Inner, missing: Vec<Option<String>>) {
-        for namespace in missing {
-            match namespace {
-                None => {
-                    warn!("cloison's nftables tables are missing from the host namespace; restoring them");
-                    inner.policy.host = None;
+    /// Replaces the tables of the namespaces found drifted, and records the counts
+    /// read where none were known. Findings from counts read before an apply that
+    /// ran since (`generation` differs) are dropped, because the apply changed the
+    /// counts; missing tables are restored regardless.
+    pub(super) async fn restore_policy(&self, inner: &mut Inner, findings: Vec<Finding>, generation: u64) {
+        let current = inner.policy.generation == generation;
+        for finding in findings {
+            match finding {
+                Finding::Drifted { tenant, tables_missing, reason } => {
+                    if !current && !tables_missing {
+                        continue;
+                    }
+                    match tenant {
+                        None => {
+                            warn!(%reason, "cloison's nftables tables in the host namespace differ from what was applied; replacing them");
+                            inner.policy.host = None;
+                        }
+                        Some(tenant) => {
+                            info!(tenant.name = %tenant, %reason, "router nftables table differs from what was applied; replacing it");
+                            inner.policy.routers.remove(&tenant);
+                        }
+                    }
                 }
-                Some(tenant) => {
-                    info!(tenant.name = %tenant, "router nftables table missing; restoring it");
-                    inner.policy.routers.remove(&tenant);
+                Finding::Counted { namespace, counts } if current => {
+                    inner.policy.counts.insert(namespace, Some(Baseline { counts, uncounted: BTreeSet::new() }));
                 }
+                Finding::Counted { .. } => {}
             }
         }
         self.sync_policy(inner).await;
-    }
-
-    async fn tables_present(&self, namespace: Option<PathBuf>, tables: &[Table]) -> bool {
-        match self.dataplane.list_nftables(namespace.as_deref()).await {
-            Ok(present) => tables.iter().all(|t| present.contains(&format!("{} {}", t.family, t.name))),
-            Err(error) => {
-                warn!(namespace = ?namespace, %error, "listing nftables tables failed");
-                true
-            }
-        }
     }
 }

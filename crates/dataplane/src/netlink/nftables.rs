@@ -3,13 +3,15 @@
 //! Only full table replacements come here (agent start, repair after a flush, rule
 //! changes). Each one spawns an `nft` process per namespace it touches. Changes of
 //! set elements only, such as an attach, go over netlink in `nft_elements`.
+//! The repair pass also counts the objects of cloison's tables here, with one
+//! `nft -j list ruleset` per namespace.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::namespace;
-use crate::{DataplaneError, NftablesPlan};
+use crate::{DataplaneError, NftCounts, NftablesPlan};
 
 /// Applies a plan's script in its namespace, then sets IP forwarding when asked.
 /// `host_netns` is the namespace playing the host, `None` for the process's own.
@@ -39,6 +41,54 @@ pub(super) async fn list(namespace: Option<&Path>) -> Result<Vec<String>, Datapl
         .filter_map(|line| line.strip_prefix("table "))
         .map(|table| table.trim().to_string())
         .collect())
+}
+
+/// Counts the elements of each set and map and the rules of each chain of
+/// `tables` (`family name`) with one `nft -j list ruleset`.
+// NOTE: the JSON output carries every element, so its size grows with the
+// endpoints, although the number of processes per call stays one.
+pub(super) async fn counts(namespace: Option<&Path>, tables: &[String]) -> Result<NftCounts, DataplaneError> {
+    let target = namespace.map(Path::to_path_buf);
+    let where_ = namespace.map_or_else(|| "the host namespace".to_string(), |p| p.display().to_string());
+    let output = tokio::task::spawn_blocking(move || run_nft(target.as_deref(), &["-j", "list", "ruleset"], None))
+        .await
+        .map_err(|e| DataplaneError::Io { op: "run nft".into(), source: std::io::Error::other(e) })??;
+    count_objects(&output, tables).map_err(|message| DataplaneError::Nft { namespace: where_, message })
+}
+
+/// Counts the objects of `tables` in the output of `nft -j list ruleset`.
+fn count_objects(json: &str, tables: &[String]) -> Result<NftCounts, String> {
+    let document: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("invalid JSON from `nft -j list ruleset`: {e}"))?;
+    let objects = document
+        .get("nftables")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| "the output of `nft -j list ruleset` has no `nftables` array".to_string())?;
+    let text = |object: &serde_json::Value, field: &str| object.get(field).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+    let mut counts = NftCounts::new();
+    for entry in objects {
+        let Some((kind, object)) = entry.as_object().and_then(|o| o.iter().next()) else { continue };
+        let table = match kind.as_str() {
+            "table" => format!("{} {}", text(object, "family"), text(object, "name")),
+            _ => format!("{} {}", text(object, "family"), text(object, "table")),
+        };
+        if !tables.contains(&table) {
+            continue;
+        }
+        match kind.as_str() {
+            "table" => *counts.entry(table).or_default() += 1,
+            // An empty set has no `elem` field.
+            "set" | "map" => {
+                let elements = object.get("elem").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+                counts.insert(format!("{table} set {}", text(object, "name")), elements);
+            }
+            "chain" => {
+                counts.entry(format!("{table} chain {}", text(object, "name"))).or_default();
+            }
+            "rule" => *counts.entry(format!("{table} chain {}", text(object, "chain"))).or_default() += 1,
+            _ => {}
+        }
+    }
+    Ok(counts)
 }
 
 /// Runs `nft ARGS`, inside `namespace` through `nsenter --net` when one is given,
@@ -82,4 +132,47 @@ async fn set_forwarding(namespace: Option<&Path>, on: bool) -> Result<(), Datapl
         None => write(),
     };
     result.map_err(|source| DataplaneError::Io { op: "set IP forwarding".into(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_cover_only_listed_tables() {
+        let json = r#"{"nftables": [
+            {"metainfo": {"version": "1.0.9"}},
+            {"table": {"family": "bridge", "name": "cloison", "handle": 1}},
+            {"set": {"family": "bridge", "table": "cloison", "name": "ports", "elem": ["a", "b"]}},
+            {"set": {"family": "bridge", "table": "cloison", "name": "empty"}},
+            {"map": {"family": "bridge", "table": "cloison", "name": "verdicts", "elem": [["a", "accept"]]}},
+            {"chain": {"family": "bridge", "table": "cloison", "name": "forward"}},
+            {"chain": {"family": "bridge", "table": "cloison", "name": "idle"}},
+            {"rule": {"family": "bridge", "table": "cloison", "chain": "forward", "expr": []}},
+            {"rule": {"family": "bridge", "table": "cloison", "chain": "forward", "expr": []}},
+            {"table": {"family": "inet", "name": "other", "handle": 2}},
+            {"rule": {"family": "inet", "table": "other", "chain": "input", "expr": []}}
+        ]}"#;
+
+        let counts = count_objects(json, &["bridge cloison".to_string()]).expect("counts");
+
+        let expected: NftCounts = [
+            ("bridge cloison", 1),
+            ("bridge cloison set ports", 2),
+            ("bridge cloison set empty", 0),
+            ("bridge cloison set verdicts", 1),
+            ("bridge cloison chain forward", 2),
+            ("bridge cloison chain idle", 0),
+        ]
+        .into_iter()
+        .map(|(key, count)| (key.to_string(), count))
+        .collect();
+        assert_eq!(counts, expected);
+    }
+
+    #[test]
+    fn counts_reject_invalid_output() {
+        assert!(count_objects("not json", &[]).is_err());
+        assert!(count_objects("{}", &[]).is_err());
+    }
 }
