@@ -145,7 +145,7 @@ async fn network_of(app: &AppState, endpoint: &Endpoint) -> Result<Network, Agen
         });
     }
     // First endpoint of this network here: learn its peers now, so they are
-    // programmed before the new container asks for their MACs.
+    // programmed before the new container sends ARP requests for their MACs.
     match app.control.list_network_endpoints(&endpoint.tenant, &endpoint.network).await {
         Ok(peers) => app.reconciler.preload_endpoints(&network.id, peers).await,
         Err(e) => warn!(net.vni = network.vni, error = %e, "cannot list the network's endpoints; peers arrive with the watch"),

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use cloison_model::{Endpoint, Host, Network, Publication, SecurityGroup, WatchEvent, WatchObject};
 
-/// What the controller wants on this host, as carried by the host's watch stream.
+/// Desired state of this host, as carried by the host's watch stream.
 #[derive(Debug, Clone, Default)]
 pub struct DesiredState {
     /// Revision of the last event applied; a resumed watch starts after it.
@@ -16,7 +16,7 @@ pub struct DesiredState {
     pub publications: BTreeMap<String, Publication>,
 }
 
-/// What one watch event changed, so the reconciler can touch only that.
+/// Part of the desired state one watch event changed, so the reconciler touches only that.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delta {
     /// Everything may have changed: reconcile every network against the kernel.

@@ -14,7 +14,7 @@ use crate::{ControlPlane, Reconciler};
 /// Timing of the agent's loops.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
-    /// Longest pause between reconnection attempts.
+    /// Maximum pause between reconnection attempts.
     pub max_backoff: Duration,
     /// Interval between registration refreshes (heartbeats).
     pub heartbeat: Duration,
@@ -39,9 +39,9 @@ impl Default for WatchOptions {
 }
 
 /// Registers the host, then follows its watch until `cancel` fires. While the
-/// controller is unreachable the kernel is left as it is, so traffic keeps flowing;
-/// the watch resumes after the last revision applied, or from a snapshot when the
-/// controller no longer holds that history.
+/// controller is unreachable the kernel is left as it is, so traffic keeps flowing.
+/// The watch resumes after the last revision applied, or from a snapshot when the
+/// controller no longer keeps that history.
 pub async fn follow_watch(
     control: Arc<dyn ControlPlane>,
     reconciler: Arc<Reconciler>,

@@ -139,7 +139,7 @@ pub(crate) struct AgentArgs {
     pub(crate) docker: crate::docker_driver::DockerArgs,
 }
 
-/// How this host presents itself to the others.
+/// Identity and underlay settings this host registers with the controller.
 #[derive(Debug, Args)]
 pub(crate) struct HostArgs {
     /// Name of this host (default: the system host name).

@@ -1,7 +1,7 @@
 use crate::{CniError, ErrorCode};
 
 /// A CNI specification version this plugin reads configurations of and writes
-/// results in. Ordered, so `>=` tells which verbs a version has.
+/// results in. Ordered, so `>=` shows which verbs a version has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SpecVersion {
     V0_3_1,
@@ -19,7 +19,7 @@ pub const SUPPORTED: [SpecVersion; 4] = [
 ];
 
 impl SpecVersion {
-    /// Parses a `cniVersion`; an unknown one is error code 1, as the specification asks.
+    /// Parses a `cniVersion`; an unknown one is error code 1, as the specification requires.
     pub fn parse(text: &str) -> Result<Self, CniError> {
         SUPPORTED
             .into_iter()

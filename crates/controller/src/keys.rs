@@ -17,10 +17,10 @@
 //! | `/guards/tenant/<tenant>` | empty; rewritten by every network create and delete and every security group create |
 //! | `/guards/network/<network-id>` | empty; rewritten by every endpoint create and delete |
 //!
-//! The store has no "this prefix is empty" comparison, so a delete that must not race
+//! The store has no "this prefix is empty" comparison. A delete that must not race
 //! with a create below it (a tenant with a new network, a network with a new endpoint)
-//! compares the guard key's revision instead: the create rewrites the guard, and the
-//! delete's transaction fails and re-reads.
+//! therefore compares the guard key's revision instead. The create rewrites the guard,
+//! so the delete's transaction fails and re-reads.
 //!
 //! Names are path segments: [`cloison_model::validate_name`] allows only `[a-z0-9-]`,
 //! so a name never contains `/`.
@@ -80,7 +80,7 @@ pub(crate) fn host_ports_of(publication: &Publication) -> String {
     format!("/alloc/port/{}/{}/{}/", publication.host, publication.protocol, publication.host_port)
 }
 
-/// Allocation key of a publication's host port. An IPv6 address holds `:`, never `/`.
+/// Allocation key of a publication's host port. An IPv6 address contains `:`, never `/`.
 pub(crate) fn host_port(publication: &Publication) -> String {
     let address = publication.host_ip.map_or_else(|| ANY_ADDRESS.to_string(), |ip| ip.to_string());
     format!("{}{address}", host_ports_of(publication))

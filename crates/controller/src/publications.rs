@@ -15,8 +15,8 @@ impl Controller {
     /// Publishes a port of an existing endpoint on the endpoint's host.
     ///
     /// Limitation: an unbound and a bound publication of the same port are checked
-    /// against each other by a read before the transaction, so two such requests at
-    /// the same moment can both succeed; the bound one then wins for its address.
+    /// against each other by a read before the transaction. Two such requests at the
+    /// same moment can therefore both succeed, and the bound one then wins for its address.
     pub async fn publish(&self, tenant: &str, spec: PublicationSpec) -> Result<Publication, ControllerError> {
         spec.validate()?;
         let endpoint_key = keys::endpoint(tenant, &spec.endpoint);

@@ -17,7 +17,7 @@ pub struct RouterPlan {
 /// The transit veth pair of a tenant's router: `host_ifname` in the host namespace
 /// with `host_ipv4`, `router_ifname` in the router namespace with `router_ipv4`, both
 /// in one /31 of the link-local pool. The router's default route points at the host
-/// end; the host reaches the router end only through the /31's connected route, so
+/// end. The host reaches the router end only through the /31's connected route, so
 /// overlapping tenant subnets never appear in the host's routing table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransitPlan {
@@ -55,7 +55,7 @@ pub struct NetworkPlan {
     pub local_vtep: IpAddr,
     pub vxlan_port: u16,
     /// VTEPs that receive broadcast and unknown unicast (all-zero FDB entries).
-    /// Empty unless the network asks for flooding.
+    /// Empty unless the network has flooding on.
     pub flood_vteps: Vec<IpAddr>,
     pub gateway: GatewayPlan,
 }
@@ -138,7 +138,7 @@ pub struct NftablesPlan {
     pub namespace: Option<PathBuf>,
     /// The `nft -f` script: table replacements or element commands.
     pub script: String,
-    /// Tables (`family name`) the namespace holds once the script is applied.
+    /// Tables (`family name`) the namespace contains once the script is applied.
     pub tables: Vec<String>,
     /// IP forwarding for IPv4 and IPv6 in the namespace, or `None` to leave it.
     pub forwarding: Option<bool>,

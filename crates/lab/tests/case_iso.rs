@@ -125,7 +125,7 @@ fn forged_sources_are_dropped() {
 }
 
 /// Returns the TTL of the member of `from`'s own network (same network id, `from`
-/// included) that owns `address`, the only container allowed to answer a ping to it.
+/// included) that owns `address`, the only container allowed to reply to a ping to it.
 fn own_network_owner(scene: &[(Container, u8)], from: &Container, address: IpAddr) -> Option<u8> {
     scene
         .iter()
@@ -135,7 +135,7 @@ fn own_network_owner(scene: &[(Container, u8)], from: &Container, address: IpAdd
 }
 
 /// Returns a description of what went wrong when `from` pings `address`, or `None`
-/// when only the owner in `from`'s own network answered, three times.
+/// when only the owner in `from`'s own network replied, three times.
 fn pair_problem(scene: &[(Container, u8)], from: &Container, to: &Container, address: IpAddr) -> Option<String> {
     let seen = ttls(from, address);
     let expected: Vec<u8> = own_network_owner(scene, from, address).map(|ttl| vec![ttl; 3]).unwrap_or_default();
@@ -233,7 +233,7 @@ fn ipv6_multicast_stays_in_network() {
             );
         }
     }
-    // Network a does not ask for flooding, so multicast stays on h1 and only a3 answers.
+    // Network a has flooding off, so multicast stays on h1 and only a3 replies.
     let (a3, a3_ttl) = &scene[6];
     assert!(text.contains(&format!("ttl={a3_ttl} ")), "{} of a1's own network did not answer ff02::1:\n{text}", a3.endpoint.name);
 }

@@ -16,8 +16,8 @@ use cloison_lab::{Lab, WORLD_IP};
 use common::{container, host_ip, Container};
 
 /// Serves each `PROTO/PORT` argument on the address given first, replying to every
-/// TCP connection and UDP datagram with the client address the server sees.
-/// A UDP server bound to 0.0.0.0 answers from the address of its route back, so a
+/// TCP connection and UDP datagram with the client's source address as received.
+/// A UDP server bound to 0.0.0.0 replies from the address of its route back, so a
 /// server on an address other than its namespace's main one must bind to it.
 const SERVER: &str = r#"
 import socket, sys, threading

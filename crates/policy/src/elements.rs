@@ -3,10 +3,11 @@
 //!
 //! The encoding is the one `nft` 1.0.6 stores, which `tests/kernel_elements.rs`
 //! checks by listing both. A key of one field is that field's bytes. A
-//! concatenation pads each field to 4 bytes with zeros after the value. Interface names are 16 bytes (IFNAMSIZ), zero
-//! padded; IPv4 addresses 4 bytes, IPv6 16, MACs 6, protocols 1 and ports 2, all in
-//! network byte order; a raw payload field (`@th,OFFSET,LENGTH`) is LENGTH/8 bytes
-//! in network byte order; a conntrack zone is 2 bytes in host byte order. In a set
+//! concatenation pads each field to 4 bytes with zeros after the value. Interface
+//! names are 16 bytes (IFNAMSIZ), zero padded. IPv4 addresses are 4 bytes, IPv6 16,
+//! MACs 6, protocols 1 and ports 2, all in network byte order. A raw payload field
+//! (`@th,OFFSET,LENGTH`) is LENGTH/8 bytes in network byte order. A conntrack zone
+//! is 2 bytes in host byte order. In a set
 //! with `flags interval` every element carries its last key too, equal to its
 //! first key unless a field is a prefix or a range.
 

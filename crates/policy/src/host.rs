@@ -18,9 +18,10 @@ use crate::nft::{chain, ifname, Set, Table};
 use crate::resolve::{endpoint_addresses, l4proto, network_prefixes, peer_prefixes, ports};
 use crate::PolicyInput;
 
-/// Rules of the forward chain, in order: traffic to anything but a local endpoint
-/// is judged by the endpoint's own host; replies pass; the endpoint's own network
-/// and link-local traffic pass; then one lookup per address family and port kind.
+/// Rules of the forward chain, in order. Traffic to anything but a local endpoint
+/// passes, because the destination endpoint's own host filters it. Replies pass. The
+/// endpoint's own network and link-local traffic pass. Then comes one lookup per
+/// address family and port kind.
 const FORWARD: &[&str] = &[
     "meta nfproto ipv4 oifname . ip daddr != @local4 accept",
     "meta nfproto ipv6 oifname . ip6 daddr != @local6 accept",
@@ -101,9 +102,9 @@ fn skeleton() -> Table {
 
 /// Adds a network present on this host: its conntrack zone and its own prefixes.
 ///
-/// Limitation: the zone is the low 16 bits of the VNI (conntrack zones have 16
-/// bits), so two networks on one host whose VNIs differ by a multiple of 65536 share
-/// a zone; it matters only when their address pairs also coincide.
+/// Limitation: the zone is the low 16 bits of the VNI, because conntrack zones have
+/// 16 bits. Two networks on one host whose VNIs differ by a multiple of 65536 share a
+/// zone, which matters only when their address pairs also coincide.
 fn add_network(table: &mut Table, network: &Network) {
     let bridge = ifname(&names::bridge(network.vni));
     table.add("bridge_zone", format!("{bridge} : {}", network.vni & 0xffff));
@@ -133,8 +134,8 @@ fn add_ingress_rules(table: &mut Table, input: &PolicyInput<'_>, endpoint: &Endp
     }
 }
 
-/// Adds what the egress rules of any known endpoint allow towards the endpoints of
-/// this host in the same tenant; its own network is allowed anyway.
+/// Adds the flows that the egress rules of any known endpoint allow towards the
+/// endpoints of this host in the same tenant. Its own network is allowed anyway.
 fn add_egress_rules(table: &mut Table, input: &PolicyInput<'_>) {
     let local: Vec<(&Endpoint, &Network)> = input.local_endpoints().collect();
     for (source, _) in input.all_endpoints() {

@@ -1,4 +1,4 @@
-//! What the generator reads: the agent's desired state, borrowed.
+//! Input of the generator: the agent's desired state, borrowed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -90,7 +90,7 @@ impl<'a> PolicyInput<'a> {
         self.local_networks().values().map(|n| n.tenant.clone()).collect()
     }
 
-    /// Returns the network of `tenant` called `name`, when the host knows it.
+    /// Returns the network of `tenant` called `name`, when the host's desired state contains it.
     pub(crate) fn network_named(&self, tenant: &str, name: &str) -> Option<&'a Network> {
         self.networks.values().find(|n| n.tenant == tenant && n.name == name)
     }

@@ -122,8 +122,8 @@ fn reachable_addresses(input: &PolicyInput<'_>, publication: &Publication) -> Ve
     .collect()
 }
 
-/// Returns the publications of endpoints on this host whose endpoint and network
-/// the host knows, skipping a publication that names a replaced endpoint.
+/// Returns the publications of endpoints on this host whose endpoint and network are
+/// in the desired state, skipping a publication that names a replaced endpoint.
 fn local_publications<'a>(input: &PolicyInput<'a>) -> Vec<(&'a Publication, &'a Endpoint, &'a Network)> {
     input
         .publications

@@ -1,7 +1,7 @@
 //! nftables rulesets as data: tables of sets, maps and chains, rendered to the
 //! `nft -f` script syntax. A whole ruleset is one script, so `nft` applies it in one
-//! transaction; a change that only adds or deletes set elements renders as element
-//! commands, which keeps an attach from reloading every chain.
+//! transaction. A change that only adds or deletes set elements renders as element
+//! commands, so an attach does not reload every chain.
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -67,8 +67,9 @@ impl Table {
         skeleton(self) == skeleton(other)
     }
 
-    /// Renders the commands that replace the table atomically: create it if absent so
-    /// the delete cannot fail, delete it, then declare it with its whole content.
+    /// Renders the commands that replace the table: create it if absent so the delete
+    /// cannot fail, delete it, then declare it with its whole content. `nft -f` applies
+    /// the script as one transaction, which makes the replacement atomic.
     pub fn replace_script(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "table {} {}", self.family, self.name);

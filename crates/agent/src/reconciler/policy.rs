@@ -77,8 +77,8 @@ fn count_text(count: Option<&usize>) -> String {
     count.map_or_else(|| "absent".to_string(), usize::to_string)
 }
 
-/// What the repair pass checks in one namespace: the router's tenant (`None` for
-/// the host), the namespace, the tables applied there and their expected counts.
+/// Expected state of one namespace for the repair pass: the router's tenant (`None`
+/// for the host), the namespace, the tables applied there and their expected counts.
 pub(super) struct Expectation {
     tenant: Option<String>,
     namespace: Option<PathBuf>,
@@ -120,8 +120,8 @@ fn changed_udp_ports(previous: &UdpTargets, current: &UdpTargets) -> Vec<u16> {
 
 impl Reconciler {
     /// Regenerates the rulesets and applies what changed. A change of set elements
-    /// only (an attach, a new rule) is sent over nftables netlink, anything else
-    /// replaces the tables; both are one transaction per namespace.
+    /// only (an attach, a new rule) is sent over nftables netlink, and anything else
+    /// replaces the tables. Both are one transaction per namespace.
     pub(super) async fn sync_policy(&self, inner: &mut Inner) {
         let transits: BTreeMap<String, TransitPlan> = inner
             .applied

@@ -233,9 +233,9 @@ async fn configure_inside(sandbox: &Handle, peer: &Link, plan: &LocalEndpointPla
         ipv6: plan.ipv6,
     };
     interface::configure(sandbox, peer, &settings).await?;
-    interface::replace_default_route4(sandbox, peer.index, plan.gateway4).await?;
+    interface::replace_default_route(sandbox, peer.index, plan.gateway4.into()).await?;
     if let Some(gateway6) = plan.gateway6 {
-        interface::replace_default_route6(sandbox, peer.index, gateway6).await?;
+        interface::replace_default_route(sandbox, peer.index, gateway6.into()).await?;
     }
     Ok(())
 }

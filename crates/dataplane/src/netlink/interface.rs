@@ -68,17 +68,23 @@ pub(super) async fn replace_address(
         .map_err(|e| netlink(format!("ip addr replace {address}/{prefix_len} dev {index}"), e))
 }
 
-/// Points the IPv4 default route at `gateway`.
-/// Like `ip route replace default via GATEWAY dev NAME`.
-pub(super) async fn replace_default_route4(
+/// Points the default route of `gateway`'s address family at `gateway`.
+/// Like `ip [-6] route replace default via GATEWAY dev NAME`.
+pub(super) async fn replace_default_route(
     handle: &Handle,
     index: u32,
-    gateway: Ipv4Addr,
+    gateway: IpAddr,
 ) -> Result<(), DataplaneError> {
-    let route = RouteMessageBuilder::<Ipv4Addr>::new()
-        .gateway(gateway)
-        .output_interface(index)
-        .build();
+    let route = match gateway {
+        IpAddr::V4(gateway) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gateway)
+            .output_interface(index)
+            .build(),
+        IpAddr::V6(gateway) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(gateway)
+            .output_interface(index)
+            .build(),
+    };
     handle
         .route()
         .add(route)
@@ -86,24 +92,4 @@ pub(super) async fn replace_default_route4(
         .execute()
         .await
         .map_err(|e| netlink(format!("ip route replace default via {gateway}"), e))
-}
-
-/// Points the IPv6 default route at `gateway`.
-/// Like `ip -6 route replace default via GATEWAY dev NAME`.
-pub(super) async fn replace_default_route6(
-    handle: &Handle,
-    index: u32,
-    gateway: Ipv6Addr,
-) -> Result<(), DataplaneError> {
-    let route = RouteMessageBuilder::<Ipv6Addr>::new()
-        .gateway(gateway)
-        .output_interface(index)
-        .build();
-    handle
-        .route()
-        .add(route)
-        .replace()
-        .execute()
-        .await
-        .map_err(|e| netlink(format!("ip -6 route replace default via {gateway}"), e))
 }

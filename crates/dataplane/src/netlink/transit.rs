@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 
 use rtnetlink::{Handle, LinkUnspec, LinkVeth};
 
-use super::interface::{replace_address, replace_default_route4};
+use super::interface::{replace_address, replace_default_route};
 use super::links::{self, Link};
 use super::namespace;
 use crate::{names, DataplaneError, RouterPlan, TransitPlan};
@@ -97,5 +97,5 @@ async fn configure_router_end(router: &Handle, transit: &TransitPlan) -> Result<
         links::set_up_by_name(router, &transit.router_ifname).await?;
     }
     replace_address(router, link.index, transit.router_ipv4.into(), PREFIX).await?;
-    replace_default_route4(router, link.index, transit.host_ipv4).await
+    replace_default_route(router, link.index, transit.host_ipv4.into()).await
 }
