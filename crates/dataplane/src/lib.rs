@@ -20,7 +20,7 @@ pub use error::DataplaneError;
 pub use fake::{FakeDataplane, Recorded};
 pub use netlink::NetlinkDataplane;
 pub use plan::{
-    GatewayPlan, Inventory, LocalEndpointPlan, NetworkPlan, NftElement, NftElementsPlan, NftFamily, NftSetChange, NftablesPlan, OwnedEndpoint, OwnedNetwork,
+    GatewayPlan, Inventory, LocalEndpointPlan, NetworkPlan, NftData, NftElement, NftElementsPlan, NftFamily, NftSetChange, NftablesPlan, OwnedEndpoint, OwnedNetwork,
     RemoteEndpointPlan, RouterPlan, TransitPlan,
 };
 

@@ -174,7 +174,15 @@ pub struct NftElement {
     /// Last key of the range, for sets declared with `flags interval`.
     pub key_end: Option<Vec<u8>>,
     /// The mapped value of a map element.
-    pub data: Option<Vec<u8>>,
+    pub data: Option<NftData>,
+}
+
+/// The mapped value of a map element: bytes, or the verdict of a verdict map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NftData {
+    Value(Vec<u8>),
+    /// `jump CHAIN`: evaluate that chain of the same table, then come back.
+    Jump(String),
 }
 
 /// nftables address families, with their `NFPROTO_*` numbers.

@@ -13,7 +13,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use cloison_dataplane::{NftElement, NftFamily, NftSetChange};
+use cloison_dataplane::{NftData, NftElement, NftFamily, NftSetChange};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::{Set, Table};
@@ -39,7 +39,7 @@ pub fn element_changes(wanted: &[Table], previous: &[Table]) -> Option<Vec<NftSe
                     continue;
                 }
                 let elements = elements.iter().map(|e| encode_element(set, e)).collect::<Option<Vec<_>>>()?;
-                changes.push(NftSetChange { family, table: new.name.into(), set: set.name.into(), delete, elements });
+                changes.push(NftSetChange { family, table: new.name.into(), set: set.name.clone(), delete, elements });
             }
         }
     }
@@ -58,6 +58,8 @@ enum Field {
     /// A raw payload match of this many bytes.
     Raw(usize),
     CtZone,
+    /// The verdict of a verdict map; only `jump CHAIN` is encoded.
+    Verdict,
 }
 
 /// The parts of a set declaration that decide the encoding.
@@ -98,12 +100,20 @@ fn encode_element(set: &Set, element: &str) -> Option<NftElement> {
     }
 
     let data = match (layout.data, data_text) {
-        (Some(field), Some(text)) => Some(encode_value(field, text.trim())?.0),
+        (Some(Field::Verdict), Some(text)) => Some(NftData::Jump(jump_target(text.trim())?)),
+        (Some(field), Some(text)) => Some(NftData::Value(encode_value(field, text.trim())?.0)),
         (None, None) => None,
         _ => return None,
     };
     let key_end = layout.interval.then_some(key_end);
     Some(NftElement { key, key_end, data })
+}
+
+/// Returns the chain of a `jump CHAIN` verdict.
+fn jump_target(text: &str) -> Option<String> {
+    let chain = text.strip_prefix("jump ")?.trim();
+    let valid = !chain.is_empty() && chain.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then(|| chain.to_string())
 }
 
 fn append(key: &mut Vec<u8>, value: &[u8], pad: bool) {
@@ -147,6 +157,7 @@ fn parse_field(name: &str) -> Option<Field> {
         "inet_proto" | "meta l4proto" => Field::Proto,
         "inet_service" | "th dport" => Field::Service,
         "ct zone" => Field::CtZone,
+        "verdict" => Field::Verdict,
         _ => {
             let bits: usize = name.strip_prefix("@th,")?.split_once(',')?.1.parse().ok()?;
             return (bits % 8 == 0 && bits > 0).then_some(Field::Raw(bits / 8));
@@ -198,6 +209,7 @@ fn encode_value(field: Field, text: &str) -> Option<(Vec<u8>, Vec<u8>)> {
                 .collect::<Option<Vec<u8>>>()?;
             Some((bytes.clone(), bytes))
         }
+        Field::Verdict => None,
         Field::CtZone => {
             let zone = text.parse::<u16>().ok()?.to_ne_bytes().to_vec();
             Some((zone.clone(), zone))
@@ -285,7 +297,16 @@ mod tests {
         let element = encode_element(&Set::new("map", "m", "typeof iifname : ct zone;"), "\"clb1\" : 100").expect("encodes");
 
         assert_eq!(element.key, name16("clb1"));
-        assert_eq!(element.data, Some(100u16.to_ne_bytes().to_vec()));
+        assert_eq!(element.data, Some(NftData::Value(100u16.to_ne_bytes().to_vec())));
+    }
+
+    #[test]
+    fn verdict_map_to_jump() {
+        let map = Set::new("map", "m", "type ifname . ipv4_addr : verdict;");
+        let element = encode_element(&map, "\"clb1\" . 10.0.0.2 : jump in_0123abcd").expect("encodes");
+
+        assert_eq!(element.data, Some(NftData::Jump("in_0123abcd".into())));
+        assert_eq!(encode_element(&map, "\"clb1\" . 10.0.0.2 : accept"), None, "only jumps are encoded");
     }
 
     #[test]

@@ -13,15 +13,16 @@ use cloison_dataplane::names;
 use cloison_model::{Direction, Endpoint, Network, Rule};
 use ipnet::IpNet;
 
-use crate::nat;
+use crate::{ingress, nat};
 use crate::nft::{chain, ifname, Set, Table};
 use crate::resolve::{endpoint_addresses, l4proto, network_prefixes, peer_prefixes, ports};
 use crate::PolicyInput;
 
 /// Rules of the forward chain, in order. Traffic to anything but a local endpoint
 /// passes, because the destination endpoint's own host filters it. Replies pass. The
-/// endpoint's own network and link-local traffic pass. Then comes one lookup per
-/// address family and port kind.
+/// endpoint's own network and link-local traffic pass. Then the destination's
+/// ingress class decides (see the `ingress` module), then the egress rules of the
+/// source, one lookup per address family and port kind.
 const FORWARD: &[&str] = &[
     "meta nfproto ipv4 oifname . ip daddr != @local4 accept",
     "meta nfproto ipv6 oifname . ip6 daddr != @local6 accept",
@@ -30,6 +31,8 @@ const FORWARD: &[&str] = &[
     "oifname . ip saddr @same4 accept",
     "oifname . ip6 saddr @same6 accept",
     "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
+    "oifname . ip daddr vmap @ingress4",
+    "oifname . ip6 daddr vmap @ingress6",
     "oifname . ip daddr . ip saddr . meta l4proto . th dport @allow4_ports accept",
     "oifname . ip daddr . ip saddr . meta l4proto @allow4 accept",
     "oifname . ip6 daddr . ip6 saddr . meta l4proto . th dport @allow6_ports accept",
@@ -54,13 +57,13 @@ pub(crate) fn table(input: &PolicyInput<'_>) -> Table {
             IpAddr::V6(ip) => table.add("vteps6", ip.to_string()),
         }
     }
-    for network in input.local_networks().values() {
+    for network in input.present_networks().values() {
         add_network(&mut table, network);
     }
     for (endpoint, network) in input.local_endpoints() {
         add_local_endpoint(&mut table, endpoint, network);
-        add_ingress_rules(&mut table, input, endpoint, network);
     }
+    ingress::add(&mut table, input);
     add_egress_rules(&mut table, input);
     nat::add_host(&mut table, input);
     table
@@ -79,6 +82,8 @@ fn skeleton() -> Table {
             Set::new("set", "local6", "type ifname . ipv6_addr;"),
             Set::new("set", "same4", "type ifname . ipv4_addr; flags interval;"),
             Set::new("set", "same6", "type ifname . ipv6_addr; flags interval;"),
+            Set::new("map", ingress::MAPS[0].0, ingress::MAPS[0].1),
+            Set::new("map", ingress::MAPS[1].0, ingress::MAPS[1].1),
             Set::new("set", "allow4_ports", "type ifname . ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval;"),
             Set::new("set", "allow4", "type ifname . ipv4_addr . ipv4_addr . inet_proto; flags interval;"),
             Set::new("set", "allow6_ports", "type ifname . ipv6_addr . ipv6_addr . inet_proto . inet_service; flags interval;"),
@@ -120,17 +125,6 @@ fn add_local_endpoint(table: &mut Table, endpoint: &Endpoint, network: &Network)
     table.add("local4", format!("{bridge} . {}", endpoint.ipv4));
     if let Some(ipv6) = endpoint.ipv6 {
         table.add("local6", format!("{bridge} . {ipv6}"));
-    }
-}
-
-/// Adds what the ingress rules of a local endpoint's groups allow towards it.
-fn add_ingress_rules(table: &mut Table, input: &PolicyInput<'_>, endpoint: &Endpoint, network: &Network) {
-    for rule in input.rules_of(endpoint).into_iter().filter(|r| r.direction == Direction::Ingress) {
-        for source in peer_prefixes(input, &endpoint.tenant, &rule.peer) {
-            for destination in endpoint_addresses(endpoint) {
-                add_allow(table, network, destination, source, rule);
-            }
-        }
     }
 }
 

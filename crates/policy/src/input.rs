@@ -80,14 +80,20 @@ impl<'a> PolicyInput<'a> {
             .filter_map(move |e| networks.get(&e.network_id).map(|n| (e, n)))
     }
 
-    /// Returns the networks with an endpoint on this host, by id.
-    pub(crate) fn local_networks(&self) -> BTreeMap<&'a str, &'a Network> {
-        self.local_endpoints().map(|(_, n)| (n.id.as_str(), n)).collect()
+    /// Returns the networks this host carries, by id: every network of each tenant
+    /// with an endpoint here, as the agent sets them up.
+    pub(crate) fn present_networks(&self) -> BTreeMap<&'a str, &'a Network> {
+        let tenants = self.local_tenants();
+        self.networks
+            .values()
+            .filter(|n| tenants.contains(&n.tenant))
+            .map(|n| (n.id.as_str(), n))
+            .collect()
     }
 
-    /// Returns the tenants with a network on this host.
+    /// Returns the tenants with an endpoint on this host.
     pub(crate) fn local_tenants(&self) -> BTreeSet<String> {
-        self.local_networks().values().map(|n| n.tenant.clone()).collect()
+        self.local_endpoints().map(|(_, n)| n.tenant.clone()).collect()
     }
 
     /// Returns the network of `tenant` called `name`, when the host's desired state contains it.

@@ -23,6 +23,7 @@ mod bench;
 mod bridge;
 mod elements;
 mod host;
+mod ingress;
 mod input;
 mod nat;
 mod nft;

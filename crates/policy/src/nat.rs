@@ -92,7 +92,7 @@ pub(crate) fn add_host(table: &mut Table, input: &PolicyInput<'_>) {
 /// Adds a tenant's external subnets, the host's publications and the tenant's own
 /// publications to its router table.
 pub(crate) fn add_router(table: &mut Table, input: &PolicyInput<'_>, tenant: &str) {
-    for network in input.local_networks().values().filter(|n| n.tenant == tenant && n.external) {
+    for network in input.present_networks().values().filter(|n| n.tenant == tenant && n.external) {
         for prefix in network_prefixes(network).into_iter().filter(|p| p.addr().is_ipv4()) {
             table.add("external4", prefix.to_string());
         }

@@ -24,7 +24,7 @@ pub struct Table {
 pub struct Set {
     /// `set` or `map`.
     pub kind: &'static str,
-    pub name: &'static str,
+    pub name: String,
     pub declaration: &'static str,
     pub elements: BTreeSet<String>,
 }
@@ -33,14 +33,14 @@ pub struct Set {
 /// `type filter hook forward priority filter; policy accept;`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
-    pub name: &'static str,
+    pub name: String,
     pub hook: Option<&'static str>,
     pub rules: Vec<String>,
 }
 
 impl Set {
-    pub(crate) fn new(kind: &'static str, name: &'static str, declaration: &'static str) -> Self {
-        Set { kind, name, declaration, elements: BTreeSet::new() }
+    pub(crate) fn new(kind: &'static str, name: impl Into<String>, declaration: &'static str) -> Self {
+        Set { kind, name: name.into(), declaration, elements: BTreeSet::new() }
     }
 }
 
@@ -60,11 +60,16 @@ impl Table {
 
     /// Returns true when two tables differ at most in set elements.
     pub fn same_skeleton(&self, other: &Table) -> bool {
-        let skeleton = |t: &Table| {
-            let sets: Vec<_> = t.sets.iter().map(|s| (s.kind, s.name, s.declaration)).collect();
-            (t.family, t.name, sets, t.counters.clone(), t.chains.clone())
-        };
-        skeleton(self) == skeleton(other)
+        let same_sets = self.sets.len() == other.sets.len()
+            && self
+                .sets
+                .iter()
+                .zip(&other.sets)
+                .all(|(a, b)| (a.kind, &a.name, a.declaration) == (b.kind, &b.name, b.declaration));
+        same_sets
+            && (self.family, self.name) == (other.family, other.name)
+            && self.counters == other.counters
+            && self.chains == other.chains
     }
 
     /// Renders the commands that replace the table: create it if absent so the delete
@@ -88,8 +93,8 @@ impl Table {
         for (new, old) in self.sets.iter().zip(&previous.sets) {
             let gone: Vec<&String> = old.elements.difference(&new.elements).collect();
             let added: Vec<&String> = new.elements.difference(&old.elements).collect();
-            self.element_command(&mut out, "delete", new.name, &gone);
-            self.element_command(&mut out, "add", new.name, &added);
+            self.element_command(&mut out, "delete", &new.name, &gone);
+            self.element_command(&mut out, "add", &new.name, &added);
         }
         Some(out)
     }
@@ -139,6 +144,6 @@ pub(crate) fn ifname(name: &str) -> String {
 }
 
 /// Builds a chain from rule lines.
-pub(crate) fn chain(name: &'static str, hook: Option<&'static str>, rules: &[&str]) -> Chain {
-    Chain { name, hook, rules: rules.iter().map(|r| r.to_string()).collect() }
+pub(crate) fn chain(name: &str, hook: Option<&'static str>, rules: &[&str]) -> Chain {
+    Chain { name: name.to_string(), hook, rules: rules.iter().map(|r| r.to_string()).collect() }
 }

@@ -8,12 +8,9 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use crate::PolicyInput;
 
 /// Returns the prefixes a peer stands for in `tenant`. A group stands for the
-/// addresses of its members that this host knows, a network for its subnets.
-///
-/// Limitation: the host knows only the endpoints and networks of networks with a
-/// local endpoint, so a group member or a network elsewhere is not matched here.
-/// Sending those networks to the host would not be enough, because its router has
-/// a gateway only on networks with a local endpoint and so no route for the replies.
+/// addresses of its members in the input, a network for its subnets. The input of a
+/// host holds every network of each tenant with an endpoint there and every endpoint
+/// of those networks, so both resolve in full for the tenants this host serves.
 pub(crate) fn peer_prefixes(input: &PolicyInput<'_>, tenant: &str, peer: &Peer) -> Vec<IpNet> {
     match peer {
         Peer::Cidr(net) => vec![*net],

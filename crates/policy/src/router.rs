@@ -61,10 +61,12 @@ fn forward_chain() -> Chain {
     chain("forward", Some("type filter hook forward priority filter; policy drop;"), &rules)
 }
 
-/// Returns the pairs of the tenant's local networks between which some rule allows a
-/// flow: a rule of a member of one network whose peer covers part of the other.
+/// Returns the pairs of the tenant's networks on this host between which some rule
+/// allows a flow: a rule of a member of one network whose peer covers part of the
+/// other. A network without a local endpoint counts, because this host's copy of the
+/// distributed gateway may route a reply into it.
 fn routed_pairs<'a>(input: &PolicyInput<'a>, tenant: &str) -> Vec<(&'a Network, &'a Network)> {
-    let networks: Vec<&Network> = input.local_networks().into_values().filter(|n| n.tenant == tenant).collect();
+    let networks: Vec<&Network> = input.present_networks().into_values().filter(|n| n.tenant == tenant).collect();
     let mut pairs = Vec::new();
     for (endpoint, own) in input.all_endpoints().filter(|(e, _)| e.tenant == tenant) {
         for rule in input.rules_of(endpoint) {

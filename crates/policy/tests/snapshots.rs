@@ -150,8 +150,9 @@ fn new_group_rule_changes_elements_only() {
     let old = generate(&before.as_input());
     let new = generate(&after.as_input());
     let script = transition_script(&new.host, Some(&old.host));
-    assert!(script.starts_with("add element inet cloison allow4"), "unexpected script:\n{script}");
-    assert!(script.contains("\"clb000066\" . 10.2.0.2 . 0.0.0.0/0 . 0-255"), "rule from any missing:\n{script}");
+    assert!(script.lines().all(|l| l.starts_with("add element inet cloison in_")), "unexpected script:\n{script}");
+    assert!(script.contains("_4 { 0.0.0.0/0 . 0-255 }"), "rule from any missing:\n{script}");
+    assert!(script.contains("_6 { ::/0 . 0-255 }"), "rule from any missing:\n{script}");
 }
 
 #[test]
@@ -169,6 +170,59 @@ fn tenants_never_share_elements() {
 fn benchmark_input_scales_to_many_rules() {
     let input = synthetic_input(10_000, 2);
     let rulesets = generate(&input.as_input());
-    let allow = rulesets.host[1].set("allow4_ports").map_or(0, |s| s.elements.len());
-    assert_eq!(allow, 20_000, "one element per rule and endpoint");
+    let host = &rulesets.host[1];
+    let allow: usize = host.sets.iter().filter(|s| s.name.starts_with("in_") && s.name.ends_with("_4p")).map(|s| s.elements.len()).sum();
+    assert_eq!(allow, 10_000, "one element per rule, whatever the number of endpoints");
+    assert_eq!(host.set("ingress4").map_or(0, |s| s.elements.len()), 2, "one map element per endpoint");
+}
+
+/// Tenant t1 with network a (a1 on h1, in group `ga`) and network b whose only
+/// endpoint is on h2; `ga` accepts ICMP from network b. Tenant t3 has network x with
+/// an endpoint on h2 only.
+fn peer_elsewhere() -> OwnedInput {
+    let a = network("t1", "a", 101, "10.1.0.0/24", None);
+    let b = network("t1", "b", 102, "10.2.0.0/24", None);
+    let x = network("t3", "x", 301, "10.3.0.0/24", None);
+    let mut input = OwnedInput { host: "h1".into(), vxlan_port: 4789, ..OwnedInput::default() };
+    for e in [
+        endpoint("a1000000-0000-0000-0000-000000000000", &a, "h1", 2, &["ga"]),
+        endpoint("b2000000-0000-0000-0000-000000000000", &b, "h2", 3, &[]),
+        endpoint("x2000000-0000-0000-0000-000000000000", &x, "h2", 3, &[]),
+    ] {
+        input.endpoints.insert(e.id.clone(), e);
+    }
+    for n in [a, b, x] {
+        input.networks.insert(n.id.clone(), n);
+    }
+    let ga = group("t1", "ga", vec![rule(Direction::Ingress, Protocol::Icmp, None, Peer::Network("b".into()))]);
+    input.groups.insert("t1/ga".into(), ga);
+    input.hosts.insert("h1".into(), host("h1", [192, 0, 2, 11]));
+    input.hosts.insert("h2".into(), host("h2", [192, 0, 2, 12]));
+    input
+}
+
+#[test]
+fn router_routes_to_network_elsewhere() {
+    let input = peer_elsewhere();
+    let rulesets = generate(&input.as_input());
+    let t1 = &rulesets.routers["t1"];
+    let routed: Vec<&String> = t1.table.set("routed4").map(|s| s.elements.iter().collect()).unwrap_or_default();
+    assert!(t1.forwarding, "t1's router must forward between a and b");
+    assert!(routed.contains(&&"10.2.0.0/24 . 10.1.0.0/24".to_string()), "b to a is not routed: {routed:?}");
+    assert!(routed.contains(&&"10.1.0.0/24 . 10.2.0.0/24".to_string()), "replies from a to b are not routed: {routed:?}");
+    assert!(!rulesets.routers.contains_key("t3"), "t3 has no endpoint on h1 yet got a router table");
+}
+
+#[test]
+fn host_carries_every_network_of_its_tenants() {
+    let input = peer_elsewhere();
+    let rulesets = generate(&input.as_input());
+    let host = &rulesets.host[1];
+    let zones: Vec<&String> = host.set("bridge_zone").map(|s| s.elements.iter().collect()).unwrap_or_default();
+    // VNI 102 (network b) is 0x66, VNI 301 (network x of t3) is 0x12d.
+    assert!(zones.iter().any(|z| z.contains("clb000066")), "network b has no conntrack zone: {zones:?}");
+    assert!(!zones.iter().any(|z| z.contains("clb00012d")), "t3's network x got a zone on h1: {zones:?}");
+    let rendered = host.render();
+    let from_b: Vec<&str> = rendered.lines().filter(|l| l.contains("10.2.0.0/24") && !l.contains("clb000066")).collect();
+    assert!(!from_b.is_empty(), "a1's rule from network b allows nothing:\n{rendered}");
 }

@@ -14,7 +14,7 @@ use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
 use nix::sys::time::TimeVal;
 
 use super::namespace;
-use crate::{DataplaneError, NftElement, NftElementsPlan, NftSetChange};
+use crate::{DataplaneError, NftData, NftElement, NftElementsPlan, NftSetChange};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -36,6 +36,11 @@ const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_SET_ELEM_KEY_END: u16 = 10;
 const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+/// `NFT_JUMP` of the kernel's verdict codes.
+const NFT_JUMP: i32 = -3;
 
 /// How long to wait for the kernel's acknowledgements. The kernel handles a batch
 /// while `send` runs, so they are queued before the first `recv`; the limit only
@@ -182,8 +187,15 @@ fn set_element(out: &mut Vec<u8>, element: &NftElement) {
     if let Some(key_end) = &element.key_end {
         nested(out, NFTA_SET_ELEM_KEY_END, |out| attribute(out, NFTA_DATA_VALUE, key_end));
     }
-    if let Some(data) = &element.data {
-        nested(out, NFTA_SET_ELEM_DATA, |out| attribute(out, NFTA_DATA_VALUE, data));
+    match &element.data {
+        Some(NftData::Value(data)) => nested(out, NFTA_SET_ELEM_DATA, |out| attribute(out, NFTA_DATA_VALUE, data)),
+        Some(NftData::Jump(chain)) => nested(out, NFTA_SET_ELEM_DATA, |out| {
+            nested(out, NFTA_DATA_VERDICT, |out| {
+                attribute(out, NFTA_VERDICT_CODE, &NFT_JUMP.to_be_bytes());
+                attribute(out, NFTA_VERDICT_CHAIN, &nul_terminated(chain));
+            });
+        }),
+        None => {}
     }
 }
 
@@ -274,7 +286,7 @@ mod tests {
 
     #[test]
     fn element_attributes_nest_key_end_data() {
-        let element = NftElement { key: vec![1, 2, 3, 4, 5, 6], key_end: Some(vec![9; 4]), data: Some(vec![7, 0]) };
+        let element = NftElement { key: vec![1, 2, 3, 4, 5, 6], key_end: Some(vec![9; 4]), data: Some(NftData::Value(vec![7, 0])) };
         let mut out = Vec::new();
         element_list(&mut out, &change(false, vec![element]));
 

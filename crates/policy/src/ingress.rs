@@ -1,0 +1,156 @@
+//! Ingress security groups in the host table, in two lookups per new flow whatever
+//! the number of endpoints and rules.
+//!
+//! Local endpoints with the same tenant and the same groups form one class. A class
+//! has a chain and four sets holding what its groups' ingress rules allow: source
+//! prefix, protocol and, where the rule names them, destination ports, per address
+//! family. The verdict maps `ingress4` and `ingress6` send a flow towards a local
+//! endpoint (its bridge and address) to the chain of the endpoint's class. So the
+//! sets grow with the rules, not with rules times endpoints, and attaching an
+//! endpoint of an existing class adds one map element.
+
+use std::collections::BTreeMap;
+
+use cloison_dataplane::names;
+use cloison_model::{Direction, Endpoint, Network, Peer, Rule};
+use ipnet::IpNet;
+
+use crate::nft::{ifname, Chain, Set, Table};
+use crate::resolve::{endpoint_addresses, l4proto, peer_prefixes, ports};
+use crate::PolicyInput;
+
+/// Declarations of a class's sets, by name suffix.
+const CLASS_SETS: [(&str, &str); 4] = [
+    ("_4p", "type ipv4_addr . inet_proto . inet_service; flags interval;"),
+    ("_4", "type ipv4_addr . inet_proto; flags interval;"),
+    ("_6p", "type ipv6_addr . inet_proto . inet_service; flags interval;"),
+    ("_6", "type ipv6_addr . inet_proto; flags interval;"),
+];
+
+/// Declarations of the maps from a local endpoint to its class's chain.
+pub(crate) const MAPS: [(&str, &str); 2] = [
+    ("ingress4", "type ifname . ipv4_addr : verdict;"),
+    ("ingress6", "type ifname . ipv6_addr : verdict;"),
+];
+
+/// A class: a tenant and the sorted names of the groups its endpoints list.
+type ClassKey<'a> = (&'a str, Vec<&'a str>);
+
+/// Adds every class of the local endpoints: its chain, its sets and the map
+/// elements of its members.
+pub(crate) fn add(table: &mut Table, input: &PolicyInput<'_>) {
+    let mut peers = PeerCache::default();
+    for (key, members) in classes(input) {
+        let chain = chain_name(&key);
+        for (endpoint, network) in members {
+            add_member(table, &chain, endpoint, network);
+        }
+        let rules = ingress_rules(input, &key);
+        table.sets.extend(class_sets(input, &mut peers, &chain, key.0, &rules));
+        table.chains.push(class_chain(chain));
+    }
+}
+
+/// Groups the local endpoints that list at least one group by class.
+fn classes<'a>(input: &PolicyInput<'a>) -> BTreeMap<ClassKey<'a>, Vec<(&'a Endpoint, &'a Network)>> {
+    let mut classes: BTreeMap<ClassKey<'a>, Vec<(&'a Endpoint, &'a Network)>> = BTreeMap::new();
+    for (endpoint, network) in input.local_endpoints() {
+        let mut groups: Vec<&str> = endpoint.groups.iter().map(String::as_str).collect();
+        if groups.is_empty() {
+            continue;
+        }
+        groups.sort_unstable();
+        groups.dedup();
+        classes.entry((endpoint.tenant.as_str(), groups)).or_default().push((endpoint, network));
+    }
+    classes
+}
+
+/// Returns the name of a class's chain: `in_` and a hash of the class, so the name
+/// stays the same while the class exists, whatever other classes come and go.
+fn chain_name(key: &ClassKey<'_>) -> String {
+    let mut text = key.0.to_string();
+    for group in &key.1 {
+        text.push('\0');
+        text.push_str(group);
+    }
+    format!("in_{:016x}", fnv1a(text.as_bytes()))
+}
+
+/// The 64-bit FNV-1a hash, stable across builds and platforms.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn add_member(table: &mut Table, chain: &str, endpoint: &Endpoint, network: &Network) {
+    let bridge = ifname(&names::bridge(network.vni));
+    for address in endpoint_addresses(endpoint) {
+        let map = if address.is_ipv4() { "ingress4" } else { "ingress6" };
+        table.add(map, format!("{bridge} . {address} : jump {chain}"));
+    }
+}
+
+/// Returns the ingress rules of a class's groups, each once; groups the host does
+/// not know contribute nothing.
+fn ingress_rules<'a>(input: &PolicyInput<'a>, key: &ClassKey<'_>) -> Vec<&'a Rule> {
+    let mut rules: Vec<&'a Rule> = key
+        .1
+        .iter()
+        .filter_map(|group| input.groups.get(&format!("{}/{group}", key.0)))
+        .flat_map(|group| group.rules.iter())
+        .filter(|rule| rule.direction == Direction::Ingress)
+        .collect();
+    rules.sort_unstable();
+    rules.dedup();
+    rules
+}
+
+/// Builds the four sets of a class from its rules.
+fn class_sets<'a>(input: &PolicyInput<'a>, peers: &mut PeerCache<'a>, chain: &str, tenant: &str, rules: &[&'a Rule]) -> Vec<Set> {
+    let mut sets: Vec<Set> = CLASS_SETS.iter().map(|(suffix, declaration)| Set::new("set", format!("{chain}{suffix}"), declaration)).collect();
+    for rule in rules {
+        for source in peers.prefixes(input, tenant, &rule.peer) {
+            let ipv6 = source.addr().is_ipv6();
+            let proto = l4proto(rule.protocol, ipv6);
+            let (index, element) = match ports(rule) {
+                Some(ports) => (usize::from(ipv6) * 2, format!("{source} . {proto} . {ports}")),
+                None => (usize::from(ipv6) * 2 + 1, format!("{source} . {proto}")),
+            };
+            if let Some(set) = sets.get_mut(index) {
+                set.elements.insert(element);
+            }
+        }
+    }
+    sets
+}
+
+/// The chain of a class: one lookup per address family and port kind. A flow no
+/// set allows returns to the forward chain, which drops it.
+fn class_chain(name: String) -> Chain {
+    let rules = [
+        format!("ip saddr . meta l4proto . th dport @{name}_4p accept"),
+        format!("ip saddr . meta l4proto @{name}_4 accept"),
+        format!("ip6 saddr . meta l4proto . th dport @{name}_6p accept"),
+        format!("ip6 saddr . meta l4proto @{name}_6 accept"),
+    ];
+    Chain { name, hook: None, rules: rules.to_vec() }
+}
+
+/// The prefixes of each peer a generation resolved, so a group or network named by
+/// many rules is looked up once.
+#[derive(Default)]
+struct PeerCache<'p> {
+    resolved: BTreeMap<(String, &'p Peer), Vec<IpNet>>,
+}
+
+impl<'p> PeerCache<'p> {
+    fn prefixes(&mut self, input: &PolicyInput<'_>, tenant: &str, peer: &'p Peer) -> Vec<IpNet> {
+        if let Peer::Cidr(net) = peer {
+            return vec![*net];
+        }
+        self.resolved
+            .entry((tenant.to_string(), peer))
+            .or_insert_with(|| peer_prefixes(input, tenant, peer))
+            .clone()
+    }
+}
