@@ -32,6 +32,9 @@ pub fn element_changes(wanted: &[Table], previous: &[Table]) -> Option<Vec<NftSe
         }
         let family = NftFamily::from_name(new.family)?;
         for (set, old_set) in new.sets.iter().zip(&old.sets) {
+            if std::sync::Arc::ptr_eq(&set.elements, &old_set.elements) {
+                continue;
+            }
             let gone: Vec<&String> = old_set.elements.difference(&set.elements).collect();
             let added: Vec<&String> = set.elements.difference(&old_set.elements).collect();
             for (delete, elements) in [(true, gone), (false, added)] {
@@ -328,7 +331,7 @@ mod tests {
     fn changes_delete_then_add() {
         let table = |elements: &[&str]| {
             let mut ports = set("type ifname;");
-            ports.elements = elements.iter().map(|e| e.to_string()).collect();
+            ports.elements = std::sync::Arc::new(elements.iter().map(|e| e.to_string()).collect());
             Table { family: "bridge", name: "cloison", sets: vec![ports], counters: vec![], chains: vec![] }
         };
         let changes = element_changes(&[table(&["\"b\""])], &[table(&["\"a\""])]).expect("elements only");

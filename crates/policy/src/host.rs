@@ -7,6 +7,7 @@
 //! bridge also gets its own conntrack zone, so equal address pairs of two tenants
 //! never share a connection.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use cloison_dataplane::names;
@@ -48,7 +49,7 @@ const INPUT: &[&str] = &[
 ];
 
 /// Builds the host table from the desired state.
-pub(crate) fn table(input: &PolicyInput<'_>) -> Table {
+pub(crate) fn table(input: &PolicyInput<'_>, ingress: &mut ingress::Cache) -> Table {
     let mut table = skeleton();
     table.add("vxlan_port", input.vxlan_port.to_string());
     for host in input.hosts.values() {
@@ -63,7 +64,7 @@ pub(crate) fn table(input: &PolicyInput<'_>) -> Table {
     for (endpoint, network) in input.local_endpoints() {
         add_local_endpoint(&mut table, endpoint, network);
     }
-    ingress::add(&mut table, input);
+    ingress::add(&mut table, input, ingress);
     add_egress_rules(&mut table, input);
     nat::add_host(&mut table, input);
     table
@@ -131,9 +132,16 @@ fn add_local_endpoint(table: &mut Table, endpoint: &Endpoint, network: &Network)
 /// Adds the flows that the egress rules of any known endpoint allow towards the
 /// endpoints of this host in the same tenant. Its own network is allowed anyway.
 fn add_egress_rules(table: &mut Table, input: &PolicyInput<'_>) {
+    let egress = egress_rules_by_group(input);
+    if egress.is_empty() {
+        return;
+    }
     let local: Vec<(&Endpoint, &Network)> = input.local_endpoints().collect();
     for (source, _) in input.all_endpoints() {
-        for rule in input.rules_of(source).into_iter().filter(|r| r.direction == Direction::Egress) {
+        let mut rules: Vec<&Rule> = source.groups.iter().filter_map(|g| egress.get(format!("{}/{g}", source.tenant).as_str())).flatten().copied().collect();
+        rules.sort_unstable();
+        rules.dedup();
+        for rule in rules {
             let targets = peer_prefixes(input, &source.tenant, &rule.peer);
             for (endpoint, network) in local.iter().filter(|(e, _)| e.tenant == source.tenant && e.network_id != source.network_id) {
                 for destination in endpoint_addresses(endpoint) {
@@ -147,6 +155,17 @@ fn add_egress_rules(table: &mut Table, input: &PolicyInput<'_>) {
             }
         }
     }
+}
+
+/// Returns the egress rules of each group that has some, by `tenant/name`, so
+/// the rules are scanned once per generation, not once per endpoint.
+fn egress_rules_by_group<'a>(input: &PolicyInput<'a>) -> BTreeMap<&'a str, Vec<&'a Rule>> {
+    input
+        .groups
+        .iter()
+        .map(|(key, group)| (key.as_str(), group.rules.iter().filter(|r| r.direction == Direction::Egress).collect::<Vec<_>>()))
+        .filter(|(_, rules)| !rules.is_empty())
+        .collect()
 }
 
 /// Adds one allowed (destination, source prefix, protocol, ports) element when the

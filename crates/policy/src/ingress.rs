@@ -2,17 +2,18 @@
 //! the number of endpoints and rules.
 //!
 //! Local endpoints with the same tenant and the same groups form one class. A class
-//! has a chain and four sets holding what its groups' ingress rules allow: source
+//! has a chain and four sets containing what its groups' ingress rules allow: source
 //! prefix, protocol and, where the rule names them, destination ports, per address
 //! family. The verdict maps `ingress4` and `ingress6` send a flow towards a local
 //! endpoint (its bridge and address) to the chain of the endpoint's class. So the
 //! sets grow with the rules, not with rules times endpoints, and attaching an
 //! endpoint of an existing class adds one map element.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use cloison_dataplane::names;
-use cloison_model::{Direction, Endpoint, Network, Peer, Rule};
+use cloison_model::{Direction, Endpoint, Network, Peer, Rule, SecurityGroup};
 use ipnet::IpNet;
 
 use crate::nft::{ifname, Chain, Set, Table};
@@ -37,17 +38,84 @@ pub(crate) const MAPS: [(&str, &str); 2] = [
 type ClassKey<'a> = (&'a str, Vec<&'a str>);
 
 /// Adds every class of the local endpoints: its chain, its sets and the map
-/// elements of its members.
-pub(crate) fn add(table: &mut Table, input: &PolicyInput<'_>) {
+/// elements of its members. A class whose groups and resolved peers did not change
+/// since the last run reuses its sets from `cache`.
+pub(crate) fn add(table: &mut Table, input: &PolicyInput<'_>, cache: &mut Cache) {
     let mut peers = PeerCache::default();
+    let mut used = BTreeMap::new();
     for (key, members) in classes(input) {
         let chain = chain_name(&key);
         for (endpoint, network) in members {
             add_member(table, &chain, endpoint, network);
         }
-        let rules = ingress_rules(input, &key);
-        table.sets.extend(class_sets(input, &mut peers, &chain, key.0, &rules));
-        table.chains.push(class_chain(chain));
+        let class = match cache.classes.remove(&chain) {
+            Some(class) if class.is_current(input, &key) => class,
+            _ => CachedClass::build(input, &mut peers, &key),
+        };
+        table.sets.extend(class.sets(&chain));
+        table.chains.push(class_chain(&chain));
+        used.insert(chain, class);
+    }
+    cache.classes = used;
+}
+
+/// The classes of the last run, by chain name, so a run with unchanged groups does
+/// not rebuild sets whose size grows with the rules.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    classes: BTreeMap<String, CachedClass>,
+}
+
+/// The inputs a class's sets were built from, and the sets.
+#[derive(Debug)]
+struct CachedClass {
+    /// Rules of each group of the class, `None` for a group the host did not know.
+    groups: Vec<Option<Vec<Rule>>>,
+    /// Prefixes of each group or network peer the rules name.
+    peers: Vec<(Peer, Vec<IpNet>)>,
+    /// Elements of the class's sets, in the order of [`CLASS_SETS`].
+    elements: Vec<Arc<BTreeSet<String>>>,
+}
+
+impl CachedClass {
+    fn build<'a>(input: &PolicyInput<'a>, peers: &mut PeerCache<'a>, key: &ClassKey<'_>) -> Self {
+        let groups: Vec<Option<&'a SecurityGroup>> = key.1.iter().map(|group| input.groups.get(&format!("{}/{group}", key.0))).collect();
+        let rules = ingress_rules(&groups);
+        let sets = class_sets(input, peers, key.0, &rules);
+        let mut named: Vec<(Peer, Vec<IpNet>)> = Vec::new();
+        for rule in rules.iter().filter(|r| !matches!(r.peer, Peer::Cidr(_))) {
+            if !named.iter().any(|(peer, _)| *peer == rule.peer) {
+                named.push((rule.peer.clone(), peers.prefixes(input, key.0, &rule.peer)));
+            }
+        }
+        CachedClass {
+            groups: groups.iter().map(|g| g.map(|g| g.rules.clone())).collect(),
+            peers: named,
+            elements: sets.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// Returns true when the class's groups have the same rules and its named peers
+    /// the same prefixes as when its sets were built.
+    fn is_current(&self, input: &PolicyInput<'_>, key: &ClassKey<'_>) -> bool {
+        let same_groups = self.groups.len() == key.1.len()
+            && key.1.iter().zip(&self.groups).all(|(group, cached)| {
+                let current = input.groups.get(&format!("{}/{group}", key.0)).map(|g| g.rules.as_slice());
+                current == cached.as_deref()
+            });
+        same_groups && self.peers.iter().all(|(peer, prefixes)| peer_prefixes(input, key.0, peer) == *prefixes)
+    }
+
+    fn sets(&self, chain: &str) -> Vec<Set> {
+        CLASS_SETS
+            .iter()
+            .zip(&self.elements)
+            .map(|((suffix, declaration), elements)| {
+                let mut set = Set::new("set", format!("{chain}{suffix}"), declaration);
+                set.elements = Arc::clone(elements);
+                set
+            })
+            .collect()
     }
 }
 
@@ -77,7 +145,7 @@ fn chain_name(key: &ClassKey<'_>) -> String {
     format!("in_{:016x}", fnv1a(text.as_bytes()))
 }
 
-/// The 64-bit FNV-1a hash, stable across builds and platforms.
+/// Returns the 64-bit FNV-1a hash of `bytes`, which is the same on every build and platform.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
 }
@@ -92,22 +160,23 @@ fn add_member(table: &mut Table, chain: &str, endpoint: &Endpoint, network: &Net
 
 /// Returns the ingress rules of a class's groups, each once; groups the host does
 /// not know contribute nothing.
-fn ingress_rules<'a>(input: &PolicyInput<'a>, key: &ClassKey<'_>) -> Vec<&'a Rule> {
-    let mut rules: Vec<&'a Rule> = key
-        .1
+fn ingress_rules<'a>(groups: &[Option<&'a SecurityGroup>]) -> Vec<&'a Rule> {
+    let mut rules: Vec<&'a Rule> = groups
         .iter()
-        .filter_map(|group| input.groups.get(&format!("{}/{group}", key.0)))
+        .flatten()
         .flat_map(|group| group.rules.iter())
         .filter(|rule| rule.direction == Direction::Ingress)
         .collect();
-    rules.sort_unstable();
-    rules.dedup();
+    if groups.len() > 1 {
+        rules.sort_unstable();
+        rules.dedup();
+    }
     rules
 }
 
-/// Builds the four sets of a class from its rules.
-fn class_sets<'a>(input: &PolicyInput<'a>, peers: &mut PeerCache<'a>, chain: &str, tenant: &str, rules: &[&'a Rule]) -> Vec<Set> {
-    let mut sets: Vec<Set> = CLASS_SETS.iter().map(|(suffix, declaration)| Set::new("set", format!("{chain}{suffix}"), declaration)).collect();
+/// Builds the elements of a class's four sets from its rules.
+fn class_sets<'a>(input: &PolicyInput<'a>, peers: &mut PeerCache<'a>, tenant: &str, rules: &[&'a Rule]) -> Vec<BTreeSet<String>> {
+    let mut sets = vec![BTreeSet::new(); CLASS_SETS.len()];
     for rule in rules {
         for source in peers.prefixes(input, tenant, &rule.peer) {
             let ipv6 = source.addr().is_ipv6();
@@ -117,23 +186,23 @@ fn class_sets<'a>(input: &PolicyInput<'a>, peers: &mut PeerCache<'a>, chain: &st
                 None => (usize::from(ipv6) * 2 + 1, format!("{source} . {proto}")),
             };
             if let Some(set) = sets.get_mut(index) {
-                set.elements.insert(element);
+                set.insert(element);
             }
         }
     }
     sets
 }
 
-/// The chain of a class: one lookup per address family and port kind. A flow no
-/// set allows returns to the forward chain, which drops it.
-fn class_chain(name: String) -> Chain {
+/// Builds the chain of a class: one lookup per address family and port kind. A flow
+/// that no set allows returns to the forward chain, which drops it.
+fn class_chain(name: &str) -> Chain {
     let rules = [
         format!("ip saddr . meta l4proto . th dport @{name}_4p accept"),
         format!("ip saddr . meta l4proto @{name}_4 accept"),
         format!("ip6 saddr . meta l4proto . th dport @{name}_6p accept"),
         format!("ip6 saddr . meta l4proto @{name}_6 accept"),
     ];
-    Chain { name, hook: None, rules: rules.to_vec() }
+    Chain { name: name.to_string(), hook: None, rules: rules.to_vec() }
 }
 
 /// The prefixes of each peer a generation resolved, so a group or network named by

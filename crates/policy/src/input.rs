@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use cloison_dataplane::TransitPlan;
-use cloison_model::{Endpoint, Host, Network, Publication, Rule, SecurityGroup};
+use cloison_model::{Endpoint, Host, Network, Publication, SecurityGroup};
 
 /// The desired state of one host, as the agent keeps it.
 #[derive(Debug, Clone, Copy)]
@@ -99,19 +99,5 @@ impl<'a> PolicyInput<'a> {
     /// Returns the network of `tenant` called `name`, when the host's desired state contains it.
     pub(crate) fn network_named(&self, tenant: &str, name: &str) -> Option<&'a Network> {
         self.networks.values().find(|n| n.tenant == tenant && n.name == name)
-    }
-
-    /// Returns the rules of every group an endpoint lists; groups the host does not
-    /// know contribute nothing.
-    pub(crate) fn rules_of(&self, endpoint: &Endpoint) -> Vec<&'a Rule> {
-        let mut rules: Vec<&'a Rule> = endpoint
-            .groups
-            .iter()
-            .filter_map(|g| self.groups.get(&format!("{}/{g}", endpoint.tenant)))
-            .flat_map(|g| g.rules.iter())
-            .collect();
-        rules.sort();
-        rules.dedup();
-        rules
     }
 }

@@ -56,16 +56,31 @@ pub struct RouterRuleset {
 
 /// Builds every table from the desired state.
 pub fn generate(input: &PolicyInput<'_>) -> Rulesets {
-    let host = vec![bridge::table(input), host::table(input)];
-    let routers = input
-        .local_tenants()
-        .into_iter()
-        .map(|tenant| {
-            let ruleset = router::ruleset(input, &tenant);
-            (tenant, ruleset)
-        })
-        .collect();
-    Rulesets { host, routers }
+    Generator::default().generate(input)
+}
+
+/// A generator that keeps what its last run built, so a run after a small change
+/// reuses the sets whose size grows with the number of rules. Its output is always
+/// the one [`generate`] returns for the same input.
+#[derive(Debug, Default)]
+pub struct Generator {
+    ingress: ingress::Cache,
+}
+
+impl Generator {
+    /// Builds every table from the desired state.
+    pub fn generate(&mut self, input: &PolicyInput<'_>) -> Rulesets {
+        let host = vec![bridge::table(input), host::table(input, &mut self.ingress)];
+        let routers = input
+            .local_tenants()
+            .into_iter()
+            .map(|tenant| {
+                let ruleset = router::ruleset(input, &tenant);
+                (tenant, ruleset)
+            })
+            .collect();
+        Rulesets { host, routers }
+    }
 }
 
 /// Renders the script that moves a namespace from `previous` tables to `wanted` in

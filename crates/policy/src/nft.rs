@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
+use std::sync::Arc;
 
 /// One table cloison owns, such as `bridge cloison` or `inet cloison`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,9 @@ pub struct Set {
     pub kind: &'static str,
     pub name: String,
     pub declaration: &'static str,
-    pub elements: BTreeSet<String>,
+    /// Shared, so a set the generator reuses from its last run is neither copied
+    /// nor compared element by element.
+    pub elements: Arc<BTreeSet<String>>,
 }
 
 /// A chain; base chains carry their hook line, such as
@@ -40,7 +43,7 @@ pub struct Chain {
 
 impl Set {
     pub(crate) fn new(kind: &'static str, name: impl Into<String>, declaration: &'static str) -> Self {
-        Set { kind, name: name.into(), declaration, elements: BTreeSet::new() }
+        Set { kind, name: name.into(), declaration, elements: Arc::default() }
     }
 }
 
@@ -54,7 +57,7 @@ impl Table {
     /// a snapshot test shows a misspelt name as a missing element.
     pub(crate) fn add(&mut self, name: &str, element: String) {
         if let Some(set) = self.sets.iter_mut().find(|s| s.name == name) {
-            set.elements.insert(element);
+            Arc::make_mut(&mut set.elements).insert(element);
         }
     }
 
@@ -91,6 +94,9 @@ impl Table {
         }
         let mut out = String::new();
         for (new, old) in self.sets.iter().zip(&previous.sets) {
+            if Arc::ptr_eq(&new.elements, &old.elements) {
+                continue;
+            }
             let gone: Vec<&String> = old.elements.difference(&new.elements).collect();
             let added: Vec<&String> = new.elements.difference(&old.elements).collect();
             self.element_command(&mut out, "delete", &new.name, &gone);

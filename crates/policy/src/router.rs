@@ -6,7 +6,9 @@
 //! two networks pass is decided statefully at the destination endpoint's host (see
 //! the host table). A router serves one tenant, so it never routes between tenants.
 
-use cloison_model::{Direction, Network};
+use std::collections::BTreeMap;
+
+use cloison_model::{Direction, Network, Peer};
 use ipnet::IpNet;
 
 use crate::nat;
@@ -62,23 +64,28 @@ fn forward_chain() -> Chain {
 }
 
 /// Returns the pairs of the tenant's networks on this host between which some rule
-/// allows a flow: a rule of a member of one network whose peer covers part of the
-/// other. A network without a local endpoint counts, because this host's copy of the
-/// distributed gateway may route a reply into it.
+/// allows a flow: a rule of a group with a member in one network whose peer covers
+/// part of the other. A network without a local endpoint counts, because this host's
+/// copy of the distributed gateway may route a reply into it. Each group's rules are
+/// read once, whatever its number of members.
 fn routed_pairs<'a>(input: &PolicyInput<'a>, tenant: &str) -> Vec<(&'a Network, &'a Network)> {
     let networks: Vec<&Network> = input.present_networks().into_values().filter(|n| n.tenant == tenant).collect();
     let mut pairs = Vec::new();
-    for (endpoint, own) in input.all_endpoints().filter(|(e, _)| e.tenant == tenant) {
-        for rule in input.rules_of(endpoint) {
-            let peers = peer_prefixes(input, tenant, &rule.peer);
-            for other in networks.iter().filter(|n| n.id != own.id) {
-                let covered = network_prefixes(other).iter().any(|p| peers.iter().any(|q| overlaps(p, q)));
-                if covered && networks.iter().any(|n| n.id == own.id) {
+    for (group, owns) in member_networks(input, tenant, &networks) {
+        let Some(group) = input.groups.get(&format!("{tenant}/{group}")) else { continue };
+        for rule in &group.rules {
+            let peers = match &rule.peer {
+                Peer::Cidr(net) => vec![*net],
+                peer => peer_prefixes(input, tenant, peer),
+            };
+            for own in &owns {
+                for other in networks.iter().filter(|n| n.id != own.id) {
+                    let covered = network_prefixes(other).iter().any(|p| peers.iter().any(|q| overlaps(p, q)));
                     let pair = match rule.direction {
-                        Direction::Ingress => (*other, own),
-                        Direction::Egress => (own, *other),
+                        Direction::Ingress => (*other, *own),
+                        Direction::Egress => (*own, *other),
                     };
-                    if !pairs.contains(&pair) {
+                    if covered && !pairs.contains(&pair) {
                         pairs.push(pair);
                     }
                 }
@@ -86,6 +93,24 @@ fn routed_pairs<'a>(input: &PolicyInput<'a>, tenant: &str) -> Vec<(&'a Network, 
         }
     }
     pairs
+}
+
+/// Returns, for each group of the tenant's endpoints, the networks among `present`
+/// where the group has members.
+fn member_networks<'a>(input: &PolicyInput<'a>, tenant: &str, present: &[&'a Network]) -> BTreeMap<&'a str, Vec<&'a Network>> {
+    let mut members: BTreeMap<&'a str, Vec<&'a Network>> = BTreeMap::new();
+    for (endpoint, own) in input.all_endpoints().filter(|(e, _)| e.tenant == tenant) {
+        if !present.iter().any(|n| n.id == own.id) {
+            continue;
+        }
+        for group in &endpoint.groups {
+            let owns = members.entry(group.as_str()).or_default();
+            if !owns.iter().any(|n| n.id == own.id) {
+                owns.push(own);
+            }
+        }
+    }
+    members
 }
 
 fn add_pair(table: &mut Table, from: &Network, to: &Network) {

@@ -108,7 +108,7 @@ async fn rejected_batch_keeps_errno() {
     let run_dir = std::env::temp_dir().join(format!("clelem-{}", std::process::id()));
     let dataplane = NetlinkDataplane::in_namespace(host.path(), run_dir).expect("dataplane");
     let tables = generate(&dual_stack(1, 1).as_input()).host;
-    let empty: Vec<Table> = tables.iter().map(|t| Table { sets: t.sets.iter().map(|s| { let mut s = s.clone(); s.elements.clear(); s }).collect(), ..t.clone() }).collect();
+    let empty: Vec<Table> = tables.iter().map(|t| Table { sets: t.sets.iter().map(|s| { let mut s = s.clone(); s.elements = Default::default(); s }).collect(), ..t.clone() }).collect();
     let changes = element_changes(&tables, &empty).expect("only elements differ");
 
     let plan = NftElementsPlan { namespace: Some(host.path()), changes };

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use cloison_model::{Direction, Endpoint, Host, MacAddr, Network, Peer, Protocol, Rule, SecurityGroup};
-use cloison_policy::{generate, synthetic_input, transition_script, OwnedInput};
+use cloison_policy::{generate, synthetic_input, transition_script, Generator, OwnedInput};
 
 fn network(tenant: &str, name: &str, vni: u32, subnet: &str, subnet6: Option<&str>) -> Network {
     let subnet: ipnet::Ipv4Net = subnet.parse().expect("subnet");
@@ -225,4 +225,46 @@ fn host_carries_every_network_of_its_tenants() {
     let rendered = host.render();
     let from_b: Vec<&str> = rendered.lines().filter(|l| l.contains("10.2.0.0/24") && !l.contains("clb000066")).collect();
     assert!(!from_b.is_empty(), "a1's rule from network b allows nothing:\n{rendered}");
+}
+
+/// One change to the desired state, applied between two generations.
+type Step = fn(&mut OwnedInput);
+
+#[test]
+fn reused_generator_matches_fresh_one() {
+    let steps: [(&str, Step); 6] = [
+        ("new ingress rule", |input| {
+            if let Some(db) = input.groups.get_mut("t1/db") {
+                db.rules.push(rule(Direction::Ingress, Protocol::Udp, Some((53, 53)), Peer::Any));
+            }
+        }),
+        ("peer group loses a member", |input| {
+            input.endpoints.remove("a2000000-0000-0000-0000-000000000000");
+        }),
+        ("peer network gets a second subnet", |input| {
+            if let Some(b) = input.networks.get_mut("t1-b") {
+                b.subnet6 = "fd00:2::/64".parse().ok();
+            }
+        }),
+        ("endpoint joins a second group", |input| {
+            if let Some(a1) = input.endpoints.get_mut("a1000000-0000-0000-0000-000000000000") {
+                a1.groups.push("db".into());
+            }
+        }),
+        ("group deleted", |input| {
+            input.groups.remove("t1/db");
+        }),
+        ("endpoint without groups", |input| {
+            if let Some(b1) = input.endpoints.get_mut("b1000000-0000-0000-0000-000000000000") {
+                b1.groups.clear();
+            }
+        }),
+    ];
+    let mut input = two_tenants();
+    let mut generator = Generator::default();
+    assert_eq!(generator.generate(&input.as_input()), generate(&input.as_input()), "first generation");
+    for (name, step) in steps {
+        step(&mut input);
+        assert_eq!(generator.generate(&input.as_input()), generate(&input.as_input()), "after: {name}");
+    }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use cloison_dataplane::{DataplaneError, NftCounts, NftElementsPlan, NftSetChange, NftablesPlan, TransitPlan};
 use cloison_model::{Endpoint, Publication, PublishProtocol};
-use cloison_policy::{element_changes, generate, transition_script, PolicyInput, RouterRuleset, Table};
+use cloison_policy::{element_changes, transition_script, Generator, PolicyInput, RouterRuleset, Table};
 use tracing::{debug, info, warn};
 
 use super::{Inner, Reconciler};
@@ -28,6 +28,9 @@ pub(super) struct AppliedPolicy {
     /// Incremented by every apply, so the repair pass can tell whether counts it
     /// read without the lock still describe what was applied.
     generation: u64,
+    /// Keeps the sets of the last generation, so a change does not rebuild sets
+    /// whose size grows with the number of rules.
+    generator: Generator,
 }
 
 /// The object counts expected in one namespace.
@@ -141,7 +144,7 @@ impl Reconciler {
             transits: &transits,
             host_addresses: &host_addresses,
         };
-        let wanted = generate(&input);
+        let wanted = inner.policy.generator.generate(&input);
         if inner.policy.host.as_ref() != Some(&wanted.host) {
             // Transit links carry egress and publications through the host, which
             // must forward them; the host's forwarding is left alone without one.
