@@ -89,7 +89,7 @@ impl Reconciler {
         match inner.desired.apply(event) {
             Delta::Resync => self.resync(&mut inner).await,
             Delta::Network(id) => {
-                let _ = self.converge(&mut inner, &id).await;
+                let _ = self.converge_with_tenant(&mut inner, &id).await;
             }
             Delta::Host(host) => self.converge_host(&mut inner, &host).await,
             Delta::Policy | Delta::None => {}
@@ -110,7 +110,7 @@ impl Reconciler {
         // The watch may have delivered this endpoint first and failed on it. Unless the
         // failure is forgotten, converge skips the endpoint and the kernel's error is lost.
         inner.applied.broken.remove(&endpoint_id);
-        let result = self.converge(&mut inner, &network_id).await;
+        let result = self.converge_with_tenant(&mut inner, &network_id).await;
         if inner.applied.local.contains_key(&endpoint_id) {
             self.sync_policy(&mut inner).await;
             return Ok(());
@@ -118,7 +118,7 @@ impl Reconciler {
         // Forget the endpoint so a later event does not retry a failed attach.
         inner.desired.endpoints.remove(&endpoint_id);
         inner.applied.broken.remove(&endpoint_id);
-        let _ = self.converge(&mut inner, &network_id).await;
+        let _ = self.converge_with_tenant(&mut inner, &network_id).await;
         Err(result.err().unwrap_or_else(|| AgentError::NotFound {
             what: format!("endpoint {endpoint_id} after attach"),
         }))
@@ -128,7 +128,7 @@ impl Reconciler {
     pub async fn detach(&self, endpoint: &Endpoint) -> Result<(), AgentError> {
         let mut inner = self.inner.lock().await;
         inner.desired.endpoints.remove(&endpoint.id);
-        let result = self.converge(&mut inner, &endpoint.network_id).await;
+        let result = self.converge_with_tenant(&mut inner, &endpoint.network_id).await;
         self.sync_policy(&mut inner).await;
         result
     }

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cloison_model::{Endpoint, Host, Network, Publication, SecurityGroup, WatchEvent, WatchObject};
 
@@ -127,17 +127,31 @@ impl DesiredState {
             .filter(move |e| e.network_id == network_id)
     }
 
-    /// Returns the ids of the networks that have an endpoint on `host`.
-    pub fn networks_with_endpoints_on(&self, host: &str) -> Vec<String> {
-        let mut ids: Vec<String> = self
+    /// Returns true when `tenant` has an endpoint on `host` whose network the desired
+    /// state contains. Such a host carries every network of the tenant.
+    pub fn is_tenant_present_on(&self, tenant: &str, host: &str) -> bool {
+        self.endpoints
+            .values()
+            .filter(|e| e.host == host)
+            .filter_map(|e| self.networks.get(&e.network_id))
+            .any(|n| n.tenant == tenant)
+    }
+
+    /// Returns the ids of the networks `host` carries: every network of each tenant
+    /// with an endpoint there, so the tenant's router has a gateway on all of them.
+    pub fn networks_present_on(&self, host: &str) -> Vec<String> {
+        let tenants: BTreeSet<&str> = self
             .endpoints
             .values()
             .filter(|e| e.host == host)
-            .map(|e| e.network_id.clone())
+            .filter_map(|e| self.networks.get(&e.network_id))
+            .map(|n| n.tenant.as_str())
             .collect();
-        ids.sort();
-        ids.dedup();
-        ids
+        self.networks
+            .values()
+            .filter(|n| tenants.contains(n.tenant.as_str()))
+            .map(|n| n.id.clone())
+            .collect()
     }
 }
 

@@ -318,3 +318,135 @@ async fn snapshot_keeps_partially_inventoried_remote() {
         .count();
     assert_eq!(removals, 0, "{log:?}");
 }
+
+/// Tenant t1 with network n1 (a1 here, b1 on h2) and network n2 whose only endpoint
+/// is on h2; tenant t2 with network n3 whose only endpoint is on h3.
+fn two_networks_one_local() -> (Vec<Network>, Vec<Endpoint>) {
+    let n1 = network("n1", "t1", 42);
+    let n2 = network("n2", "t1", 43);
+    let n3 = network("n3", "t2", 44);
+    let endpoints = vec![
+        endpoint("a1", &n1, ME, 2),
+        endpoint("b1", &n1, "h2", 3),
+        endpoint("c2", &n2, "h2", 4),
+        endpoint("d3", &n3, "h3", 5),
+    ];
+    (vec![n1, n2, n3], endpoints)
+}
+
+#[tokio::test]
+async fn tenant_network_without_local_endpoint_is_carried() {
+    let (fake, reconciler) = setup();
+    let (networks, endpoints) = two_networks_one_local();
+    let c2 = endpoints[2].clone();
+    reconciler.apply_event(snapshot(5, networks, endpoints)).await;
+
+    assert_eq!(fake.network_vnis(), vec![42, 43], "t1's n2 must be carried, t2's n3 must not");
+    assert_eq!(fake.endpoint_ids(), vec!["a1".to_string()]);
+    let entries = fake.remote_endpoints();
+    let c2_entry = entries.iter().find(|e| e.mac == c2.mac);
+    assert_eq!(c2_entry.map(|e| e.vxlan.clone()), Some(names::vxlan(43)), "{entries:?}");
+    assert_eq!(c2_entry.map(|e| e.vtep), Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))));
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(fake.routers().len(), 1, "only t1 has a router here");
+}
+
+#[tokio::test]
+async fn first_local_endpoint_brings_tenant_networks() {
+    let (fake, reconciler) = setup();
+    let (networks, mut endpoints) = two_networks_one_local();
+    let a1 = endpoints.remove(0);
+    let late = networks[1].clone();
+    reconciler.apply_event(snapshot(5, networks[..1].to_vec(), endpoints)).await;
+    assert!(fake.network_vnis().is_empty(), "no local endpoint yet, nothing to carry");
+
+    reconciler.apply_event(WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(a1) }).await;
+    assert_eq!(fake.network_vnis(), vec![42]);
+
+    // The watch sends the tenant's other network after the endpoint.
+    reconciler.apply_event(WatchEvent::Put { revision: 7, object: WatchObject::Network(late) }).await;
+    assert_eq!(fake.network_vnis(), vec![42, 43]);
+    assert_eq!(fake.remote_endpoints().len(), 2, "c2's entries go on n2's VXLAN device");
+}
+
+#[tokio::test]
+async fn network_before_endpoint_waits_for_it() {
+    let (fake, reconciler) = setup();
+    let (networks, mut endpoints) = two_networks_one_local();
+    let a1 = endpoints.remove(0);
+    reconciler.apply_event(snapshot(5, networks, endpoints)).await;
+    assert!(fake.network_vnis().is_empty());
+
+    // An endpoint of n1 arriving also brings n2, which was already desired.
+    reconciler.apply_event(WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(a1) }).await;
+    assert_eq!(fake.network_vnis(), vec![42, 43]);
+    assert_eq!(fake.routers().len(), 1);
+}
+
+#[tokio::test]
+async fn last_local_endpoint_gone_removes_tenant_networks() {
+    let (fake, reconciler) = setup();
+    let (networks, endpoints) = two_networks_one_local();
+    let a1 = endpoints[0].clone();
+    reconciler.apply_event(snapshot(5, networks, endpoints)).await;
+    fake.take_log();
+
+    reconciler.apply_event(WatchEvent::Delete { revision: 6, object: WatchObject::Endpoint(a1) }).await;
+    assert!(fake.network_vnis().is_empty(), "{:?}", fake.network_vnis());
+    assert!(fake.remote_endpoints().is_empty());
+    assert!(fake.routers().is_empty());
+    let log = fake.take_log();
+    assert!(log.contains(&Recorded::RemoveNetwork(43)), "{log:?}");
+}
+
+#[tokio::test]
+async fn detach_of_last_endpoint_removes_tenant_networks() {
+    let (fake, reconciler) = setup();
+    let (networks, endpoints) = two_networks_one_local();
+    let a1 = endpoints[0].clone();
+    reconciler.apply_event(snapshot(5, networks, endpoints)).await;
+
+    reconciler.detach(&a1).await.expect("detach");
+    assert!(fake.network_vnis().is_empty(), "{:?}", fake.network_vnis());
+    assert!(fake.routers().is_empty());
+}
+
+#[tokio::test]
+async fn deleted_network_goes_tenant_stays() {
+    let (fake, reconciler) = setup();
+    let (networks, endpoints) = two_networks_one_local();
+    let n2 = networks[1].clone();
+    reconciler.apply_event(snapshot(5, networks, endpoints)).await;
+
+    reconciler.apply_event(WatchEvent::Delete { revision: 6, object: WatchObject::Network(n2) }).await;
+    assert_eq!(fake.network_vnis(), vec![42]);
+    assert_eq!(fake.remote_endpoints().len(), 1, "only b1's entries remain");
+    assert_eq!(fake.routers().len(), 1);
+}
+
+#[tokio::test]
+async fn repair_retries_failed_network_setup() {
+    let (fake, reconciler) = setup();
+    let (networks, endpoints) = two_networks_one_local();
+    fake.fail_network_setup(43, true);
+    reconciler.apply_event(snapshot(5, networks, endpoints)).await;
+    assert_eq!(fake.network_vnis(), vec![42]);
+
+    fake.fail_network_setup(43, false);
+    reconciler.repair().await.expect("repair");
+    assert_eq!(fake.network_vnis(), vec![42, 43], "repair did not set up n2 again");
+    assert_eq!(fake.remote_endpoints().len(), 2);
+}
+
+#[tokio::test]
+async fn snapshot_removes_network_of_absent_tenant() {
+    let (fake, reconciler) = setup();
+    let (networks, endpoints) = two_networks_one_local();
+    let c = ctx();
+    // An earlier agent carried t2's n3, whose tenant has no endpoint here any more.
+    fake.preload_network(c.network_plan(&networks[2], &cloison_agent::DesiredState::default()));
+
+    reconciler.apply_event(snapshot(5, networks, endpoints)).await;
+    assert_eq!(fake.network_vnis(), vec![42, 43]);
+    assert!(fake.take_log().contains(&Recorded::RemoveNetwork(44)));
+}

@@ -43,6 +43,8 @@ struct FakeKernel {
     /// like [`NftCounts`]: element updates count from 0 and emptied sets are 0. A
     /// full apply clears them.
     nftables_drift: BTreeMap<Option<PathBuf>, NftCounts>,
+    /// VNIs whose network setup fails, see [`FakeDataplane::fail_network_setup`].
+    failing_networks: BTreeSet<u32>,
     log: Vec<Recorded>,
 }
 
@@ -100,6 +102,17 @@ impl FakeDataplane {
         self.lock().remote.insert(plan);
     }
 
+    /// Makes every later setup of the network with `vni` fail with `EIO` while
+    /// `fail` is true, as a kernel that rejects its devices would.
+    pub fn fail_network_setup(&self, vni: u32, fail: bool) {
+        let mut k = self.lock();
+        if fail {
+            k.failing_networks.insert(vni);
+        } else {
+            k.failing_networks.remove(&vni);
+        }
+    }
+
     /// Returns the nftables scripts applied so far to one namespace, oldest first.
     pub fn nftables_scripts(&self, namespace: Option<&std::path::Path>) -> Vec<String> {
         self.lock()
@@ -150,6 +163,9 @@ impl Dataplane for FakeDataplane {
     async fn ensure_network(&self, plan: &NetworkPlan) -> Result<(), DataplaneError> {
         let mut k = self.lock();
         k.log.push(Recorded::EnsureNetwork(plan.vni));
+        if k.failing_networks.contains(&plan.vni) {
+            return Err(DataplaneError::Sys { op: format!("ip link add {} type bridge", plan.bridge), source: nix::errno::Errno::EIO });
+        }
         k.networks.insert(plan.vni, plan.clone());
         Ok(())
     }

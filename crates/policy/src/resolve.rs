@@ -9,7 +9,7 @@ use crate::PolicyInput;
 
 /// Returns the prefixes a peer stands for in `tenant`. A group stands for the
 /// addresses of its members in the input, a network for its subnets. The input of a
-/// host holds every network of each tenant with an endpoint there and every endpoint
+/// host contains every network of each tenant with an endpoint there and every endpoint
 /// of those networks, so both resolve in full for the tenants this host serves.
 pub(crate) fn peer_prefixes(input: &PolicyInput<'_>, tenant: &str, peer: &Peer) -> Vec<IpNet> {
     match peer {

@@ -17,14 +17,59 @@ struct NetworkWants {
 }
 
 impl Reconciler {
-    /// Brings one network's kernel objects to the desired state. Returns the first
-    /// error met; the other objects are still attempted.
+    /// Converges one network, then every other network of its tenant whose presence
+    /// on this host changed with it: the tenant's first local endpoint brings all its
+    /// networks, and its last one takes them away.
+    pub(super) async fn converge_with_tenant(&self, inner: &mut Inner, network_id: &str) -> Result<(), AgentError> {
+        let tenant = inner
+            .desired
+            .networks
+            .get(network_id)
+            .map(|n| n.tenant.clone())
+            .or_else(|| inner.applied.networks.get(network_id).map(|(t, _)| t.clone()));
+        let result = self.converge(inner, network_id).await;
+        if let Some(tenant) = tenant {
+            for id in self.tenant_networks_out_of_step(inner, &tenant) {
+                let _ = self.converge(inner, &id).await;
+            }
+        }
+        result
+    }
+
+    /// Returns the networks of `tenant` that this host should carry and has not
+    /// set up, or has set up and should not carry.
+    fn tenant_networks_out_of_step(&self, inner: &Inner, tenant: &str) -> Vec<String> {
+        let present = inner.desired.is_tenant_present_on(tenant, &self.ctx.host);
+        let missing = inner
+            .desired
+            .networks
+            .values()
+            .filter(|n| present && n.tenant == tenant && !inner.applied.networks.contains_key(&n.id))
+            .map(|n| n.id.clone());
+        let unwanted = inner
+            .applied
+            .networks
+            .iter()
+            .filter(|(id, (t, _))| t == tenant && (!present || !inner.desired.networks.contains_key(*id)))
+            .map(|(id, _)| id.clone());
+        missing.chain(unwanted).collect()
+    }
+
+    /// Brings one network's kernel objects to the desired state: its bridge, VXLAN
+    /// device, gateway and endpoints while its tenant has an endpoint on this host,
+    /// nothing otherwise. Returns the first error met; the other objects are still
+    /// attempted.
     pub(super) async fn converge(&self, inner: &mut Inner, network_id: &str) -> Result<(), AgentError> {
-        let network = inner.desired.networks.get(network_id).cloned();
+        let network = inner
+            .desired
+            .networks
+            .get(network_id)
+            .filter(|n| inner.desired.is_tenant_present_on(&n.tenant, &self.ctx.host))
+            .cloned();
         let wants = network.as_ref().map(|n| self.wants(inner, n));
         let mut first_error = None;
         match (network, wants) {
-            (Some(network), Some(wants)) if !wants.local.is_empty() => {
+            (Some(network), Some(wants)) => {
                 let mut note = |r: Result<(), AgentError>| {
                     if let Err(e) = r {
                         first_error.get_or_insert(e);
@@ -217,8 +262,8 @@ impl Reconciler {
         }
     }
 
-    /// Removes a network that has no local endpoint any more, and its tenant's router
-    /// when it was the tenant's last network here.
+    /// Removes a network this host no longer carries, and its tenant's router when it
+    /// was the tenant's last network here.
     async fn remove_network(&self, inner: &mut Inner, network_id: &str) -> Result<(), AgentError> {
         let empty = NetworkWants {
             local: BTreeMap::new(),

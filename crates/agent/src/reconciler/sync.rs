@@ -25,7 +25,7 @@ impl Reconciler {
             }
         };
         inner.applied.clear();
-        let wanted: Vec<String> = inner.desired.networks_with_endpoints_on(&self.ctx.host);
+        let wanted: Vec<String> = inner.desired.networks_present_on(&self.ctx.host);
         for id in &wanted {
             let _ = self.converge(inner, id).await;
         }
@@ -113,7 +113,7 @@ impl Reconciler {
     }
 
     /// Re-ensures what vanished from the kernel since it was applied, and retries
-    /// endpoints whose setup failed.
+    /// endpoints and networks whose setup or removal failed.
     pub(super) async fn repair_locked(&self, inner: &mut Inner) -> Result<(), AgentError> {
         let inventory = self.dataplane.inventory().await?;
         let mut dirty = BTreeSet::new();
@@ -148,8 +148,11 @@ impl Reconciler {
             self.forget_network(inner, id);
         }
         if had_broken {
-            dirty.extend(inner.desired.networks_with_endpoints_on(&self.ctx.host));
+            dirty.extend(inner.desired.networks_present_on(&self.ctx.host));
         }
+        // Added after the forgetting above, so a network whose removal failed keeps
+        // the plan its next removal needs.
+        dirty.extend(self.networks_out_of_step(inner));
         let mut first_error = None;
         for id in dirty {
             if let Err(e) = self.converge(inner, &id).await {
@@ -157,6 +160,15 @@ impl Reconciler {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Returns the networks this host should carry and has not set up (a failed
+    /// setup), or has set up and should not carry (a failed removal).
+    fn networks_out_of_step(&self, inner: &Inner) -> Vec<String> {
+        let present: BTreeSet<String> = inner.desired.networks_present_on(&self.ctx.host).into_iter().collect();
+        let missing = present.iter().filter(|id| !inner.applied.networks.contains_key(*id)).cloned();
+        let unwanted = inner.applied.networks.keys().filter(|id| !present.contains(*id)).cloned();
+        missing.chain(unwanted).collect()
     }
 
     /// Forgets what was applied for one network so its next convergence re-ensures it.
