@@ -1,12 +1,15 @@
 //! Policy scale: the host's nftables ruleset generated from the policy crate's
 //! synthetic state with 0, 10k and 100k group rules, loaded into a throw-away
-//! namespace with `nft -f`, as the agent's dataplane applies it, and the latency of
-//! one endpoint change with those rules loaded.
+//! namespace with `nft -f` as the agent's first apply does, then the latency of one
+//! endpoint change through the agent's own path: the generator that reuses its last
+//! run, the element diff and one nftables netlink batch.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cloison_policy::{generate, synthetic_input, transition_script, Table};
+use cloison_dataplane::{Dataplane, NetlinkDataplane, NftElementsPlan};
+use cloison_policy::{element_changes, synthetic_input, transition_script, Generator};
 
 use crate::netns::{run_with_input, Netns};
 use crate::report::Row;
@@ -15,7 +18,10 @@ use crate::BenchError;
 
 const SCENARIO: &str = "policy";
 /// Local endpoints of the synthetic state, all in the rules' group.
-const ENDPOINTS: usize = 10;
+pub(crate) const ENDPOINTS: usize = 10;
+
+/// Maximum duration of one `nft -f`, past which its rule count is given up.
+const NFT_TIMEOUT_SECONDS: u32 = 180;
 
 /// Costs measured for one rule count.
 struct Measured {
@@ -26,20 +32,19 @@ struct Measured {
     change: Vec<Duration>,
 }
 
-/// Maximum duration of one `nft -f`, past which its rule count is given up. With 100k
-/// rules, nft 1.0.6 on kernel 6.18 was still loading after nine minutes of system
-/// time on a 2-CPU machine.
-const NFT_TIMEOUT_SECONDS: u32 = 180;
-
 /// Measures each rule count in `rule_counts`, `changes` endpoint changes each. A
 /// rule count whose load fails or times out adds a note instead of rows.
 pub(crate) fn policy(prefix: &str, rule_counts: &[usize], changes: usize, notes: &mut Vec<String>) -> Result<Vec<Row>, BenchError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::io("cannot start the async runtime", e))?;
     let mut measured = Vec::new();
     for (index, rules) in rule_counts.iter().enumerate() {
         let netns = Netns::create(format!("{prefix}-pol{index}"))?;
-        match measure(&netns, *rules, changes) {
+        match runtime.block_on(measure(&netns, *rules, changes)) {
             Ok(result) => measured.push(result),
-            Err(e) => notes.push(format!("policy: {rules} rules not measured (limit {NFT_TIMEOUT_SECONDS} s per nft -f): {e}")),
+            Err(e) => notes.push(format!("policy: {rules} rules not measured: {e}")),
         }
     }
     if measured.is_empty() {
@@ -48,24 +53,38 @@ pub(crate) fn policy(prefix: &str, rule_counts: &[usize], changes: usize, notes:
     Ok(rows(&measured))
 }
 
-/// Rule count from which only [`LARGE_CHANGES`] changes are timed, because one change
-/// through `nft -f` already took 13 s with 10,000 rules on a 2-CPU machine.
-const LARGE_RULES: usize = 100_000;
-const LARGE_CHANGES: usize = 2;
-
-fn measure(netns: &Netns, rules: usize, changes: usize) -> Result<Measured, BenchError> {
-    let changes = if rules >= LARGE_RULES { changes.min(LARGE_CHANGES) } else { changes };
-    let mut previous = host_tables(rules, ENDPOINTS);
+/// Loads the tables for `rules` rules, then attaches `changes` more endpoints of
+/// the rules' group one at a time, as the agent applies them.
+async fn measure(netns: &Netns, rules: usize, changes: usize) -> Result<Measured, BenchError> {
+    let run_dir = std::env::temp_dir().join(format!("{}-run", netns.name));
+    let dataplane = NetlinkDataplane::in_namespace(netns.path(), run_dir).map_err(|e| BenchError::Peer {
+        peer: "cloison".into(),
+        operation: "open the dataplane",
+        sandbox: netns.name.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut generator = Generator::default();
+    let mut previous = generator.generate(&synthetic_input(rules, ENDPOINTS).as_input()).host;
     let started = Instant::now();
     nft(netns, &transition_script(&previous, None))?;
     let load = started.elapsed();
     let mut result = Measured { rules, load, generate: Vec::new(), apply: Vec::new(), change: Vec::new() };
     for change in 1..=changes {
+        let input = synthetic_input(rules, ENDPOINTS + change);
         let started = Instant::now();
-        let wanted = host_tables(rules, ENDPOINTS + change);
-        let script = transition_script(&wanted, Some(&previous));
+        let wanted = generator.generate(&input.as_input()).host;
+        let changes = element_changes(&wanted, &previous).ok_or_else(|| BenchError::Empty {
+            scenario: SCENARIO,
+            reason: "an endpoint change needed more than element changes".into(),
+        })?;
         let generated = started.elapsed();
-        nft(netns, &script)?;
+        let plan = NftElementsPlan { namespace: None::<PathBuf>, changes };
+        dataplane.apply_nftables_elements(&plan).await.map_err(|e| BenchError::Peer {
+            peer: "cloison".into(),
+            operation: "apply element changes",
+            sandbox: netns.name.clone(),
+            reason: e.to_string(),
+        })?;
         result.change.push(started.elapsed());
         result.generate.push(generated);
         result.apply.push(started.elapsed() - generated);
@@ -74,14 +93,8 @@ fn measure(netns: &Netns, rules: usize, changes: usize) -> Result<Measured, Benc
     Ok(result)
 }
 
-/// The host tables the generator builds for `rules` rules and `endpoints` endpoints.
-fn host_tables(rules: usize, endpoints: usize) -> Vec<Table> {
-    let input = synthetic_input(rules, endpoints);
-    generate(&input.as_input()).host
-}
-
 /// Applies `script` in one `nft -f -` transaction inside `netns`.
-fn nft(netns: &Netns, script: &str) -> Result<(), BenchError> {
+pub(crate) fn nft(netns: &Netns, script: &str) -> Result<(), BenchError> {
     let mut command: Command = netns.command("timeout");
     command.args([&NFT_TIMEOUT_SECONDS.to_string(), "nft", "-f", "-"]);
     run_with_input(&mut command, script.as_bytes()).map(drop)
@@ -99,8 +112,8 @@ fn rows(measured: &[Measured]) -> Vec<Row> {
         rows.push(load);
         for (label, samples, pick) in [
             ("one endpoint change, total", &m.change, (|b: &Measured| &b.change) as fn(&Measured) -> &Vec<Duration>),
-            ("one endpoint change, generate", &m.generate, |b: &Measured| &b.generate),
-            ("one endpoint change, nft apply", &m.apply, |b: &Measured| &b.apply),
+            ("one endpoint change, generate and diff", &m.generate, |b: &Measured| &b.generate),
+            ("one endpoint change, netlink apply", &m.apply, |b: &Measured| &b.apply),
         ] {
             let Some(summary) = Summary::of_durations(samples) else { continue };
             let mut row = Row::sampled(SCENARIO, &case, label, "ms", summary);
