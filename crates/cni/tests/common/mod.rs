@@ -1,8 +1,8 @@
 //! A throw-away single-host deployment for the CNI tests: `cloison up` in a
 //! "host" network namespace, a plugin directory holding `cloison` next to the
 //! reference plugins, and container namespaces. Nothing runs in the machine's own
-//! network namespace except Podman's, whose plugins are cloison's alone; every
-//! namespace and process goes when its guard drops, also when a test panics.
+//! network namespace, and every namespace and process goes when its guard drops,
+//! also when a test panics.
 
 #![allow(dead_code, unreachable_pub)]
 
