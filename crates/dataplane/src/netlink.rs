@@ -23,6 +23,7 @@ mod relay;
 mod router;
 mod transit;
 mod underlay;
+mod unlink;
 mod verify;
 
 use std::path::PathBuf;
@@ -107,7 +108,7 @@ impl Dataplane for NetlinkDataplane {
     }
 
     async fn remove_local_endpoint(&self, host_ifname: &str) -> Result<(), DataplaneError> {
-        endpoint::remove(self.host().await?, host_ifname).await
+        endpoint::remove(self.host().await?, self.host_netns.as_deref(), host_ifname).await
     }
 
     async fn verify_local_endpoint(&self, plan: &LocalEndpointPlan) -> Result<Vec<String>, DataplaneError> {

@@ -3,13 +3,14 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 
 use netlink_packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth};
 
 use super::interface::{self, Settings};
 use super::links::{self, Link, Desired};
-use super::{announce, namespace};
+use super::{announce, namespace, unlink};
 use crate::{names, DataplaneError, LocalEndpointPlan};
 
 /// Sockets opened inside a sandbox namespace.
@@ -49,9 +50,10 @@ pub(super) async fn ensure(host: &Handle, plan: &LocalEndpointPlan) -> Result<()
     Ok(())
 }
 
-/// Deletes an endpoint's host end, which takes the container end with it.
-/// Like `ip link del HOST_IFNAME`.
-pub(super) async fn remove(host: &Handle, host_ifname: &str) -> Result<(), DataplaneError> {
+/// Deletes an endpoint's host end, which takes the container end with it, on a
+/// socket of its own (see [`unlink`]). `host_netns` is the namespace playing the
+/// host, `None` for the process's own. Like `ip link del HOST_IFNAME`.
+pub(super) async fn remove(host: &Handle, host_netns: Option<&Path>, host_ifname: &str) -> Result<(), DataplaneError> {
     let Some(link) = links::find(host, host_ifname).await? else {
         return Ok(());
     };
@@ -62,7 +64,7 @@ pub(super) async fn remove(host: &Handle, host_ifname: &str) -> Result<(), Datap
             alias: link.alias,
         });
     }
-    links::delete(host, link.index).await
+    unlink::delete(host_netns, link.index, &link.name).await
 }
 
 /// Returns the index of the network's bridge. Like `ip link show BRIDGE`.
