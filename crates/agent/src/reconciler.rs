@@ -7,6 +7,8 @@
 
 mod applied;
 mod converge;
+mod detach;
+mod inflight;
 mod policy;
 mod sync;
 mod transit;
@@ -38,6 +40,8 @@ struct Inner {
     synced: bool,
     policy: policy::AppliedPolicy,
     transit: transit::TransitSlots,
+    /// Endpoints whose interface is being deleted without the lock.
+    in_flight: inflight::InFlight,
 }
 
 impl Reconciler {
@@ -102,7 +106,7 @@ impl Reconciler {
     /// Programs a just-created local endpoint without waiting for the watch, so an
     /// attach returns once the interface is usable.
     pub async fn attach(&self, network: Network, endpoint: Endpoint) -> Result<(), AgentError> {
-        let mut inner = self.inner.lock().await;
+        let mut inner = self.lock_clear_of(&self.ctx.local_endpoint_plan(&network, &endpoint)).await;
         let network_id = network.id.clone();
         let endpoint_id = endpoint.id.clone();
         inner.desired.networks.insert(network_id.clone(), network);
@@ -122,15 +126,6 @@ impl Reconciler {
         Err(result.err().unwrap_or_else(|| AgentError::NotFound {
             what: format!("endpoint {endpoint_id} after attach"),
         }))
-    }
-
-    /// Removes a local endpoint from the kernel without waiting for the watch.
-    pub async fn detach(&self, endpoint: &Endpoint) -> Result<(), AgentError> {
-        let mut inner = self.inner.lock().await;
-        inner.desired.endpoints.remove(&endpoint.id);
-        let result = self.converge_with_tenant(&mut inner, &endpoint.network_id).await;
-        self.sync_policy(&mut inner).await;
-        result
     }
 
     /// Compares the kernel with what was applied and repairs what went missing or

@@ -34,6 +34,8 @@ pub enum Recorded {
 #[derive(Debug, Default)]
 struct FakeKernel {
     routers: BTreeSet<PathBuf>,
+    /// See [`FakeDataplane::fail_local_removals`].
+    failing_removals: bool,
     networks: BTreeMap<u32, NetworkPlan>,
     endpoints: BTreeMap<String, LocalEndpointPlan>,
     remote: BTreeSet<RemoteEndpointPlan>,
@@ -53,6 +55,17 @@ struct FakeKernel {
 #[derive(Debug, Default)]
 pub struct FakeDataplane {
     kernel: Mutex<FakeKernel>,
+    removal_hold: RemovalHold,
+}
+
+/// True while endpoint removals wait, see [`FakeDataplane::hold_local_removals`].
+#[derive(Debug)]
+struct RemovalHold(tokio::sync::watch::Sender<bool>);
+
+impl Default for RemovalHold {
+    fn default() -> Self {
+        Self(tokio::sync::watch::channel(false).0)
+    }
 }
 
 impl FakeDataplane {
@@ -138,6 +151,23 @@ impl FakeDataplane {
         drift.insert(format!("{table} set {set}"), 0);
     }
 
+    /// Makes every later endpoint removal wait, after it is recorded and before it
+    /// changes the fake kernel, until [`FakeDataplane::release_local_removals`], as
+    /// a slow kernel deletion would.
+    pub fn hold_local_removals(&self) {
+        self.removal_hold.0.send_replace(true);
+    }
+
+    /// Lets held and later endpoint removals proceed.
+    pub fn release_local_removals(&self) {
+        self.removal_hold.0.send_replace(false);
+    }
+
+    /// Makes every later endpoint removal fail with `EIO` while `fail` is true.
+    pub fn fail_local_removals(&self, fail: bool) {
+        self.lock().failing_removals = fail;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeKernel> {
         // A panic in another test thread must not hide this test's own result.
         self.kernel.lock().unwrap_or_else(|e| e.into_inner())
@@ -187,8 +217,14 @@ impl Dataplane for FakeDataplane {
     }
 
     async fn remove_local_endpoint(&self, host_ifname: &str) -> Result<(), DataplaneError> {
+        self.lock().log.push(Recorded::RemoveLocalEndpoint(host_ifname.to_string()));
+        let mut hold = self.removal_hold.0.subscribe();
+        // The fake owns the sender, so the wait ends only by a release.
+        let _ = hold.wait_for(|held| !held).await;
         let mut k = self.lock();
-        k.log.push(Recorded::RemoveLocalEndpoint(host_ifname.to_string()));
+        if k.failing_removals {
+            return Err(DataplaneError::Sys { op: format!("ip link del {host_ifname}"), source: nix::errno::Errno::EIO });
+        }
         k.endpoints.retain(|_, e| e.host_ifname != host_ifname);
         Ok(())
     }

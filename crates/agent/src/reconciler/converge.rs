@@ -124,6 +124,10 @@ impl Reconciler {
             remote: BTreeMap::new(),
         };
         for endpoint in inner.desired.endpoints_of(&network.id) {
+            if inner.in_flight.contains(&endpoint.id) {
+                // Its interface is being deleted without the lock: never recreated.
+                continue;
+            }
             if endpoint.host == self.ctx.host {
                 let plan = self.ctx.local_endpoint_plan(network, endpoint);
                 wants.local.insert(endpoint.id.clone(), plan);

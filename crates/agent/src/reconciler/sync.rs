@@ -46,6 +46,8 @@ impl Reconciler {
         let applied = &inner.applied;
         let local_ifnames: BTreeSet<&str> = applied.local.values().map(|(_, p)| p.host_ifname.as_str()).collect();
         let broken_ifnames: BTreeSet<&str> = applied.broken.values().map(|p| p.host_ifname.as_str()).collect();
+        // A detach is deleting these already, without the lock.
+        let in_flight: BTreeSet<&str> = inner.in_flight.host_ifnames().collect();
         // Remote entries are matched by device and MAC only: the inventory rebuilds them
         // from FDB and neighbour dumps, and a field it could not recover must not make
         // the agent delete an entry it has just ensured.
@@ -59,7 +61,7 @@ impl Reconciler {
         let mut failures = Vec::new();
         for endpoint in &inventory.endpoints {
             let name = endpoint.host_ifname.as_str();
-            if !local_ifnames.contains(name) && !broken_ifnames.contains(name) {
+            if !local_ifnames.contains(name) && !broken_ifnames.contains(name) && !in_flight.contains(name) {
                 info!(endpoint.id = %endpoint.endpoint_id, "removing orphaned endpoint");
                 failures.extend(self.dataplane.remove_local_endpoint(name).await.err());
             }

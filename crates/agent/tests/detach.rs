@@ -1,0 +1,228 @@
+//! Detach against the recording fake dataplane, whose endpoint removals can be
+//! held to stand for the kernel's slow veth deletion: the reconciler's lock is free
+//! meanwhile, and nothing recreates or deletes again an endpoint being detached.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloison_agent::{HostContext, Reconciler};
+use cloison_dataplane::{names, FakeDataplane, Recorded};
+use cloison_model::{Endpoint, Host, MacAddr, Network, WatchEvent, WatchObject};
+
+const ME: &str = "h1";
+/// Long enough for a task that is not blocked to finish on a loaded machine.
+const SETTLE: Duration = Duration::from_millis(100);
+
+fn ctx() -> HostContext {
+    HostContext {
+        host: ME.into(),
+        underlay_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        underlay_mtu: 1500,
+        vxlan_port: 4789,
+        run_dir: PathBuf::from("/run/cloison-test"),
+    }
+}
+
+fn network() -> Network {
+    Network {
+        id: "n1".into(),
+        tenant: "t1".into(),
+        name: "web".into(),
+        vni: 42,
+        subnet: "10.10.0.0/24".parse().expect("subnet"),
+        subnet6: None,
+        gateway: Ipv4Addr::new(10, 10, 0, 1),
+        gateway6: None,
+        gateway_mac: MacAddr::local_from_u64(42),
+        mtu: None,
+        external: false,
+        flood: false,
+        labels: BTreeMap::new(),
+        resource_version: 1,
+    }
+}
+
+/// Builds an endpoint of `network()` on this host, in the sandbox `/run/netns/SANDBOX`.
+fn endpoint(id: &str, name: &str, sandbox: &str, last_octet: u8) -> Endpoint {
+    let network = network();
+    Endpoint {
+        id: id.into(),
+        tenant: network.tenant.clone(),
+        name: name.into(),
+        network: network.name.clone(),
+        network_id: network.id.clone(),
+        host: ME.into(),
+        mac: MacAddr::local_from_u64(u64::from(last_octet) + 1000),
+        ipv4: Ipv4Addr::new(10, 10, 0, last_octet),
+        ipv6: None,
+        ifname: "eth0".into(),
+        sandbox: format!("/run/netns/{sandbox}"),
+        groups: vec![],
+        labels: BTreeMap::new(),
+        resource_version: 1,
+    }
+}
+
+fn snapshot(revision: u64, endpoints: Vec<Endpoint>) -> WatchEvent {
+    WatchEvent::Snapshot {
+        revision,
+        networks: vec![network()],
+        endpoints,
+        hosts: vec![Host {
+            name: ME.into(),
+            underlay_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            underlay_mtu: 1500,
+            vxlan_port: 4789,
+            last_heartbeat: 0,
+            resource_version: 1,
+        }],
+        groups: vec![],
+        publications: vec![],
+    }
+}
+
+/// Builds a reconciler that has applied a snapshot of `endpoints`, with an empty log.
+async fn programmed(endpoints: Vec<Endpoint>) -> (Arc<FakeDataplane>, Arc<Reconciler>) {
+    let fake = Arc::new(FakeDataplane::new());
+    let reconciler = Arc::new(Reconciler::new(fake.clone(), ctx()));
+    reconciler.apply_event(snapshot(5, endpoints)).await;
+    fake.take_log();
+    (fake, reconciler)
+}
+
+/// Starts detaching `endpoint` with removals held, and returns once its removal
+/// reached the fake kernel, with the requests recorded until then.
+async fn start_held_detach(
+    fake: &Arc<FakeDataplane>,
+    reconciler: &Arc<Reconciler>,
+    endpoint: &Endpoint,
+) -> (tokio::task::JoinHandle<Result<(), cloison_agent::AgentError>>, Vec<Recorded>) {
+    fake.hold_local_removals();
+    let detach = tokio::spawn({
+        let reconciler = reconciler.clone();
+        let endpoint = endpoint.clone();
+        async move { reconciler.detach(&endpoint).await }
+    });
+    let removal = Recorded::RemoveLocalEndpoint(names::endpoint_host(&endpoint.id));
+    let mut log = Vec::new();
+    let started = tokio::time::timeout(Duration::from_secs(5), async {
+        while !log.contains(&removal) {
+            log.extend(fake.take_log());
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(started.is_ok(), "the detach never removed the interface: {log:?}");
+    (detach, log)
+}
+
+fn count(log: &[Recorded], wanted: &Recorded) -> usize {
+    log.iter().filter(|r| *r == wanted).count()
+}
+
+#[tokio::test]
+async fn detaching_endpoint_not_recreated_or_collected() {
+    let (a1, a2) = (endpoint("a1", "a", "sa", 2), endpoint("a2", "b", "sb", 3));
+    let (fake, reconciler) = programmed(vec![a1.clone(), a2.clone()]).await;
+    let (detach, mut log) = start_held_detach(&fake, &reconciler, &a1).await;
+
+    // While the interface is being deleted: a late watch event that still carries
+    // the endpoint, a snapshot taken before its record went, and a repair pass.
+    let late = WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(a1.clone()) };
+    reconciler.apply_event(late).await;
+    reconciler.apply_event(snapshot(7, vec![a1.clone(), a2.clone()])).await;
+    reconciler.repair().await.expect("repair");
+    fake.release_local_removals();
+    detach.await.expect("detach task").expect("detach");
+    log.extend(fake.take_log());
+
+    let removal = Recorded::RemoveLocalEndpoint(names::endpoint_host("a1"));
+    assert_eq!(count(&log, &removal), 1, "{log:?}");
+    assert_eq!(count(&log, &Recorded::EnsureLocalEndpoint("a1".into())), 0, "{log:?}");
+    assert_eq!(fake.endpoint_ids(), vec!["a2".to_string()]);
+    assert!(!reconciler.desired().await.endpoints.contains_key("a1"), "the stale snapshot's copy stayed desired");
+}
+
+#[tokio::test]
+async fn attach_proceeds_during_deletion() {
+    let a1 = endpoint("a1", "a", "sa", 2);
+    let (fake, reconciler) = programmed(vec![a1.clone()]).await;
+    let (detach, _) = start_held_detach(&fake, &reconciler, &a1).await;
+
+    let c1 = endpoint("c1", "c", "sc", 4);
+    let attached = tokio::time::timeout(Duration::from_secs(5), reconciler.attach(network(), c1)).await;
+    attached.expect("the attach waited for the other endpoint's deletion").expect("attach");
+    assert!(fake.endpoint_ids().contains(&"c1".to_string()));
+    assert!(!detach.is_finished(), "the held removal ended early");
+
+    fake.release_local_removals();
+    detach.await.expect("detach task").expect("detach");
+    assert_eq!(fake.endpoint_ids(), vec!["c1".to_string()]);
+    assert_eq!(fake.network_vnis(), vec![42], "the network went while an endpoint was attached");
+}
+
+#[tokio::test]
+async fn attach_same_name_waits_for_detach() {
+    let a1 = endpoint("a1", "app", "sa", 2);
+    let (fake, reconciler) = programmed(vec![a1.clone()]).await;
+    let (detach, mut log) = start_held_detach(&fake, &reconciler, &a1).await;
+
+    // The record was deleted and created again under the same name, in the same
+    // sandbox with the same interface name, which the old pair still holds.
+    let again = endpoint("b1", "app", "sa", 2);
+    let attach = tokio::spawn({
+        let reconciler = reconciler.clone();
+        async move { reconciler.attach(network(), again).await }
+    });
+    tokio::time::sleep(SETTLE).await;
+    log.extend(fake.take_log());
+    assert!(!attach.is_finished(), "the attach did not wait: {log:?}");
+    assert_eq!(count(&log, &Recorded::EnsureLocalEndpoint("b1".into())), 0, "{log:?}");
+
+    fake.release_local_removals();
+    detach.await.expect("detach task").expect("detach");
+    attach.await.expect("attach task").expect("attach");
+    log.extend(fake.take_log());
+    let removed = log.iter().position(|r| *r == Recorded::RemoveLocalEndpoint(names::endpoint_host("a1")));
+    let created = log.iter().position(|r| *r == Recorded::EnsureLocalEndpoint("b1".into()));
+    assert!(removed.is_some(), "{log:?}");
+    assert!(created.is_some(), "{log:?}");
+    assert!(removed < created, "the new pair was created before the old one went: {log:?}");
+    assert_eq!(fake.endpoint_ids(), vec!["b1".to_string()]);
+}
+
+#[tokio::test]
+async fn attach_in_another_sandbox_does_not_wait() {
+    let a1 = endpoint("a1", "app", "sa", 2);
+    let (fake, reconciler) = programmed(vec![a1.clone(), endpoint("a2", "keep", "sk", 3)]).await;
+    let (detach, _) = start_held_detach(&fake, &reconciler, &a1).await;
+
+    // Same name and interface name, another namespace: nothing to wait for.
+    let elsewhere = endpoint("b1", "app", "sother", 5);
+    let attached = tokio::time::timeout(Duration::from_secs(5), reconciler.attach(network(), elsewhere)).await;
+    attached.expect("the attach waited for a deletion in another namespace").expect("attach");
+
+    fake.release_local_removals();
+    detach.await.expect("detach task").expect("detach");
+    assert_eq!(fake.endpoint_ids(), vec!["a2".to_string(), "b1".to_string()]);
+}
+
+#[tokio::test]
+async fn failed_removal_retried_by_convergence() {
+    let (a1, a2) = (endpoint("a1", "a", "sa", 2), endpoint("a2", "b", "sb", 3));
+    let (fake, reconciler) = programmed(vec![a1.clone(), a2.clone()]).await;
+    fake.fail_local_removals(true);
+    reconciler.detach(&a1).await.expect("detach");
+    assert!(fake.endpoint_ids().contains(&"a1".to_string()), "the failing removal removed it");
+
+    fake.fail_local_removals(false);
+    fake.take_log();
+    let event = WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(a2) };
+    reconciler.apply_event(event).await;
+    assert_eq!(fake.endpoint_ids(), vec!["a2".to_string()]);
+    let log = fake.take_log();
+    assert_eq!(count(&log, &Recorded::EnsureLocalEndpoint("a1".into())), 0, "{log:?}");
+}
