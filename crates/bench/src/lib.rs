@@ -13,6 +13,7 @@ mod lab_scenarios;
 mod machine;
 mod netns;
 mod policy;
+mod policy_throughput;
 mod report;
 mod stats;
 mod throughput;
@@ -102,7 +103,10 @@ fn run_one(scenario: Scenario, options: &Options, prefix: &str, notes: &mut Vec<
         }
         Scenario::Policy => {
             let changes = if options.quick { 3 } else { 20 };
-            policy::policy(prefix, &[0, 1_000, 10_000, 100_000], changes, notes)
+            let mut rows = policy::policy(prefix, &[0, 1_000, 10_000, 100_000], changes, notes)?;
+            let (rounds, seconds) = if options.quick { (1, 2) } else { (5, 5) };
+            rows.extend(policy_throughput::throughput(prefix, &[0, 10_000, 100_000], rounds, seconds)?);
+            Ok(rows)
         }
         Scenario::ControlPlane => {
             let scale = if options.quick {
