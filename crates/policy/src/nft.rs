@@ -3,7 +3,7 @@
 //! transaction. A change that only adds or deletes set elements renders as element
 //! commands, so an attach does not reload every chain.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -86,23 +86,82 @@ impl Table {
         out
     }
 
-    /// Renders the element commands that turn `previous` into `self`, or `None` when
-    /// more than set elements changed.
+    /// Renders the commands that turn `previous` into `self` without replacing the
+    /// table: element changes, and sets and regular chains that appeared or went (an
+    /// ingress class). Returns `None` when a base chain, a counter or the declaration
+    /// of a kept set changed, so the caller replaces the table.
     pub fn update_script(&self, previous: &Table) -> Option<String> {
-        if !self.same_skeleton(previous) {
+        if !self.patchable_from(previous) {
             return None;
         }
+        let old_sets: BTreeMap<&str, &Set> = previous.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+        let new_sets: BTreeMap<&str, &Set> = self.sets.iter().map(|s| (s.name.as_str(), s)).collect();
         let mut out = String::new();
-        for (new, old) in self.sets.iter().zip(&previous.sets) {
-            if Arc::ptr_eq(&new.elements, &old.elements) {
+        self.element_changes(&mut out, &old_sets, &new_sets, "delete");
+        for chain in previous.chains.iter().filter(|c| !self.chains.iter().any(|n| n.name == c.name)) {
+            let _ = writeln!(out, "flush chain {} {} {}", self.family, self.name, chain.name);
+            let _ = writeln!(out, "delete chain {} {} {}", self.family, self.name, chain.name);
+        }
+        for set in previous.sets.iter().filter(|s| !new_sets.contains_key(s.name.as_str())) {
+            let _ = writeln!(out, "delete {} {} {} {}", set.kind, self.family, self.name, set.name);
+        }
+        for set in self.sets.iter().filter(|s| !old_sets.contains_key(s.name.as_str())) {
+            let _ = writeln!(out, "add {} {} {} {} {{ {} }}", set.kind, self.family, self.name, set.name, set.declaration);
+        }
+        for chain in self.chains.iter().filter(|c| !previous.chains.iter().any(|o| o.name == c.name)) {
+            self.add_chain(&mut out, chain);
+        }
+        self.element_changes(&mut out, &old_sets, &new_sets, "add");
+        Some(out)
+    }
+
+    /// Returns true when `previous` becomes this table by element changes and by
+    /// adding or deleting regular chains and sets.
+    fn patchable_from(&self, previous: &Table) -> bool {
+        let kept_sets_same = self.sets.iter().all(|new| {
+            previous.set(&new.name).is_none_or(|old| (old.kind, old.declaration) == (new.kind, new.declaration))
+        });
+        let kept_chains_same = self.chains.iter().chain(&previous.chains).all(|chain| {
+            let old = previous.chains.iter().find(|c| c.name == chain.name);
+            let new = self.chains.iter().find(|c| c.name == chain.name);
+            match (old, new) {
+                (Some(old), Some(new)) => old == new,
+                (Some(only), None) | (None, Some(only)) => only.hook.is_none(),
+                (None, None) => true,
+            }
+        });
+        (self.family, self.name) == (previous.family, previous.name) && self.counters == previous.counters && kept_sets_same && kept_chains_same
+    }
+
+    /// Renders the `delete` or `add` element commands of every set: for a set that
+    /// only one side has, all its elements on that side.
+    fn element_changes(&self, out: &mut String, old_sets: &BTreeMap<&str, &Set>, new_sets: &BTreeMap<&str, &Set>, verb: &str) {
+        let empty = BTreeSet::new();
+        let names: BTreeSet<&str> = old_sets.keys().chain(new_sets.keys()).copied().collect();
+        for name in names {
+            let old = old_sets.get(name).map_or(&empty, |s| &*s.elements);
+            let new = new_sets.get(name).map_or(&empty, |s| &*s.elements);
+            if std::ptr::eq(old, new) {
                 continue;
             }
-            let gone: Vec<&String> = old.elements.difference(&new.elements).collect();
-            let added: Vec<&String> = new.elements.difference(&old.elements).collect();
-            self.element_command(&mut out, "delete", &new.name, &gone);
-            self.element_command(&mut out, "add", &new.name, &added);
+            let changed: Vec<&String> = match verb {
+                "delete" if new_sets.contains_key(name) => old.difference(new).collect(),
+                "add" => new.difference(old).collect(),
+                _ => continue,
+            };
+            self.element_command(out, verb, name, &changed);
         }
-        Some(out)
+    }
+
+    fn add_chain(&self, out: &mut String, chain: &Chain) {
+        match chain.hook {
+            Some(hook) => writeln!(out, "add chain {} {} {} {{ {hook} }}", self.family, self.name, chain.name),
+            None => writeln!(out, "add chain {} {} {}", self.family, self.name, chain.name),
+        }
+        .ok();
+        for rule in &chain.rules {
+            let _ = writeln!(out, "add rule {} {} {} {rule}", self.family, self.name, chain.name);
+        }
     }
 
     fn element_command(&self, out: &mut String, verb: &str, set: &str, elements: &[&String]) {

@@ -115,3 +115,81 @@ async fn rejected_batch_keeps_errno() {
     let error = dataplane.apply_nftables_elements(&plan).await.expect_err("no table in the namespace");
     assert_eq!(error.errno(), Some(libc::ENOENT), "{error}");
 }
+
+/// Returns the sets (with their sorted elements) and chains (with their rules) of
+/// every table, as `nft -j` lists them, so two tables compare equal whatever the
+/// order in which their objects were created.
+fn objects(netns: &Netns, tables: &[Table]) -> std::collections::BTreeMap<String, String> {
+    let mut objects = std::collections::BTreeMap::new();
+    for table in tables {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &netns.0, "nft", "-j", "list", "table", table.family, table.name])
+            .output()
+            .expect("cannot run nft");
+        assert!(output.status.success(), "nft -j list failed: {}", String::from_utf8_lossy(&output.stderr));
+        let listing: serde_json::Value = serde_json::from_slice(&output.stdout).expect("nft -j prints JSON");
+        let mut rules: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+        for object in listing["nftables"].as_array().into_iter().flatten() {
+            if let Some(set) = object.get("set").or_else(|| object.get("map")) {
+                let mut elements: Vec<String> = set["elem"].as_array().into_iter().flatten().map(|e| e.to_string()).collect();
+                elements.sort();
+                objects.insert(format!("{} set {}", table.family, set["name"]), format!("{} {} {elements:?}", set["type"], set["flags"]));
+            } else if let Some(rule) = object.get("rule") {
+                rules.entry(format!("{} chain {}", table.family, rule["chain"])).or_default().push(rule["expr"].to_string());
+            } else if let Some(chain) = object.get("chain") {
+                rules.entry(format!("{} chain {}", table.family, chain["name"])).or_default();
+            }
+        }
+        objects.extend(rules.into_iter().map(|(name, rules)| (name, rules.join("\n"))));
+    }
+    objects
+}
+
+/// Adds endpoint `number` of the synthetic network to `input` in the groups `groups`.
+fn with_endpoint(mut input: OwnedInput, number: u32, groups: &[&str]) -> OwnedInput {
+    let mut endpoint = input.endpoints.values().next().cloned().expect("the synthetic state has endpoints");
+    endpoint.id = format!("{number:08x}-0000-4000-8000-0000000000ff");
+    endpoint.ipv4 = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + number);
+    endpoint.ipv6 = None;
+    endpoint.groups = groups.iter().map(|g| g.to_string()).collect();
+    input.endpoints.insert(endpoint.id.clone(), endpoint);
+    input
+}
+
+#[tokio::test]
+async fn new_class_patches_table_in_place() {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test creates network namespaces; run it as root");
+    let run_dir = std::env::temp_dir().join(format!("clelem-{}", std::process::id()));
+    let patched = Netns::new("patched");
+    let dataplane = NetlinkDataplane::in_namespace(patched.path(), run_dir).expect("dataplane");
+    let mut base = dual_stack(20, 2);
+    let mut other = base.groups.values().next().cloned().expect("the synthetic state has a group");
+    other.name = "other".into();
+    other.rules.truncate(3);
+    base.groups.insert("bench/other".into(), other);
+    let one_class = generate(&base.as_input()).host;
+    let two_classes = generate(&with_endpoint(base.clone(), 200, &["big", "other"]).as_input()).host;
+
+    let reference = Netns::new("fresh");
+    load(&dataplane, &reference, &two_classes).await;
+    let expected = objects(&reference, &two_classes);
+    load(&dataplane, &patched, &one_class).await;
+    let before = objects(&patched, &one_class);
+
+    let grow = transition_script(&two_classes, Some(&one_class));
+    assert!(!grow.contains("delete table"), "a new class must not replace the table:\n{grow}");
+    assert!(grow.contains("add chain inet cloison in_"), "the new class gets its chain:\n{grow}");
+    apply_script(&dataplane, &patched, grow).await;
+    assert_eq!(objects(&patched, &two_classes), expected, "after a class appeared");
+
+    let shrink = transition_script(&one_class, Some(&two_classes));
+    assert!(shrink.contains("delete chain inet cloison in_"), "the class's chain goes:\n{shrink}");
+    apply_script(&dataplane, &patched, shrink).await;
+    assert_eq!(objects(&patched, &one_class), before, "after the class went");
+}
+
+async fn apply_script(dataplane: &NetlinkDataplane, netns: &Netns, script: String) {
+    let plan = NftablesPlan { namespace: Some(netns.path()), script, tables: Vec::new(), forwarding: None };
+    dataplane.apply_nftables(&plan).await.expect("nft -f of the patch");
+}
