@@ -6,6 +6,7 @@ use cloison_store::{KeyValue, Store};
 
 use crate::alloc::AllocLocks;
 use crate::records::{decode, Versioned};
+use crate::watch::WatchHub;
 use crate::{keys, ControllerError};
 
 /// How many times a write re-reads and retries after its transaction lost a race with
@@ -19,6 +20,8 @@ pub struct Controller {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) locks: AllocLocks,
     pub(crate) bookmark_interval: Duration,
+    /// The shared index behind every host watch, started by the first watch.
+    pub(crate) hub: tokio::sync::Mutex<Option<Arc<WatchHub>>>,
 }
 
 /// Filter of an endpoint listing; `None` fields match every endpoint.
@@ -36,6 +39,7 @@ impl Controller {
             store,
             locks: AllocLocks::default(),
             bookmark_interval: Duration::from_secs(10),
+            hub: tokio::sync::Mutex::new(None),
         }
     }
 

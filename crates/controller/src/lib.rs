@@ -5,7 +5,8 @@
 //! [`Controller`] is the service layer, independent of HTTP, and [`router`] and
 //! [`serve`] put the REST API under `/v1` in front of it. The controller keeps no
 //! state that the store does not hold, apart from locks and allocation cursors that
-//! only make allocation cheaper, so several controllers may share one store.
+//! only make allocation cheaper. The host watches read the [`DeploymentIndex`], a copy
+//! of the store fed by one store watch. So several controllers may share one store.
 
 mod alloc;
 mod controller;
@@ -24,4 +25,4 @@ mod watch;
 pub use controller::{Controller, EndpointFilter};
 pub use error::ControllerError;
 pub use http::{router, serve, ApiDoc, ErrorBody, ErrorDetail};
-pub use watch::HostWatchFilter;
+pub use watch::{Change, ChangeKind, DeploymentIndex, HostWatchFilter, TenantContents};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use cloison_controller::{Controller, ControllerError};
-use cloison_model::{Endpoint, WatchEvent};
+use cloison_model::{Endpoint, WatchEvent, WatchObject};
 use cloison_store::{Op, Store};
 use cloison_store_etcd::test_cluster::EtcdCluster;
 use cloison_store_etcd::{EtcdStore, DEFAULT_PREFIX};
@@ -140,7 +140,7 @@ async fn retry_create(ctl: &Controller, within: Duration) -> Endpoint {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn host_watch_resyncs_after_compaction() {
+async fn slow_host_watch_catches_up_after_compaction() {
     let cluster = cluster(1).await;
     let ctl = controller(&cluster).await;
     register_hosts(&ctl).await;
@@ -151,10 +151,10 @@ async fn host_watch_resyncs_after_compaction() {
     assert!(matches!(first, WatchEvent::Snapshot { .. }), "{first:?}");
 
     // The test reads nothing while thousands of host records, which every host watch
-    // forwards, are written. The buffers fill, etcd's watcher falls behind, and
-    // compacting at the last revision removes the history it needs.
-    // NOTE: a watcher that keeps up is never cancelled, so too small a load here would
-    // make the test fail without a resync bug.
+    // forwards, are written, then compacts etcd's history at the last revision. The
+    // controller's own store watch keeps up, but the host watch falls behind it. The
+    // controller drops it, and it resumes from the controller's history of recent
+    // changes or from a snapshot.
     let store = cluster.store().await;
     // 4 KiB per record, an unknown field the decoder ignores, so that 3000 records
     // exceed the HTTP/2 flow-control window and every buffer on the way.
@@ -174,15 +174,24 @@ async fn host_watch_resyncs_after_compaction() {
     let late = ctl.create_endpoint("t1", common::endpoint_spec("web", "h1")).await.expect("late endpoint");
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let WatchEvent::Snapshot { endpoints, revision, .. } = next(&mut events).await {
-            assert!(revision >= last, "resync snapshot at {revision}, before the compaction at {last}");
-            if endpoints.iter().any(|e| e.name == late.name) {
-                return;
+    let mut fillers = HashSet::new();
+    let mut found = false;
+    while !found && Instant::now() < deadline {
+        match next(&mut events).await {
+            WatchEvent::Snapshot { endpoints, revision, hosts, .. } => {
+                assert!(revision >= last, "resync snapshot at {revision}, before the compaction at {last}");
+                fillers.extend(hosts.into_iter().map(|h| h.name).filter(|n| n.starts_with("filler-")));
+                found = endpoints.iter().any(|e| e.name == late.name);
             }
+            WatchEvent::Put { object: WatchObject::Host(host), .. } if host.name.starts_with("filler-") => {
+                fillers.insert(host.name);
+            }
+            WatchEvent::Put { object: WatchObject::Endpoint(e), .. } => found = e.name == late.name,
+            _ => {}
         }
     }
-    panic!("the host watch sent no snapshot with the late endpoint after compaction");
+    assert!(found, "the host watch did not bring the late endpoint after compaction");
+    assert_eq!(fillers.len(), 3000, "the host watch lost filler hosts on the way");
 }
 
 async fn next<S: Stream<Item = WatchEvent> + Unpin>(events: &mut S) -> WatchEvent {

@@ -66,3 +66,83 @@ async fn next<S: futures::Stream<Item = WatchEvent> + Unpin>(events: &mut S) -> 
     let event = tokio::time::timeout(Duration::from_secs(5), events.next()).await;
     event.expect("event within 5 s").expect("stream open")
 }
+
+/// Reads a watch's first event, then drops the watch.
+async fn first_event(ctl: &Controller, host: &str, after: Option<u64>) -> WatchEvent {
+    let mut events = Box::pin(ctl.watch_host(host, after).await.expect("watch"));
+    next(&mut events).await
+}
+
+#[tokio::test]
+async fn redb_watch_sends_tenant_networks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctl = redb_controller(dir.path()).await;
+    ctl.create_network("t1", common::network_spec("a", "10.0.0.0/24")).await.expect("network a");
+    ctl.create_network("t1", common::network_spec("b", "10.0.1.0/24")).await.expect("network b");
+    ctl.create_network("t2", common::network_spec("c", "10.0.2.0/24")).await.expect("network c");
+    ctl.create_endpoint("t1", common::endpoint_spec("a", "h1")).await.expect("local");
+    let remote = ctl.create_endpoint("t1", common::endpoint_spec("b", "h2")).await.expect("remote");
+    ctl.create_endpoint("t2", common::endpoint_spec("c", "h2")).await.expect("other tenant");
+    let WatchEvent::Snapshot { networks, endpoints, .. } = first_event(&ctl, "h1", None).await else {
+        panic!("expected a snapshot");
+    };
+    assert_eq!(networks.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(endpoints.len(), 2, "{endpoints:?}");
+    assert!(endpoints.iter().any(|e| e.id == remote.id), "{endpoints:?}");
+}
+
+#[tokio::test]
+async fn redb_watch_resumes_past_other_hosts_heartbeats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctl = redb_controller(dir.path()).await;
+    ctl.create_network("t1", common::network_spec("web", "10.0.0.0/24")).await.expect("network");
+    ctl.create_endpoint("t1", common::endpoint_spec("web", "h1")).await.expect("local");
+    let snapshot = first_event(&ctl, "h1", None).await;
+    assert!(matches!(snapshot, WatchEvent::Snapshot { .. }), "{snapshot:?}");
+    ctl.register_host(common::host_spec("h2", "192.0.2.12")).await.expect("heartbeat of h2");
+    let resumed = first_event(&ctl, "h1", Some(snapshot.revision())).await;
+    let WatchEvent::Put { object: cloison_model::WatchObject::Host(host), revision } = resumed else {
+        panic!("expected the heartbeat of h2 replayed, got {resumed:?}");
+    };
+    assert_eq!(host.name, "h2");
+    assert!(revision > snapshot.revision());
+}
+
+#[tokio::test]
+async fn redb_watch_resnapshots_after_tenant_arrival() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctl = redb_controller(dir.path()).await;
+    ctl.create_network("t1", common::network_spec("web", "10.0.0.0/24")).await.expect("network");
+    let snapshot = first_event(&ctl, "h2", None).await;
+    ctl.create_endpoint("t1", common::endpoint_spec("web", "h2")).await.expect("local");
+    let resumed = first_event(&ctl, "h2", Some(snapshot.revision())).await;
+    let WatchEvent::Snapshot { networks, endpoints, .. } = resumed else {
+        panic!("expected a snapshot, got {resumed:?}");
+    };
+    assert_eq!((networks.len(), endpoints.len()), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_slow_watch_resumes_without_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctl = redb_controller(dir.path()).await;
+    let mut events = Box::pin(ctl.watch_host("h1", None).await.expect("watch"));
+    let snapshot = next(&mut events).await;
+    assert!(matches!(snapshot, WatchEvent::Snapshot { .. }), "{snapshot:?}");
+    // More host writes than the watch's buffers take while the test reads nothing, so the
+    // controller drops the watch's subscription and the watch resumes from the history.
+    const FILLERS: usize = 1500;
+    for i in 0..FILLERS {
+        ctl.register_host(common::host_spec(&format!("filler-{i}"), "192.0.2.99")).await.expect("filler host");
+    }
+    let mut fillers = HashSet::new();
+    while fillers.len() < FILLERS {
+        match next(&mut events).await {
+            WatchEvent::Put { object: cloison_model::WatchObject::Host(host), .. } => {
+                fillers.insert(host.name);
+            }
+            WatchEvent::Bookmark { .. } => {}
+            other => panic!("expected only host puts after the snapshot, got {other:?}"),
+        }
+    }
+}

@@ -178,7 +178,7 @@ pub enum WatchObject {
     Network(Network),
     Endpoint(Endpoint),
     Host(Host),
-    /// A security group of a tenant with a network on the host.
+    /// A security group of a tenant with an endpoint on the host.
     Group(SecurityGroup),
     /// A publication of an endpoint on the host.
     Publication(Publication),
@@ -186,10 +186,11 @@ pub enum WatchObject {
 
 /// One message of a host's watch stream (newline-delimited JSON).
 ///
-/// A stream starts with a `snapshot` when the requested revision is absent or no longer
-/// in the store's history; the agent then replaces its whole desired state. After that
-/// come `put` and `delete` events in revision order, and `bookmark`s that only advance
-/// the revision so a resumed watch starts late enough.
+/// A stream starts with a `snapshot` when the requested revision is absent, no longer
+/// in the controller's history of recent changes, or older than a tenant's arrival on
+/// the host or departure from it. The agent then replaces its whole desired state.
+/// After that come `put` and `delete` events in revision order, and `bookmark`s that
+/// only advance the revision so a resumed watch starts late enough.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WatchEvent {
