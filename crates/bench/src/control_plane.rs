@@ -101,6 +101,8 @@ pub(crate) struct Outcome {
     pub(crate) watchers: usize,
     pub(crate) watch_open_wall: Duration,
     pub(crate) fan_out: Vec<Duration>,
+    /// Fan-out changes written.
+    pub(crate) changes: usize,
     pub(crate) before_create: Option<ProcessSample>,
     pub(crate) after_create: Option<ProcessSample>,
     pub(crate) after_watch: Option<ProcessSample>,
@@ -125,6 +127,16 @@ impl Outcome {
         if let (Some(before), Some(after)) = (&self.before_create, &self.after_create) {
             let per_thousand = (after.cpu_seconds - before.cpu_seconds) * 1000.0 / self.endpoints_created.max(1) as f64;
             rows.push(Row::single(SCENARIO, &case, "controller CPU per 1,000 creates", "CPU s", per_thousand));
+        }
+        if !self.watch_open_wall.is_zero() {
+            rows.push(Row::single(SCENARIO, &case, "open every watch, snapshots read", "s", self.watch_open_wall.as_secs_f64()));
+        }
+        if let (Some(before), Some(after)) = (&self.after_create, &self.after_watch) {
+            rows.push(Row::single(SCENARIO, &case, "controller CPU to open every watch", "CPU s", after.cpu_seconds - before.cpu_seconds));
+        }
+        if let (Some(before), Some(after)) = (&self.after_watch, &self.after_fan_out) {
+            let per_change = (after.cpu_seconds - before.cpu_seconds) * 1000.0 / self.changes.max(1) as f64;
+            rows.push(Row::single(SCENARIO, &case, "controller CPU per fan-out change", "CPU ms", per_change));
         }
         for (label, sample) in [("after creates", &self.after_create), ("with watches open", &self.after_watch), ("after fan-out", &self.after_fan_out)] {
             if let Some(sample) = sample {

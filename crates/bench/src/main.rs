@@ -41,7 +41,7 @@ enum Selection {
     Throughput,
     Policy,
     ControlPlane,
-    /// The agent's memory with many remote endpoints, the last part of control-plane.
+    /// A real agent's memory with many remote endpoints.
     AgentMemory,
     All,
 }

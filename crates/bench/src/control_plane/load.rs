@@ -14,12 +14,16 @@ use super::proc_stat::sample;
 use super::{client, wait_ready, Outcome, Scale};
 use crate::BenchError;
 
-const TENANT: &str = "scale";
+/// Tenant of the fan-out network and of nothing else.
+const FAN_TENANT: &str = "fan";
 /// Network on which every simulated agent has one endpoint, so a change there
 /// reaches every watcher.
 const FAN_NETWORK: &str = "fan";
 /// Endpoints per bulk network, each network on a /22.
-const PER_NETWORK: usize = 1000;
+const PER_NETWORK: usize = 500;
+/// Bulk networks per bulk tenant. A host receives every network of a tenant it
+/// has an endpoint of, so this sets how much of the deployment each watch carries.
+const NETWORKS_PER_TENANT: usize = 2;
 /// Consecutive bulk endpoints placed on the same host.
 const PER_HOST_RUN: usize = 100;
 /// Writes and watch openings in flight at once.
@@ -55,6 +59,7 @@ async fn drive(pid: u32, scale: Scale) -> Result<Outcome, BenchError> {
     outcome.watchers = watchers.len();
     outcome.after_watch = Some(sample(pid)?);
 
+    outcome.changes = scale.changes;
     for change in 0..scale.changes {
         outcome.fan_out.extend(time_change(&client, change, outcome.watchers, &mut receiver, &mut outcome.notes).await?);
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -70,10 +75,9 @@ fn agent_name(index: usize) -> String {
     format!("agent{index}")
 }
 
-/// Registers every simulated host, the networks, and one endpoint per host on the
-/// fan-out network.
+/// Registers every simulated host, the tenants and networks, and one endpoint per
+/// host on the fan-out network.
 async fn create_topology(client: &Arc<Client>, scale: Scale) -> Result<(), BenchError> {
-    let _ = client.post::<Value, _>("/v1/tenants", &json!({"name": TENANT})).await;
     let hosts = (0..scale.agents).map(|index| {
         let client = Arc::clone(client);
         async move {
@@ -83,11 +87,17 @@ async fn create_topology(client: &Arc<Client>, scale: Scale) -> Result<(), Bench
         }
     });
     futures::stream::iter(hosts).buffer_unordered(IN_FLIGHT).try_collect::<Vec<_>>().await?;
-    create_network(client, FAN_NETWORK, "10.0.0.0/16").await?;
+    create_tenant(client, FAN_TENANT).await?;
+    create_network(client, FAN_TENANT, FAN_NETWORK, "10.0.0.0/16").await?;
     for network in 0..scale.endpoints.div_ceil(PER_NETWORK) {
-        create_network(client, &format!("b{network}"), &bulk_subnet(network)).await?;
+        let tenant = bulk_tenant(network * PER_NETWORK);
+        if network % NETWORKS_PER_TENANT == 0 {
+            create_tenant(client, &tenant).await?;
+        }
+        create_network(client, &tenant, &bulk_network(network * PER_NETWORK), &bulk_subnet(network)).await?;
     }
-    let fan = (0..scale.agents).map(|index| create_endpoint(client, FAN_NETWORK, format!("f{index}"), agent_name(index)));
+    let fan = (0..scale.agents)
+        .map(|index| create_endpoint(client, FAN_TENANT, FAN_NETWORK, format!("f{index}"), agent_name(index)));
     futures::stream::iter(fan).buffer_unordered(IN_FLIGHT).try_collect::<Vec<_>>().await?;
     Ok(())
 }
@@ -97,27 +107,43 @@ fn bulk_subnet(index: usize) -> String {
     format!("10.{}.{}.0/22", 64 + index / 64, (index % 64) * 4)
 }
 
-async fn create_network(client: &Client, name: &str, subnet: &str) -> Result<(), BenchError> {
-    client.post::<Value, _>(&format!("/v1/tenants/{TENANT}/networks"), &json!({"name": name, "subnet": subnet})).await?;
+/// Returns the tenant of bulk endpoint `index`.
+fn bulk_tenant(index: usize) -> String {
+    format!("t{}", index / (PER_NETWORK * NETWORKS_PER_TENANT))
+}
+
+/// Returns the network of bulk endpoint `index`, named after its place in the tenant.
+fn bulk_network(index: usize) -> String {
+    format!("b{}", (index / PER_NETWORK) % NETWORKS_PER_TENANT)
+}
+
+async fn create_tenant(client: &Client, name: &str) -> Result<(), BenchError> {
+    client.post::<Value, _>("/v1/tenants", &json!({"name": name})).await?;
     Ok(())
 }
 
-async fn create_endpoint(client: &Client, network: &str, name: String, host: String) -> Result<Duration, BenchError> {
+async fn create_network(client: &Client, tenant: &str, name: &str, subnet: &str) -> Result<(), BenchError> {
+    client.post::<Value, _>(&format!("/v1/tenants/{tenant}/networks"), &json!({"name": name, "subnet": subnet})).await?;
+    Ok(())
+}
+
+async fn create_endpoint(client: &Client, tenant: &str, network: &str, name: String, host: String) -> Result<Duration, BenchError> {
     let spec = json!({"name": name, "network": network, "host": host, "sandbox": "simulated"});
     let started = Instant::now();
-    client.post::<Value, _>(&format!("/v1/tenants/{TENANT}/endpoints"), &spec).await?;
+    client.post::<Value, _>(&format!("/v1/tenants/{tenant}/endpoints"), &spec).await?;
     Ok(started.elapsed())
 }
 
-/// Creates `count` endpoints, each run of consecutive ones on one host and each
-/// thousand on one network, so each host has its endpoints on one or two networks.
+/// Creates `count` endpoints, each run of consecutive ones on one host, each
+/// `PER_NETWORK` on one network and each `NETWORKS_PER_TENANT` networks in one
+/// tenant, so each host has its bulk endpoints in one tenant.
 async fn create_bulk(client: &Arc<Client>, count: usize) -> Result<Vec<Duration>, BenchError> {
     let hosts = count.div_ceil(PER_HOST_RUN).max(1);
     let writes = (0..count).map(|index| {
         let client = Arc::clone(client);
-        let network = format!("b{}", index / PER_NETWORK);
+        let (tenant, network) = (bulk_tenant(index), bulk_network(index));
         let host = agent_name((index / PER_HOST_RUN) % hosts);
-        async move { create_endpoint(&client, &network, format!("x{index}"), host).await }
+        async move { create_endpoint(&client, &tenant, &network, format!("x{index}"), host).await }
     });
     futures::stream::iter(writes).buffer_unordered(IN_FLIGHT).try_collect().await
 }
@@ -139,7 +165,7 @@ async fn open_watchers(
         if rss > scale.rss_limit_mib as f64 {
             notes.push(format!(
                 "control-plane: stopped opening watches at {} of {} because the controller's RSS reached {rss:.0} MiB \
-                 (limit {} MiB): each watch filter holds every endpoint of the deployment",
+                 (limit {} MiB)",
                 watchers.len(),
                 scale.agents,
                 scale.rss_limit_mib
@@ -166,7 +192,7 @@ async fn open_watcher(index: usize, sender: mpsc::UnboundedSender<Reception>) ->
     Ok(tokio::spawn(async move {
         while let Some(Ok(event)) = stream.next().await {
             if let WatchEvent::Put { object: WatchObject::Endpoint(endpoint), .. } = event {
-                if endpoint.network == FAN_NETWORK && sender.send((endpoint.name, Instant::now())).is_err() {
+                if endpoint.tenant == FAN_TENANT && endpoint.network == FAN_NETWORK && sender.send((endpoint.name, Instant::now())).is_err() {
                     return;
                 }
             }
@@ -185,7 +211,7 @@ async fn time_change(
 ) -> Result<Vec<Duration>, BenchError> {
     let name = format!("fo{change}");
     let started = Instant::now();
-    create_endpoint(client, FAN_NETWORK, name.clone(), agent_name(0)).await?;
+    create_endpoint(client, FAN_TENANT, FAN_NETWORK, name.clone(), agent_name(0)).await?;
     let mut latencies = Vec::with_capacity(watchers);
     let deadline = tokio::time::Instant::now() + FAN_OUT_TIMEOUT;
     while latencies.len() < watchers {
