@@ -23,6 +23,9 @@ pub enum AgentError {
     /// A local endpoint's kernel objects differ from its records.
     #[error("endpoint {endpoint} drifted: {}", problems.join("; "))]
     Drift { endpoint: String, problems: Vec<String> },
+    /// The task serving a request ended without a result, because it panicked.
+    #[error("{what} ended without a result: {reason}")]
+    Aborted { what: String, reason: String },
     /// The local socket could not be served.
     #[error("cannot serve socket {path}: {source}")]
     Socket {

@@ -23,6 +23,7 @@ use tokio::sync::Mutex;
 use crate::state::Delta;
 use crate::{AgentError, DesiredState, HostContext};
 use applied::Applied;
+pub use detach::PendingDetach;
 
 /// Reconciles one host's kernel with the desired state.
 #[derive(Debug)]

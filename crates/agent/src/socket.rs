@@ -163,21 +163,37 @@ async fn resolve_sandbox(target: &str) -> Result<PathBuf, AgentError> {
 
 async fn detach(State(app): State<AppState>, Json(request): Json<DetachRequest>) -> Response {
     let span = info_span!("detach", tenant = %request.tenant, endpoint.name = %request.endpoint);
-    let result = async {
-        let endpoint = app.control.get_endpoint(&request.tenant, &request.endpoint).await?;
-        app.control.delete_endpoint(&request.tenant, &request.endpoint).await?;
-        if endpoint.host == app.reconciler.context().host {
-            app.reconciler.detach(&endpoint).await?;
-        }
-        info!(endpoint.id = %endpoint.id, "detached");
-        Ok::<_, AgentError>(endpoint)
-    }
-    .instrument(span)
-    .await;
+    // The detach runs as a task of its own, so a caller that hangs up cannot leave
+    // the endpoint marked. A later attach under the same interface name in that
+    // namespace would wait for the mark for ever.
+    let task = tokio::spawn(do_detach(app, request).instrument(span));
+    let result = task
+        .await
+        .unwrap_or_else(|e| Err(AgentError::Aborted { what: "detach".into(), reason: e.to_string() }));
     match result {
         Ok(endpoint) => Json(endpoint).into_response(),
         Err(e) => error_response(e),
     }
+}
+
+/// Deletes an endpoint's record, then its interface when it is on this host. The
+/// endpoint is marked first, so the watch event of the deletion leaves the
+/// interface to this call, which deletes it without the reconciler's lock.
+async fn do_detach(app: AppState, request: DetachRequest) -> Result<Endpoint, AgentError> {
+    let endpoint = app.control.get_endpoint(&request.tenant, &request.endpoint).await?;
+    if endpoint.host != app.reconciler.context().host {
+        app.control.delete_endpoint(&request.tenant, &request.endpoint).await?;
+        info!(endpoint.id = %endpoint.id, "detached");
+        return Ok(endpoint);
+    }
+    let pending = app.reconciler.begin_detach(&endpoint).await;
+    if let Err(e) = app.control.delete_endpoint(&request.tenant, &request.endpoint).await {
+        app.reconciler.cancel_detach(pending).await;
+        return Err(e);
+    }
+    app.reconciler.finish_detach(pending).await?;
+    info!(endpoint.id = %endpoint.id, "detached");
+    Ok(endpoint)
 }
 
 /// Verifies one local endpoint against its record and the kernel, changing nothing:
@@ -245,7 +261,7 @@ fn error_response(error: AgentError) -> Response {
         AgentError::Dataplane(DataplaneError::IfnameTaken { .. }) => (StatusCode::CONFLICT, "ifname_taken".to_string()),
         AgentError::Dataplane(_) => (StatusCode::INTERNAL_SERVER_ERROR, "kernel_error".to_string()),
         AgentError::Drift { .. } => (StatusCode::CONFLICT, "drift".to_string()),
-        AgentError::Socket { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal".to_string()),
+        AgentError::Socket { .. } | AgentError::Aborted { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal".to_string()),
     };
     let message = match &error {
         AgentError::Controller { message, .. } => message.clone(),

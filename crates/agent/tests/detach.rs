@@ -226,3 +226,48 @@ async fn failed_removal_retried_by_convergence() {
     let log = fake.take_log();
     assert_eq!(count(&log, &Recorded::EnsureLocalEndpoint("a1".into())), 0, "{log:?}");
 }
+
+#[tokio::test]
+async fn watch_delete_leaves_removal_to_detach() {
+    let (a1, a2) = (endpoint("a1", "a", "sa", 2), endpoint("a2", "b", "sb", 3));
+    let (fake, reconciler) = programmed(vec![a1.clone(), a2.clone()]).await;
+    let pending = reconciler.begin_detach(&a1).await;
+    fake.hold_local_removals();
+
+    // The controller committed the deletion, and its watch event arrives before
+    // the reply to the detach's delete request.
+    let deleted = WatchEvent::Delete { revision: 6, object: WatchObject::Endpoint(a1.clone()) };
+    let applied = tokio::time::timeout(Duration::from_secs(5), reconciler.apply_event(deleted)).await;
+    assert!(applied.is_ok(), "the watch event waited for the held removal");
+    let mut log = fake.take_log();
+    let removal = Recorded::RemoveLocalEndpoint(names::endpoint_host("a1"));
+    assert_eq!(count(&log, &removal), 0, "the watch event removed the interface: {log:?}");
+
+    fake.release_local_removals();
+    reconciler.finish_detach(pending).await.expect("finish detach");
+    log.extend(fake.take_log());
+    assert_eq!(count(&log, &removal), 1, "{log:?}");
+    assert_eq!(fake.endpoint_ids(), vec!["a2".to_string()]);
+}
+
+#[tokio::test]
+async fn cancelled_detach_keeps_endpoint() {
+    let a1 = endpoint("a1", "a", "sa", 2);
+    let (fake, reconciler) = programmed(vec![a1.clone()]).await;
+    let pending = reconciler.begin_detach(&a1).await;
+    reconciler.cancel_detach(pending).await;
+
+    // Applied as before: an unchanged event touches nothing.
+    let again = WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(a1.clone()) };
+    reconciler.apply_event(again).await;
+    let log = fake.take_log();
+    assert!(log.is_empty(), "{log:?}");
+    assert_eq!(fake.endpoint_ids(), vec!["a1".to_string()]);
+
+    // No mark is left behind: an attach under the same interface name in the same
+    // namespace does not wait.
+    let next = endpoint("b1", "a", "sa", 5);
+    let attached = tokio::time::timeout(Duration::from_secs(5), reconciler.attach(network(), next)).await;
+    attached.expect("the attach waited for a cancelled mark").expect("attach");
+    assert_eq!(fake.endpoint_ids(), vec!["a1".to_string(), "b1".to_string()]);
+}

@@ -10,38 +10,81 @@ use super::inflight::{namespace_id, NamespaceId};
 use super::{Inner, Reconciler};
 use crate::AgentError;
 
+/// A local endpoint marked as being detached by [`Reconciler::begin_detach`]. Pass
+/// it to [`Reconciler::finish_detach`] or [`Reconciler::cancel_detach`]: until then
+/// the endpoint is neither recreated nor removed by anything else.
+#[derive(Debug)]
+#[must_use = "a marked endpoint stays marked until finished or cancelled"]
+pub struct PendingDetach {
+    endpoint: Endpoint,
+    /// The applied plan and its network id, `None` when nothing was applied.
+    applied: Option<(String, LocalEndpointPlan)>,
+}
+
 impl Reconciler {
     /// Removes a local endpoint from the kernel without waiting for the watch. Its
     /// record must be deleted already: the endpoint is never programmed again.
     pub async fn detach(&self, endpoint: &Endpoint) -> Result<(), AgentError> {
+        let pending = self.begin_detach(endpoint).await;
+        self.finish_detach(pending).await
+    }
+
+    /// Marks a local endpoint as being detached, changing nothing in the kernel.
+    /// Call it before deleting the record. The watch event of that deletion may
+    /// arrive before the controller's reply, and it then finds nothing to remove,
+    /// so the interface is not deleted under the lock.
+    pub async fn begin_detach(&self, endpoint: &Endpoint) -> PendingDetach {
         let sandbox = namespace_id(std::path::Path::new(&endpoint.sandbox));
         let mut inner = self.inner.lock().await;
-        inner.desired.endpoints.remove(&endpoint.id);
-        inner.applied.broken.remove(&endpoint.id);
-        let Some((network_id, plan)) = inner.applied.local.remove(&endpoint.id) else {
-            // Nothing of it is programmed here: only its network may have to go.
-            let result = self.converge_with_tenant(&mut inner, &endpoint.network_id).await;
-            self.sync_policy(&mut inner).await;
-            return result;
-        };
-        inner.in_flight.start(&endpoint.id, plan.clone(), sandbox);
-        drop(inner);
+        let applied = inner.applied.local.remove(&endpoint.id);
+        if let Some((_, plan)) = &applied {
+            inner.in_flight.start(&endpoint.id, plan.clone(), sandbox);
+        }
+        PendingDetach { endpoint: endpoint.clone(), applied }
+    }
 
-        let removed = self.dataplane.remove_local_endpoint(&plan.host_ifname).await;
+    /// Takes back the mark of an endpoint whose record could not be deleted. The
+    /// endpoint is applied again as it was, since its interface was not touched.
+    pub async fn cancel_detach(&self, pending: PendingDetach) {
+        let mut inner = self.inner.lock().await;
+        let id = &pending.endpoint.id;
+        inner.in_flight.finish(id);
+        if let Some(applied) = pending.applied {
+            inner.applied.local.insert(id.clone(), applied);
+        }
+        // The record may be gone after all, when a reply was lost after the commit.
+        // If the watch delivered that deletion already, converge removes it now.
+        let _ = self.converge_with_tenant(&mut inner, &pending.endpoint.network_id).await;
+    }
+
+    /// Deletes the interface of an endpoint marked by [`Reconciler::begin_detach`]
+    /// whose record is deleted, then removes its network if that was the network's
+    /// last reason to be here, and updates the policy.
+    pub async fn finish_detach(&self, pending: PendingDetach) -> Result<(), AgentError> {
+        let endpoint = &pending.endpoint;
+        let removed = match &pending.applied {
+            Some((_, plan)) => Some(self.dataplane.remove_local_endpoint(&plan.host_ifname).await),
+            None => None,
+        };
+
         let mut inner = self.inner.lock().await;
         inner.in_flight.finish(&endpoint.id);
         // A snapshot or a late watch event applied meanwhile may carry the endpoint
         // again. Its record is gone, so convergence must not recreate it.
         inner.desired.endpoints.remove(&endpoint.id);
-        match removed {
-            Ok(()) => debug!(endpoint.id = %endpoint.id, ifname = %plan.host_ifname, "endpoint removed"),
-            Err(e) => {
+        inner.applied.broken.remove(&endpoint.id);
+        match (removed, pending.applied) {
+            (Some(Ok(())), Some((_, plan))) => {
+                debug!(endpoint.id = %endpoint.id, ifname = %plan.host_ifname, "endpoint removed");
+            }
+            (Some(Err(e)), Some(applied)) => {
                 warn!(endpoint.id = %endpoint.id, error = %e, "endpoint removal failed; retrying with its network");
                 // Still applied and no longer wanted: convergence removes it.
-                inner.applied.local.insert(endpoint.id.clone(), (network_id.clone(), plan));
+                inner.applied.local.insert(endpoint.id.clone(), applied);
             }
+            _ => {}
         }
-        let result = self.converge_with_tenant(&mut inner, &network_id).await;
+        let result = self.converge_with_tenant(&mut inner, &endpoint.network_id).await;
         self.sync_policy(&mut inner).await;
         result
     }
