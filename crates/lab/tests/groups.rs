@@ -85,7 +85,6 @@ fn network_rule_across_hosts() {
 }
 
 #[test]
-#[ignore = "h1 has no endpoint of network b, so its watch omits b: the rule's peer resolves to nothing on h1 and h1's router has no gateway on b for the reply"]
 fn network_rule_peer_elsewhere() {
     let lab = common::lab("grp-far", 2);
     lab.create_network("t1", "a", "10.52.0.0/24", &[]).expect("network t1/a");
@@ -94,7 +93,8 @@ fn network_rule_peer_elsewhere() {
     lab.cli("ctl", &["group", "rule", "add", "ga", "--ingress", "--proto", "icmp", "--from", "network:b", "--tenant", "t1"])
         .expect("rule of ga");
 
-    // Network b has an endpoint on h2 only; a has one on each host.
+    // Network b has an endpoint on h2 only; a has one on each host. h1 carries b
+    // anyway, so its router routes a1's replies into b.
     let a1 = member(&lab, "h1", "a1", ("t1", "a"), "10.52.0.11", &["--group", "ga"], 101);
     let a2 = member(&lab, "h2", "a2", ("t1", "a"), "10.52.0.12", &[], 111);
     let b2 = member(&lab, "h2", "b2", ("t1", "b"), "10.53.0.12", &[], 131);
@@ -103,4 +103,32 @@ fn network_rule_peer_elsewhere() {
     let address = IpAddr::V4(a1.endpoint.ipv4);
     assert!(eventually_reaches(&b2, address), "b2 on h2 cannot reach a1 on h1 within 5 s of the rule");
     assert_eq!(ttls(&b2, address), [100; 3], "b2 on h2 to a1 on h1");
+    let address = IpAddr::V4(a2.endpoint.ipv4);
+    assert!(ttls(&b2, address).is_empty(), "b2 reached a2, which is in no group");
+    let address = IpAddr::V4(b2.endpoint.ipv4);
+    assert!(ttls(&a1, address).is_empty(), "a1 opened a flow to b2 in network b");
+}
+
+#[test]
+fn group_rule_peer_elsewhere() {
+    let lab = common::lab("grp-gfar", 2);
+    lab.create_network("t1", "a", "10.54.0.0/24", &[]).expect("network t1/a");
+    lab.create_network("t1", "b", "10.55.0.0/24", &[]).expect("network t1/b");
+    for group in ["ga", "gb"] {
+        lab.cli("ctl", &["group", "create", group, "--tenant", "t1"]).unwrap_or_else(|e| panic!("group {group}: {e}"));
+    }
+    lab.cli("ctl", &["group", "rule", "add", "ga", "--ingress", "--proto", "icmp", "--from", "group:gb", "--tenant", "t1"])
+        .expect("rule of ga");
+
+    // The only member of gb is b2, in network b, which has no endpoint on h1.
+    let a1 = member(&lab, "h1", "a1", ("t1", "a"), "10.54.0.11", &["--group", "ga"], 101);
+    let a2 = member(&lab, "h2", "a2", ("t1", "a"), "10.54.0.12", &[], 111);
+    let b2 = member(&lab, "h2", "b2", ("t1", "b"), "10.55.0.12", &["--group", "gb"], 131);
+    let b3 = member(&lab, "h2", "b3", ("t1", "b"), "10.55.0.13", &[], 141);
+    wait_reachable(&a2, a1.endpoint.ipv4);
+
+    let address = IpAddr::V4(a1.endpoint.ipv4);
+    assert!(eventually_reaches(&b2, address), "b2 (group gb) on h2 cannot reach a1 on h1 within 5 s of the rule");
+    assert_eq!(ttls(&b2, address), [100; 3], "b2 on h2 to a1 on h1");
+    assert!(ttls(&b3, address).is_empty(), "b3, which is not in gb, reached a1");
 }
