@@ -70,6 +70,12 @@ impl Reconciler {
         self.inner.lock().await.desired.clone()
     }
 
+    /// Runs `read` on the desired state under the lock and returns its result, so a
+    /// caller that needs a count or a few objects does not copy every endpoint.
+    pub async fn read_desired<T>(&self, read: impl FnOnce(&DesiredState) -> T) -> T {
+        read(&self.inner.lock().await.desired)
+    }
+
     /// Returns a network of the desired state by id, as the watch last delivered it.
     pub async fn network(&self, network_id: &str) -> Option<Network> {
         self.inner.lock().await.desired.networks.get(network_id).cloned()

@@ -221,29 +221,38 @@ async fn check(State(app): State<AppState>, Json(request): Json<CheckRequest>) -
 
 /// Lists this host's endpoints from the desired state, without asking the controller.
 async fn list_endpoints(State(app): State<AppState>, Query(query): Query<EndpointQuery>) -> Response {
-    let desired = app.reconciler.desired().await;
     let ctx = app.reconciler.context();
-    let attachments: Vec<LocalAttachment> = desired
-        .endpoints
-        .values()
-        .filter(|e| e.host == ctx.host && query.matches(e))
-        .filter_map(|e| {
-            let network = desired.networks.get(&e.network_id)?;
-            Some(LocalAttachment::new(ctx, network, e.clone()))
+    let attachments: Vec<LocalAttachment> = app
+        .reconciler
+        .read_desired(|desired| {
+            desired
+                .endpoints
+                .values()
+                .filter(|e| e.host == ctx.host && query.matches(e))
+                .filter_map(|e| {
+                    let network = desired.networks.get(&e.network_id)?;
+                    Some(LocalAttachment::new(ctx, network, e.clone()))
+                })
+                .collect()
         })
-        .collect();
+        .await;
     Json(attachments).into_response()
 }
 
 async fn status(State(app): State<AppState>) -> Json<AgentStatus> {
-    let desired = app.reconciler.desired().await;
     let host = app.reconciler.context().host.clone();
-    let local = desired.endpoints.values().filter(|e| e.host == host).count();
+    let (revision, networks, local, total) = app
+        .reconciler
+        .read_desired(|desired| {
+            let local = desired.endpoints.values().filter(|e| e.host == host).count();
+            (desired.revision, desired.networks.len(), local, desired.endpoints.len())
+        })
+        .await;
     Json(AgentStatus {
-        revision: desired.revision,
-        networks: desired.networks.len(),
+        revision,
+        networks,
         local_endpoints: local,
-        remote_endpoints: desired.endpoints.len() - local,
+        remote_endpoints: total - local,
         host,
     })
 }
