@@ -2,18 +2,24 @@
 //! touch the kernel only where they differ.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
-use cloison_dataplane::{LocalEndpointPlan, RemoteEndpointPlan};
-use cloison_model::Network;
+use cloison_dataplane::{names, LocalEndpointPlan, RemoteEndpointPlan};
+use cloison_model::{Endpoint, Network};
 use tracing::{debug, warn};
 
 use super::{Inner, Reconciler};
 use crate::AgentError;
 
-/// The plans one network needs on this host.
+/// The plans one network needs on this host. A remote endpoint already applied as
+/// wanted is left out, so an event of a network with many peers builds a plan only
+/// for the peers it changed.
 struct NetworkWants {
     local: BTreeMap<String, LocalEndpointPlan>,
+    /// Remote endpoints that are new or changed.
     remote: BTreeMap<String, RemoteEndpointPlan>,
+    /// False when the network goes away, so every applied remote endpoint is stale.
+    carried: bool,
 }
 
 impl Reconciler {
@@ -122,7 +128,9 @@ impl Reconciler {
         let mut wants = NetworkWants {
             local: BTreeMap::new(),
             remote: BTreeMap::new(),
+            carried: true,
         };
+        let vxlan = names::vxlan(network.vni);
         for endpoint in inner.desired.endpoints_of(&network.id) {
             if inner.in_flight.contains(&endpoint.id) {
                 // Its interface is being deleted without the lock: never recreated.
@@ -131,11 +139,26 @@ impl Reconciler {
             if endpoint.host == self.ctx.host {
                 let plan = self.ctx.local_endpoint_plan(network, endpoint);
                 wants.local.insert(endpoint.id.clone(), plan);
-            } else if let Some(plan) = self.ctx.remote_endpoint_plan(network, endpoint, &inner.desired) {
+                continue;
+            }
+            let vtep = inner.desired.hosts.get(&endpoint.host).map(|h| h.underlay_ip);
+            if vtep.is_some_and(|vtep| is_applied(inner.applied.remote.get(&endpoint.id), &vxlan, endpoint, vtep)) {
+                continue;
+            }
+            if let Some(plan) = self.ctx.remote_endpoint_plan(network, endpoint, &inner.desired) {
                 wants.remote.insert(endpoint.id.clone(), plan);
             }
         }
         wants
+    }
+
+    /// Returns true when [`Self::wants`] would plan the remote endpoint `id` in
+    /// `network_id`, changed or not.
+    fn is_remote_wanted(&self, inner: &Inner, network_id: &str, id: &str) -> bool {
+        !inner.in_flight.contains(id)
+            && inner.desired.endpoints.get(id).is_some_and(|e| {
+                e.network_id == network_id && e.host != self.ctx.host && inner.desired.hosts.contains_key(&e.host)
+            })
     }
 
     async fn ensure_network(&self, inner: &mut Inner, network: &Network) -> Result<(), AgentError> {
@@ -230,13 +253,15 @@ impl Reconciler {
     /// Removes the applied endpoints of a network that are no longer wanted.
     async fn remove_stale_endpoints(&self, inner: &mut Inner, network_id: &str, wants: &NetworkWants) {
         let stale_local: Vec<String> = applied_ids(&inner.applied.local, network_id)
-            .filter(|id| !wants.local.contains_key(id))
+            .filter(|id| !wants.local.contains_key(*id))
+            .map(str::to_string)
             .collect();
         for id in stale_local {
             self.remove_local(inner, &id).await;
         }
         let stale_remote: Vec<String> = applied_ids(&inner.applied.remote, network_id)
-            .filter(|id| !wants.remote.contains_key(id))
+            .filter(|id| !wants.carried || !self.is_remote_wanted(inner, network_id, id))
+            .map(str::to_string)
             .collect();
         for id in stale_remote {
             self.remove_remote(inner, &id).await;
@@ -272,6 +297,7 @@ impl Reconciler {
         let empty = NetworkWants {
             local: BTreeMap::new(),
             remote: BTreeMap::new(),
+            carried: false,
         };
         self.remove_stale_endpoints(inner, network_id, &empty).await;
         let Some((tenant, plan)) = inner.applied.networks.remove(network_id) else {
@@ -298,8 +324,74 @@ impl Reconciler {
 fn applied_ids<'a, T>(
     map: &'a BTreeMap<String, (String, T)>,
     network_id: &'a str,
-) -> impl Iterator<Item = String> + 'a {
+) -> impl Iterator<Item = &'a str> + 'a {
     map.iter()
         .filter(move |(_, (n, _))| n == network_id)
-        .map(|(id, _)| id.clone())
+        .map(|(id, _)| id.as_str())
+}
+
+/// Returns true when `applied` programs `endpoint` on the VXLAN device `vxlan`
+/// towards `vtep`, as [`crate::HostContext::remote_endpoint_plan`] would plan it.
+/// The comparison builds no plan, so it allocates nothing.
+fn is_applied(applied: Option<&(String, RemoteEndpointPlan)>, vxlan: &str, endpoint: &Endpoint, vtep: IpAddr) -> bool {
+    let Some((_, plan)) = applied else { return false };
+    // Destructured in full, so a field added to the plan must be compared here too.
+    let RemoteEndpointPlan { vxlan: applied_vxlan, mac, ipv4, ipv6, vtep: applied_vtep } = plan;
+    applied_vxlan == vxlan && *mac == endpoint.mac && *ipv4 == endpoint.ipv4 && *ipv6 == endpoint.ipv6 && *applied_vtep == vtep
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use cloison_model::MacAddr;
+
+    use super::*;
+
+    fn peer() -> Endpoint {
+        Endpoint {
+            id: "r1".into(),
+            tenant: "t1".into(),
+            name: "r1".into(),
+            network: "n1".into(),
+            network_id: "n1-id".into(),
+            host: "h2".into(),
+            mac: MacAddr::local_from_u64(7),
+            ipv4: Ipv4Addr::new(10, 0, 0, 7),
+            ipv6: None,
+            ifname: "eth0".into(),
+            sandbox: String::new(),
+            groups: vec![],
+            labels: BTreeMap::new(),
+            resource_version: 1,
+        }
+    }
+
+    fn applied(endpoint: &Endpoint, vtep: IpAddr) -> (String, RemoteEndpointPlan) {
+        let plan = RemoteEndpointPlan { vxlan: names::vxlan(42), mac: endpoint.mac, ipv4: endpoint.ipv4, ipv6: endpoint.ipv6, vtep };
+        (endpoint.network_id.clone(), plan)
+    }
+
+    #[test]
+    fn applied_peer_needs_no_plan() {
+        let endpoint = peer();
+        let vtep = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+        assert!(is_applied(Some(&applied(&endpoint, vtep)), &names::vxlan(42), &endpoint, vtep));
+    }
+
+    #[test]
+    fn any_difference_needs_a_plan() {
+        let endpoint = peer();
+        let vtep = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+        let entry = applied(&endpoint, vtep);
+        assert!(!is_applied(None, &names::vxlan(42), &endpoint, vtep));
+        assert!(!is_applied(Some(&entry), &names::vxlan(43), &endpoint, vtep));
+        assert!(!is_applied(Some(&entry), &names::vxlan(42), &endpoint, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3))));
+        let moved = Endpoint { mac: MacAddr::local_from_u64(8), ..peer() };
+        assert!(!is_applied(Some(&entry), &names::vxlan(42), &moved, vtep));
+        let renumbered = Endpoint { ipv4: Ipv4Addr::new(10, 0, 0, 8), ..peer() };
+        assert!(!is_applied(Some(&entry), &names::vxlan(42), &renumbered, vtep));
+        let dual = Endpoint { ipv6: Some("fd00::7".parse().unwrap_or(std::net::Ipv6Addr::LOCALHOST)), ..peer() };
+        assert!(!is_applied(Some(&entry), &names::vxlan(42), &dual, vtep));
+    }
 }
