@@ -100,11 +100,12 @@ async fn redb_watch_resumes_past_other_hosts_heartbeats() {
     let snapshot = first_event(&ctl, "h1", None).await;
     assert!(matches!(snapshot, WatchEvent::Snapshot { .. }), "{snapshot:?}");
     ctl.register_host(common::host_spec("h2", "192.0.2.12")).await.expect("heartbeat of h2");
+    ctl.register_host(common::host_spec("h3", "192.0.2.13")).await.expect("register h3");
     let resumed = first_event(&ctl, "h1", Some(snapshot.revision())).await;
     let WatchEvent::Put { object: cloison_model::WatchObject::Host(host), revision } = resumed else {
-        panic!("expected the heartbeat of h2 replayed, got {resumed:?}");
+        panic!("expected the registration of h3 replayed, got {resumed:?}");
     };
-    assert_eq!(host.name, "h2");
+    assert_eq!(host.name, "h3", "the heartbeat of h2 was sent");
     assert!(revision > snapshot.revision());
 }
 

@@ -245,6 +245,24 @@ fn hosts_always_pass_through() {
 }
 
 #[test]
+fn heartbeat_only_host_write_is_not_sent() {
+    let mut watches = Watches::new(&["h1"]);
+    let mut h2 = host("h2");
+    watches.apply(&put_batch(kv("/hosts/h2".into(), &h2, 1)));
+    h2.last_heartbeat = 10;
+    assert!(watches.apply(&put_batch(kv("/hosts/h2".into(), &h2, 2))).is_empty());
+    assert_eq!(watches.index.revision(), 2);
+    h2.underlay_ip = "192.0.2.2".parse().expect("ip");
+    assert_eq!(describe(&watches.apply(&put_batch(kv("/hosts/h2".into(), &h2, 3)))), ["put host h2"]);
+    // The snapshot carries the host as the index has it, heartbeat time included.
+    let (_, snapshot) = HostWatchFilter::start("h1", &watches.index);
+    let WatchEvent::Snapshot { hosts, .. } = snapshot else {
+        panic!("expected a snapshot, got {snapshot:?}");
+    };
+    assert_eq!(hosts, [Host { resource_version: 3, ..h2 }]);
+}
+
+#[test]
 fn allocation_keys_are_ignored() {
     let mut watches = Watches::new(&["h1"]);
     let alloc = KeyValue { key: "/alloc/vni/10".into(), value: b"{}".to_vec(), create_revision: 1, mod_revision: 1 };

@@ -155,7 +155,8 @@ pub struct Host {
     pub underlay_ip: IpAddr,
     pub underlay_mtu: u32,
     pub vxlan_port: u16,
-    /// Seconds since the Unix epoch of the last registration or heartbeat.
+    /// Seconds since the Unix epoch of the last registration or heartbeat. Host watches
+    /// do not send writes that change only this field, so there it may be older.
     pub last_heartbeat: u64,
     #[serde(default)]
     pub resource_version: u64,

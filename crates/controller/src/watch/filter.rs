@@ -11,7 +11,8 @@ use super::index::{Change, ChangeKind, DeploymentIndex, TenantContents};
 /// host. The host receives every network of its relevant tenants and every endpoint
 /// of those networks, remote ones too for FDB and neighbour entries. It also receives
 /// the security groups of those tenants, every host (for VTEP addresses), and the
-/// publications of its own endpoints. When a tenant becomes relevant the filter sends its groups, its
+/// publications of its own endpoints. A host write that changes only the heartbeat
+/// time is not sent. When a tenant becomes relevant the filter sends its groups, its
 /// networks and their endpoints; when it stops being relevant it sends their deletes.
 /// A network created in a relevant tenant is sent when it is created.
 ///

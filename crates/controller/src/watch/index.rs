@@ -79,6 +79,10 @@ impl DeploymentIndex {
 
     /// Applies one batch event by event and calls `visit` after each event that
     /// changed a resource, with the index in the state right after that event.
+    ///
+    /// A host write that changes only the heartbeat time does not call `visit`. No
+    /// agent acts on it, and with 1,000 hosts sending a heartbeat every 10 s every
+    /// watch would receive 100 such events a second.
     pub fn apply(&mut self, batch: &WatchBatch, mut visit: impl FnMut(&Self, &Change)) {
         self.revision = self.revision.max(batch.revision);
         for event in &batch.events {
@@ -137,7 +141,10 @@ impl DeploymentIndex {
             (WatchObject::Endpoint(endpoint), arrived, left)
         } else if key.starts_with(keys::HOSTS) {
             let host = decode_logged::<Host>(kv)?;
-            self.hosts.insert(host.name.clone(), host.clone());
+            let previous = self.hosts.insert(host.name.clone(), host.clone());
+            if previous.is_some_and(|old| is_heartbeat(&old, &host)) {
+                return None;
+            }
             (WatchObject::Host(host), None, None)
         } else if key.starts_with(keys::GROUPS) {
             let group = decode_logged::<SecurityGroup>(kv)?;
@@ -218,6 +225,12 @@ impl DeploymentIndex {
         }
         crossed.then(|| host.to_string())
     }
+}
+
+/// Returns true when `new` differs from `old` only in its heartbeat time and version.
+fn is_heartbeat(old: &Host, new: &Host) -> bool {
+    let unversioned = |h: &Host| Host { last_heartbeat: 0, resource_version: 0, ..h.clone() };
+    unversioned(old) == unversioned(new)
 }
 
 /// Decodes a record for the watch. A corrupt one is logged and skipped so that one bad
