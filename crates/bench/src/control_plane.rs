@@ -107,6 +107,9 @@ pub(crate) struct Outcome {
     pub(crate) after_create: Option<ProcessSample>,
     pub(crate) after_watch: Option<ProcessSample>,
     pub(crate) after_fan_out: Option<ProcessSample>,
+    /// Time to send one heartbeat for every agent.
+    pub(crate) heartbeat_wall: Duration,
+    pub(crate) after_heartbeats: Option<ProcessSample>,
     pub(crate) notes: Vec<String>,
 }
 
@@ -137,6 +140,11 @@ impl Outcome {
         if let (Some(before), Some(after)) = (&self.after_watch, &self.after_fan_out) {
             let per_change = (after.cpu_seconds - before.cpu_seconds) * 1000.0 / self.changes.max(1) as f64;
             rows.push(Row::single(SCENARIO, &case, "controller CPU per fan-out change", "CPU ms", per_change));
+        }
+        if let (Some(before), Some(after)) = (&self.after_fan_out, &self.after_heartbeats) {
+            let subject = "controller CPU for one heartbeat of every agent";
+            rows.push(Row::single(SCENARIO, &case, subject, "CPU s", after.cpu_seconds - before.cpu_seconds));
+            rows.push(Row::single(SCENARIO, &case, "one heartbeat of every agent, 32 in flight", "s", self.heartbeat_wall.as_secs_f64()));
         }
         for (label, sample) in [("after creates", &self.after_create), ("with watches open", &self.after_watch), ("after fan-out", &self.after_fan_out)] {
             if let Some(sample) = sample {

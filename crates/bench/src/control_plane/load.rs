@@ -29,6 +29,8 @@ const PER_HOST_RUN: usize = 100;
 /// Writes and watch openings in flight at once.
 const IN_FLIGHT: usize = 32;
 const FAN_OUT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time waited after the heartbeat round before the controller's CPU time is read.
+const HEARTBEAT_SETTLE: Duration = Duration::from_secs(2);
 
 /// Builds the runtime and runs the load against the controller `pid`.
 pub(super) fn run(pid: u32, scale: Scale) -> Result<Outcome, BenchError> {
@@ -65,6 +67,13 @@ async fn drive(pid: u32, scale: Scale) -> Result<Outcome, BenchError> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     outcome.after_fan_out = Some(sample(pid)?);
+
+    let started = Instant::now();
+    register_hosts(&client, scale.agents).await?;
+    outcome.heartbeat_wall = started.elapsed();
+    // The fan-out of the last heartbeats runs after their writes return.
+    tokio::time::sleep(HEARTBEAT_SETTLE).await;
+    outcome.after_heartbeats = Some(sample(pid)?);
     for watcher in watchers {
         watcher.abort();
     }
@@ -75,10 +84,10 @@ fn agent_name(index: usize) -> String {
     format!("agent{index}")
 }
 
-/// Registers every simulated host, the tenants and networks, and one endpoint per
-/// host on the fan-out network.
-async fn create_topology(client: &Arc<Client>, scale: Scale) -> Result<(), BenchError> {
-    let hosts = (0..scale.agents).map(|index| {
+/// Registers every simulated host, or refreshes its heartbeat as an agent does every
+/// 10 s when it is registered already.
+async fn register_hosts(client: &Arc<Client>, agents: usize) -> Result<(), BenchError> {
+    let hosts = (0..agents).map(|index| {
         let client = Arc::clone(client);
         async move {
             let spec = json!({"name": agent_name(index), "underlay_ip": format!("198.18.{}.{}", index / 250, 1 + index % 250),
@@ -87,6 +96,13 @@ async fn create_topology(client: &Arc<Client>, scale: Scale) -> Result<(), Bench
         }
     });
     futures::stream::iter(hosts).buffer_unordered(IN_FLIGHT).try_collect::<Vec<_>>().await?;
+    Ok(())
+}
+
+/// Registers every simulated host, the tenants and networks, and one endpoint per
+/// host on the fan-out network.
+async fn create_topology(client: &Arc<Client>, scale: Scale) -> Result<(), BenchError> {
+    register_hosts(client, scale.agents).await?;
     create_tenant(client, FAN_TENANT).await?;
     create_network(client, FAN_TENANT, FAN_NETWORK, "10.0.0.0/16").await?;
     for network in 0..scale.endpoints.div_ceil(PER_NETWORK) {
