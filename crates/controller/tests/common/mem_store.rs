@@ -42,6 +42,16 @@ impl MemStore {
         state.history.clear();
     }
 
+    /// Ends every open watch with the error `make` returns, as a store does when a
+    /// watcher fell behind compaction or lost its connection.
+    #[allow(dead_code)]
+    pub fn end_watches(&self, make: impl Fn() -> StoreError) {
+        let mut state = self.lock();
+        for (_, sender) in state.watchers.drain(..) {
+            let _ = sender.try_send(Err(make()));
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
