@@ -101,6 +101,11 @@ impl WatchHub {
     /// `after` is the current revision, and the history since `after` when the history
     /// contains every change since and none of them moves a tenant to or from the host.
     /// Otherwise it is a snapshot.
+    ///
+    /// Limitation: the snapshot is cloned from the index while the hub's lock is held,
+    /// and each watch keeps its own copy until it is sent. With large tenants, many
+    /// watches opening at once (agents reconnecting after a controller restart) delay
+    /// every fan-out and cost memory in proportion to watches times snapshot size.
     pub(super) fn subscribe(&self, host: &str, after: Option<u64>) -> Result<Subscription, StoreError> {
         let mut state = lock(&self.state);
         if !state.alive {
