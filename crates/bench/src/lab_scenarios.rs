@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloison_client::Client;
-use cloison_lab::{Lab, LabSpec};
+use cloison_lab::{ConvergeStart, Lab, LabSpec};
 use serde_json::{json, Value};
 
 use crate::report::Row;
@@ -24,17 +24,21 @@ pub(crate) fn lab_spec(name: &str, hosts: usize, binary: &Path) -> Result<LabSpe
 /// (`cloison lab bench-converge`). The attach command's own duration is the peer:
 /// what convergence adds beyond it is the watch and the remote host's programming.
 pub(crate) fn converge(name: &str, binary: &Path, tries: usize) -> Result<Vec<Row>, BenchError> {
-    let report = cloison_lab::bench_converge(lab_spec(name, 2, binary)?, tries)?;
-    let first: Vec<Duration> = report.samples.iter().map(|s| s.first_reply).collect();
-    let attach: Vec<Duration> = report.samples.iter().map(|s| s.attach).collect();
-    let empty = || BenchError::Empty { scenario: "converge", reason: "no tries".into() };
-    let attach = Summary::of_durations(&attach).ok_or_else(empty)?;
-    let first = Summary::of_durations(&first).ok_or_else(empty)?;
-    let case = "attach on h1 → first reply on h2";
-    Ok(vec![
-        Row::sampled("converge", case, "cloison attach (CLI)", "ms", attach),
-        Row::sampled("converge", case, "cloison first reply", "ms", first).with_ratio("attach command", attach.p50),
-    ])
+    let mut rows = Vec::new();
+    for (start, case) in [
+        (ConvergeStart::NetworkPresent, "attach on h1 → first reply on h2, network already on h1"),
+        (ConvergeStart::FirstOnHost, "attach on h1 → first reply on h2, tenant's first endpoint on h1"),
+    ] {
+        let report = cloison_lab::bench_converge(lab_spec(name, 2, binary)?, tries, start)?;
+        let first: Vec<Duration> = report.samples.iter().map(|s| s.first_reply).collect();
+        let attach: Vec<Duration> = report.samples.iter().map(|s| s.attach).collect();
+        let empty = || BenchError::Empty { scenario: "converge", reason: "no tries".into() };
+        let attach = Summary::of_durations(&attach).ok_or_else(empty)?;
+        let first = Summary::of_durations(&first).ok_or_else(empty)?;
+        rows.push(Row::sampled("converge", case, "cloison attach (CLI)", "ms", attach));
+        rows.push(Row::sampled("converge", case, "cloison first reply", "ms", first).with_ratio("attach command", attach.p50));
+    }
+    Ok(rows)
 }
 
 const CHURN_TENANT: &str = "churn";

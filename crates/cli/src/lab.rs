@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use cloison_lab::{DemoReport, Lab, LabName, LabSpec, LabSummary};
+use cloison_lab::{ConvergeStart, DemoReport, Lab, LabName, LabSpec, LabSummary};
 
 use crate::args::{GlobalArgs, OutputFormat};
 use crate::output;
@@ -93,6 +93,11 @@ pub(crate) struct LabBenchArgs {
     /// Number of attaches to measure.
     #[arg(long, default_value_t = 100)]
     pub(crate) tries: usize,
+    /// Keep another endpoint of the network on h1 during the tries, so each attach
+    /// joins a network the host already carries. Without it, each attach is the
+    /// tenant's first endpoint on h1 and also sets up its network and router there.
+    #[arg(long)]
+    pub(crate) network_present: bool,
     /// With --etcd, a second lab runs the same tries over etcd after the lab on the
     /// embedded store, and one table shows both.
     #[command(flatten)]
@@ -248,7 +253,8 @@ fn bench(format: OutputFormat, args: LabBenchArgs) -> anyhow::Result<()> {
     // The labs run one after the other under the same name: each removes itself.
     for spec in specs {
         let store = cloison_lab::describe_control_plane(&spec);
-        let report = cloison_lab::bench_converge(spec, args.tries)?;
+        let start = if args.network_present { ConvergeStart::NetworkPresent } else { ConvergeStart::FirstOnHost };
+        let report = cloison_lab::bench_converge(spec, args.tries, start)?;
         rows.push(BenchRow { store, report });
     }
     output::table(format, &rows, &["STORE", "TRIES", "ATTACH P50", "ATTACH P90", "REPLY P50", "REPLY P99", "REPLY MAX"], |row| {

@@ -12,6 +12,19 @@ const NETWORK: &str = "bench";
 /// A /16, so even many tries get distinct addresses and no prober cache is reused.
 const SUBNET: &str = "10.20.0.0/16";
 const PROBER_IP: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 10);
+/// Address of the endpoint that keeps the network on h1 in [`ConvergeStart::NetworkPresent`].
+const ANCHOR_IP: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 11);
+
+/// The state of h1 before each attach of a convergence benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvergeStart {
+    /// h1 has no endpoint of the tenant, so each attach also sets up the network's
+    /// bridge, VXLAN device, the tenant's router and its rulesets there.
+    FirstOnHost,
+    /// Another endpoint of the network stays on h1, so each attach adds one endpoint
+    /// to a network the host already carries.
+    NetworkPresent,
+}
 
 /// Largest number of tries, bounded by the addresses of the subnet above.
 pub const MAX_TRIES: usize = 10_000;
@@ -37,12 +50,17 @@ pub fn describe_control_plane(spec: &LabSpec) -> String {
 
 /// Builds a 2-host lab from `spec`, keeps a prober on h2, and `tries` times attaches a
 /// new container on h1 and measures until the prober's first reply. Each container is
-/// detached again before the next try, so every try starts from the same state.
-pub fn bench_converge(spec: LabSpec, tries: usize) -> Result<BenchReport, LabError> {
+/// detached again before the next try, so every try starts from the same state,
+/// which `start` chooses.
+pub fn bench_converge(spec: LabSpec, tries: usize, start: ConvergeStart) -> Result<BenchReport, LabError> {
     let lab = Lab::up(LabSpec { hosts: 2, ..spec })?;
     lab.create_network(TENANT, NETWORK, SUBNET, &[])?;
     let prober = lab.add_container("h2", "prober")?;
     lab.attach("h2", NETWORK, &prober, TENANT, &["--ip", &PROBER_IP.to_string(), "--name", "prober"])?;
+    if start == ConvergeStart::NetworkPresent {
+        let anchor = lab.add_container("h1", "anchor")?;
+        lab.attach("h1", NETWORK, &anchor, TENANT, &["--ip", &ANCHOR_IP.to_string(), "--name", "anchor"])?;
+    }
     prepare_prober(&prober)?;
 
     let mut samples = Vec::with_capacity(tries);

@@ -39,6 +39,6 @@ pub use names::{controller_url, LabName, Node, CONTROLLER_IP, LAB_NAME_MAX, MAX_
 pub use spec::{find_cloison_binary, LabSpec, DEFAULT_UNDERLAY_MTU};
 pub use state::{LabState, ProcessRecord};
 pub use topology::{UNDERLAY_BRIDGE, UNDERLAY_IFNAME};
-pub use bench::{bench_converge, describe_control_plane, BenchReport, MAX_TRIES};
+pub use bench::{bench_converge, describe_control_plane, BenchReport, ConvergeStart, MAX_TRIES};
 pub use demo::{run_demo, DemoReport, PairResult, Throughput};
 pub use list::{list, LabSummary};
