@@ -89,7 +89,9 @@ impl Reconciler {
     pub async fn preload_endpoints(&self, network_id: &str, endpoints: Vec<Endpoint>) {
         let mut inner = self.inner.lock().await;
         for endpoint in endpoints.into_iter().filter(|e| e.network_id == network_id) {
-            inner.desired.endpoints.entry(endpoint.id.clone()).or_insert(endpoint);
+            if !inner.desired.endpoints.contains_key(&endpoint.id) {
+                inner.desired.insert_endpoint(endpoint);
+            }
         }
     }
 
@@ -117,7 +119,7 @@ impl Reconciler {
         let network_id = network.id.clone();
         let endpoint_id = endpoint.id.clone();
         inner.desired.networks.insert(network_id.clone(), network);
-        inner.desired.endpoints.insert(endpoint_id.clone(), endpoint);
+        inner.desired.insert_endpoint(endpoint);
         // The watch may have delivered this endpoint first and failed on it. Unless the
         // failure is forgotten, converge skips the endpoint and the kernel's error is lost.
         inner.applied.broken.remove(&endpoint_id);
@@ -127,7 +129,7 @@ impl Reconciler {
             return Ok(());
         }
         // Forget the endpoint so a later event does not retry a failed attach.
-        inner.desired.endpoints.remove(&endpoint_id);
+        inner.desired.remove_endpoint(&endpoint_id);
         inner.applied.broken.remove(&endpoint_id);
         let _ = self.converge_with_tenant(&mut inner, &network_id).await;
         Err(result.err().unwrap_or_else(|| AgentError::NotFound {

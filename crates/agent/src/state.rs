@@ -14,6 +14,11 @@ pub struct DesiredState {
     pub groups: BTreeMap<String, SecurityGroup>,
     /// Publications of this host's endpoints, by id.
     pub publications: BTreeMap<String, Publication>,
+    /// Ids of the endpoints on each host, by host name, so a presence check reads
+    /// one host's endpoints instead of every endpoint. Only
+    /// [`DesiredState::insert_endpoint`] keeps it complete; an id left behind by a
+    /// direct removal from `endpoints` is skipped by the readers.
+    endpoints_by_host: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Part of the desired state one watch event changed, so the reconciler touches only that.
@@ -47,6 +52,11 @@ impl DesiredState {
                 self.revision = revision;
                 self.networks = networks.into_iter().map(|n| (n.id.clone(), n)).collect();
                 self.endpoints = endpoints.into_iter().map(|e| (e.id.clone(), e)).collect();
+                self.endpoints_by_host = BTreeMap::new();
+                for endpoint in self.endpoints.values() {
+                    let ids = self.endpoints_by_host.entry(endpoint.host.clone()).or_default();
+                    ids.insert(endpoint.id.clone());
+                }
                 self.hosts = hosts.into_iter().map(|h| (h.name.clone(), h)).collect();
                 self.groups = groups.into_iter().map(|g| (group_key(&g.tenant, &g.name), g)).collect();
                 self.publications = publications.into_iter().map(|p| (p.id.clone(), p)).collect();
@@ -68,7 +78,7 @@ impl DesiredState {
             }
             WatchObject::Endpoint(e) => {
                 let network = e.network_id.clone();
-                self.endpoints.insert(e.id.clone(), e);
+                self.insert_endpoint(e);
                 Delta::Network(network)
             }
             WatchObject::Host(h) => {
@@ -98,11 +108,14 @@ impl DesiredState {
         match object {
             WatchObject::Network(n) => {
                 self.networks.remove(&n.id);
-                self.endpoints.retain(|_, e| e.network_id != n.id);
+                let gone: Vec<String> = self.endpoints_of(&n.id).map(|e| e.id.clone()).collect();
+                for id in gone {
+                    self.remove_endpoint(&id);
+                }
                 Delta::Network(n.id)
             }
             WatchObject::Endpoint(e) => {
-                self.endpoints.remove(&e.id);
+                self.remove_endpoint(&e.id);
                 Delta::Network(e.network_id)
             }
             WatchObject::Host(h) => {
@@ -120,6 +133,44 @@ impl DesiredState {
         }
     }
 
+    /// Inserts or replaces an endpoint and records it under its host.
+    pub fn insert_endpoint(&mut self, endpoint: Endpoint) {
+        let id = endpoint.id.clone();
+        let host = endpoint.host.clone();
+        if let Some(old) = self.endpoints.insert(id.clone(), endpoint) {
+            if old.host != host {
+                self.forget_host_of(&old.host, &id);
+            }
+        }
+        self.endpoints_by_host.entry(host).or_default().insert(id);
+    }
+
+    /// Removes an endpoint and returns it, or `None` when it was not there.
+    pub fn remove_endpoint(&mut self, id: &str) -> Option<Endpoint> {
+        let endpoint = self.endpoints.remove(id)?;
+        self.forget_host_of(&endpoint.host, id);
+        Some(endpoint)
+    }
+
+    fn forget_host_of(&mut self, host: &str, id: &str) {
+        if let Some(ids) = self.endpoints_by_host.get_mut(host) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.endpoints_by_host.remove(host);
+            }
+        }
+    }
+
+    /// Returns the endpoints on `host`, reading only that host's entries.
+    pub fn endpoints_on<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
+        self.endpoints_by_host
+            .get(host)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.endpoints.get(id))
+            .filter(move |e| e.host == host)
+    }
+
     /// Returns the endpoints of one network.
     pub fn endpoints_of<'a>(&'a self, network_id: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
         self.endpoints
@@ -130,9 +181,7 @@ impl DesiredState {
     /// Returns true when `tenant` has an endpoint on `host` whose network the desired
     /// state contains. Such a host carries every network of the tenant.
     pub fn is_tenant_present_on(&self, tenant: &str, host: &str) -> bool {
-        self.endpoints
-            .values()
-            .filter(|e| e.host == host)
+        self.endpoints_on(host)
             .filter_map(|e| self.networks.get(&e.network_id))
             .any(|n| n.tenant == tenant)
     }
@@ -141,9 +190,7 @@ impl DesiredState {
     /// with an endpoint there, so the tenant's router has a gateway on all of them.
     pub fn networks_present_on(&self, host: &str) -> Vec<String> {
         let tenants: BTreeSet<&str> = self
-            .endpoints
-            .values()
-            .filter(|e| e.host == host)
+            .endpoints_on(host)
             .filter_map(|e| self.networks.get(&e.network_id))
             .map(|n| n.tenant.as_str())
             .collect();

@@ -450,3 +450,29 @@ async fn snapshot_removes_network_of_absent_tenant() {
     assert_eq!(fake.network_vnis(), vec![42, 43]);
     assert!(fake.take_log().contains(&Recorded::RemoveNetwork(44)));
 }
+
+#[test]
+fn tenant_presence_follows_endpoint_host() {
+    let (networks, endpoints) = two_networks_one_local();
+    let mut state = cloison_agent::DesiredState::default();
+    state.apply(snapshot(5, networks.clone(), endpoints.clone()));
+    assert!(state.is_tenant_present_on("t1", ME), "a1 is here");
+    assert!(!state.is_tenant_present_on("t2", ME), "t2's only endpoint is on h3");
+    assert_eq!(state.networks_present_on(ME), vec!["n1".to_string(), "n2".to_string()]);
+
+    // a1 moves to h2 under the same id: t1 leaves h1 and is on h2.
+    let mut moved = endpoints[0].clone();
+    moved.host = "h2".into();
+    state.apply(WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(moved.clone()) });
+    assert!(!state.is_tenant_present_on("t1", ME), "a1 moved away");
+    assert!(state.is_tenant_present_on("t1", "h2"));
+    assert_eq!(state.endpoints_on("h2").count(), 3, "b1, c2 and the moved a1");
+
+    // Back on h1, then its network goes: the tenant leaves with it.
+    state.insert_endpoint(endpoints[0].clone());
+    assert!(state.is_tenant_present_on("t1", ME));
+    state.apply(WatchEvent::Delete { revision: 7, object: WatchObject::Network(networks[0].clone()) });
+    assert!(!state.is_tenant_present_on("t1", ME), "n1 and a1 are gone");
+    assert_eq!(state.endpoints_on(ME).count(), 0);
+    assert!(state.networks_present_on(ME).is_empty());
+}

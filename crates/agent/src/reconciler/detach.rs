@@ -71,7 +71,7 @@ impl Reconciler {
         inner.in_flight.finish(&endpoint.id);
         // A snapshot or a late watch event applied meanwhile may carry the endpoint
         // again. Its record is gone, so convergence must not recreate it.
-        inner.desired.endpoints.remove(&endpoint.id);
+        inner.desired.remove_endpoint(&endpoint.id);
         inner.applied.broken.remove(&endpoint.id);
         match (removed, pending.applied) {
             (Some(Ok(())), Some((_, plan))) => {
