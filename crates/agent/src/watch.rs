@@ -25,6 +25,9 @@ pub struct WatchOptions {
     /// mean a dead path: after a network partition, the kernel's TCP retransmission
     /// backoff would otherwise delay the stalled stream by up to the partition's length.
     pub idle_timeout: Duration,
+    /// Function called after each repair pass. A pass reads the kernel's whole
+    /// inventory and frees it, so the binary can return the freed memory there.
+    pub after_repair: Option<fn()>,
 }
 
 impl Default for WatchOptions {
@@ -34,6 +37,7 @@ impl Default for WatchOptions {
             heartbeat: Duration::from_secs(10),
             repair: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(20),
+            after_repair: None,
         }
     }
 }
@@ -50,7 +54,7 @@ pub async fn follow_watch(
     cancel: CancellationToken,
 ) {
     let heartbeat = tokio::spawn(heartbeat_loop(control.clone(), spec.clone(), options.heartbeat, cancel.clone()));
-    let repair = tokio::spawn(repair_loop(reconciler.clone(), options.repair, cancel.clone()));
+    let repair = tokio::spawn(repair_loop(reconciler.clone(), options.repair, options.after_repair, cancel.clone()));
     let mut backoff = Duration::from_millis(100);
     let mut after: Option<u64> = None;
     while !cancel.is_cancelled() {
@@ -112,7 +116,7 @@ async fn heartbeat_loop(control: Arc<dyn ControlPlane>, spec: HostSpec, every: D
     }
 }
 
-async fn repair_loop(reconciler: Arc<Reconciler>, every: Duration, cancel: CancellationToken) {
+async fn repair_loop(reconciler: Arc<Reconciler>, every: Duration, after: Option<fn()>, cancel: CancellationToken) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -120,6 +124,9 @@ async fn repair_loop(reconciler: Arc<Reconciler>, every: Duration, cancel: Cance
         }
         if let Err(e) = reconciler.repair().await {
             warn!(error = %e, "kernel repair failed; retrying later");
+        }
+        if let Some(after) = after {
+            after();
         }
     }
 }

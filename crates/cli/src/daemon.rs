@@ -95,7 +95,7 @@ async fn run_agent(
         control.clone(),
         reconciler.clone(),
         spec,
-        WatchOptions::default(),
+        WatchOptions { after_repair: Some(crate::memory::trim), ..WatchOptions::default() },
         cancel.clone(),
     ));
     let served = serve_socket(socket, control, reconciler, cancel.clone()).await;

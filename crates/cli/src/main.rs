@@ -10,6 +10,7 @@ mod groups;
 mod publications;
 mod lab;
 mod logging;
+mod memory;
 mod output;
 mod preflight;
 mod snapshot;
@@ -25,7 +26,12 @@ use args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if matches!(cli.command, Command::Agent(_)) {
+        memory::limit_arenas();
+        builder.worker_threads(memory::agent_workers());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             output::error(&anyhow::anyhow!("cannot start the async runtime: {e}"));
