@@ -70,14 +70,16 @@ impl NetlinkDataplane {
     }
 
     async fn host(&self) -> Result<&Handle, DataplaneError> {
-        self.host
-            .get_or_try_init(|| async {
-                match &self.host_netns {
-                    None => namespace::connect_here(),
-                    Some(path) => namespace::connect_in(&namespace::open(path)?).await,
-                }
-            })
-            .await
+        self.host.get_or_try_init(|| self.connect_host()).await
+    }
+
+    /// Opens a new connection to the host namespace. Its task ends when the
+    /// returned handle is dropped.
+    async fn connect_host(&self) -> Result<Handle, DataplaneError> {
+        match &self.host_netns {
+            None => namespace::connect_here(),
+            Some(path) => namespace::connect_in(&namespace::open(path)?).await,
+        }
     }
 }
 
@@ -128,7 +130,11 @@ impl Dataplane for NetlinkDataplane {
     }
 
     async fn inventory(&self) -> Result<Inventory, DataplaneError> {
-        inventory::collect(self.host().await?, &self.run_dir).await
+        // A dump of thousands of FDB and neighbour entries grows the connection's
+        // response queue, which never shrinks. A connection of its own takes that
+        // memory away with it once the dump is read.
+        let connection = self.connect_host().await?;
+        inventory::collect(&connection, &self.run_dir).await
     }
 
     async fn apply_nftables(&self, plan: &NftablesPlan) -> Result<(), DataplaneError> {

@@ -192,15 +192,16 @@ async fn append_flood(host: &Handle, index: u32, vxlan: &str, vtep: IpAddr) -> R
 /// Lists the FDB entries that point at a VTEP (`self` entries with a `dst`).
 /// Like `bridge fdb show`.
 pub(super) async fn fdb_entries(host: &Handle) -> Result<Vec<FdbEntry>, DataplaneError> {
-    let messages: Vec<NeighbourMessage> = host
-        .neighbours()
+    // Each message is reduced to its entry as it arrives, because a dump of thousands of
+    // parsed messages held at once would take megabytes.
+    host.neighbours()
         .get()
         .set_address_family(AddressFamily::Bridge)
         .execute()
+        .try_filter_map(|message| std::future::ready(Ok(FdbEntry::from_message(message))))
         .try_collect()
         .await
-        .map_err(|e| netlink("bridge fdb show", e))?;
-    Ok(messages.into_iter().filter_map(FdbEntry::from_message).collect())
+        .map_err(|e| netlink("bridge fdb show", e))
 }
 
 impl FdbEntry {
@@ -235,15 +236,14 @@ pub(super) struct NeighbourEntry {
 /// Lists the neighbour entries of one family that carry a MAC.
 /// Like `ip neigh show` (`ip -6 neigh show`).
 pub(super) async fn neighbours(host: &Handle, family: AddressFamily) -> Result<Vec<NeighbourEntry>, DataplaneError> {
-    let messages: Vec<NeighbourMessage> = host
-        .neighbours()
+    host.neighbours()
         .get()
         .set_address_family(family)
         .execute()
+        .try_filter_map(|message| std::future::ready(Ok(NeighbourEntry::from_message(message))))
         .try_collect()
         .await
-        .map_err(|e| netlink("ip neigh show", e))?;
-    Ok(messages.into_iter().filter_map(NeighbourEntry::from_message).collect())
+        .map_err(|e| netlink("ip neigh show", e))
 }
 
 impl NeighbourEntry {
