@@ -3,17 +3,15 @@
 //! Only full table replacements come here (agent start, repair after a flush, rule
 //! changes). Each one spawns an `nft` process per namespace it touches. Changes of
 //! set elements only, such as an attach, go over netlink in `nft_elements`.
-//! The repair pass also counts the objects of cloison's tables here: tables, chains,
-//! rules and set names from one `nft -t -j list ruleset` per namespace, which omits
-//! the elements, and the elements of each set from a netlink dump in `nft_set_sizes`.
+//! The repair pass also counts the objects of cloison's tables here, with one
+//! `nft -j list ruleset` per namespace.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::namespace;
-use super::nft_set_sizes::{self, SetName};
-use crate::{DataplaneError, NftCounts, NftFamily, NftablesPlan};
+use crate::{DataplaneError, NftCounts, NftablesPlan};
 
 /// Applies a plan's script in its namespace, then sets IP forwarding when asked.
 /// `host_netns` is the namespace playing the host, `None` for the process's own.
@@ -46,32 +44,20 @@ pub(super) async fn list(namespace: Option<&Path>) -> Result<Vec<String>, Datapl
 }
 
 /// Counts the elements of each set and map and the rules of each chain of
-/// `tables` (`family name`). The structure comes from `nft -t -j list ruleset`,
-/// whose output stays small however many elements the sets hold; the elements are
-/// counted from one netlink dump per set. With 100,000 elements in one set this took
-/// 0.05 s where `nft -j list ruleset` took 3.5 s and 170 MB (docs/benchmarks.md).
+/// `tables` (`family name`) with one `nft -j list ruleset`.
+// NOTE: the JSON output carries every element, so its size grows with the
+// endpoints, although the number of processes per call stays one.
 pub(super) async fn counts(namespace: Option<&Path>, tables: &[String]) -> Result<NftCounts, DataplaneError> {
     let target = namespace.map(Path::to_path_buf);
     let where_ = namespace.map_or_else(|| "the host namespace".to_string(), |p| p.display().to_string());
-    let output = tokio::task::spawn_blocking(move || run_nft(target.as_deref(), &["-t", "-j", "list", "ruleset"], None))
+    let output = tokio::task::spawn_blocking(move || run_nft(target.as_deref(), &["-j", "list", "ruleset"], None))
         .await
         .map_err(|e| DataplaneError::Io { op: "run nft".into(), source: std::io::Error::other(e) })??;
-    let (mut counts, sets) = count_objects(&output, tables).map_err(|message| DataplaneError::Nft { namespace: where_, message })?;
-    let sizes = nft_set_sizes::count(namespace, sets.clone()).await?;
-    for (set, size) in sets.iter().zip(sizes) {
-        let key = format!("{} {} set {}", set.family.name(), set.table, set.set);
-        // A set deleted since the listing is absent, like any other deleted object.
-        match size {
-            Some(size) => counts.insert(key, size),
-            None => counts.remove(&key),
-        };
-    }
-    Ok(counts)
+    count_objects(&output, tables).map_err(|message| DataplaneError::Nft { namespace: where_, message })
 }
 
-/// Counts the tables, chains and rules of `tables` in the output of `nft -t -j
-/// list ruleset`, with 0 for every set and map, and returns the sets and maps.
-fn count_objects(json: &str, tables: &[String]) -> Result<(NftCounts, Vec<SetName>), String> {
+/// Counts the objects of `tables` in the output of `nft -j list ruleset`.
+fn count_objects(json: &str, tables: &[String]) -> Result<NftCounts, String> {
     let document: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("invalid JSON from `nft -j list ruleset`: {e}"))?;
     let objects = document
         .get("nftables")
@@ -79,22 +65,21 @@ fn count_objects(json: &str, tables: &[String]) -> Result<(NftCounts, Vec<SetNam
         .ok_or_else(|| "the output of `nft -j list ruleset` has no `nftables` array".to_string())?;
     let text = |object: &serde_json::Value, field: &str| object.get(field).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
     let mut counts = NftCounts::new();
-    let mut sets = Vec::new();
     for entry in objects {
         let Some((kind, object)) = entry.as_object().and_then(|o| o.iter().next()) else { continue };
-        let family = text(object, "family");
-        let table_name = text(object, if kind == "table" { "name" } else { "table" });
-        let table = format!("{family} {table_name}");
+        let table = match kind.as_str() {
+            "table" => format!("{} {}", text(object, "family"), text(object, "name")),
+            _ => format!("{} {}", text(object, "family"), text(object, "table")),
+        };
         if !tables.contains(&table) {
             continue;
         }
         match kind.as_str() {
             "table" => *counts.entry(table).or_default() += 1,
+            // An empty set has no `elem` field.
             "set" | "map" => {
-                let set = text(object, "name");
-                counts.insert(format!("{table} set {set}"), 0);
-                let family = NftFamily::from_name(&family).ok_or_else(|| format!("unknown nftables family {family:?}"))?;
-                sets.push(SetName { family, table: table_name, set });
+                let elements = object.get("elem").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+                counts.insert(format!("{table} set {}", text(object, "name")), elements);
             }
             "chain" => {
                 counts.entry(format!("{table} chain {}", text(object, "name"))).or_default();
@@ -103,7 +88,7 @@ fn count_objects(json: &str, tables: &[String]) -> Result<(NftCounts, Vec<SetNam
             _ => {}
         }
     }
-    Ok((counts, sets))
+    Ok(counts)
 }
 
 /// Runs `nft ARGS`, inside `namespace` through `nsenter --net` when one is given,
@@ -167,27 +152,27 @@ mod tests {
 
     #[test]
     fn counts_cover_only_listed_tables() {
-        // `nft -t -j list ruleset` lists sets and maps without their elements.
         let json = r#"{"nftables": [
-            {"metainfo": {"version": "1.0.6"}},
+            {"metainfo": {"version": "1.0.9"}},
             {"table": {"family": "bridge", "name": "cloison", "handle": 1}},
-            {"set": {"family": "bridge", "name": "ports", "table": "cloison", "type": "ifname", "handle": 2}},
-            {"map": {"family": "bridge", "name": "verdicts", "table": "cloison", "type": "ifname", "handle": 3, "map": "verdict"}},
+            {"set": {"family": "bridge", "table": "cloison", "name": "ports", "elem": ["a", "b"]}},
+            {"set": {"family": "bridge", "table": "cloison", "name": "empty"}},
+            {"map": {"family": "bridge", "table": "cloison", "name": "verdicts", "elem": [["a", "accept"]]}},
             {"chain": {"family": "bridge", "table": "cloison", "name": "forward"}},
             {"chain": {"family": "bridge", "table": "cloison", "name": "idle"}},
             {"rule": {"family": "bridge", "table": "cloison", "chain": "forward", "expr": []}},
             {"rule": {"family": "bridge", "table": "cloison", "chain": "forward", "expr": []}},
             {"table": {"family": "inet", "name": "other", "handle": 2}},
-            {"set": {"family": "inet", "name": "theirs", "table": "other", "type": "ipv4_addr", "handle": 3}},
             {"rule": {"family": "inet", "table": "other", "chain": "input", "expr": []}}
         ]}"#;
 
-        let (counts, sets) = count_objects(json, &["bridge cloison".to_string()]).expect("counts");
+        let counts = count_objects(json, &["bridge cloison".to_string()]).expect("counts");
 
         let expected: NftCounts = [
             ("bridge cloison", 1),
-            ("bridge cloison set ports", 0),
-            ("bridge cloison set verdicts", 0),
+            ("bridge cloison set ports", 2),
+            ("bridge cloison set empty", 0),
+            ("bridge cloison set verdicts", 1),
             ("bridge cloison chain forward", 2),
             ("bridge cloison chain idle", 0),
         ]
@@ -195,8 +180,6 @@ mod tests {
         .map(|(key, count)| (key.to_string(), count))
         .collect();
         assert_eq!(counts, expected);
-        let named = |set: &str| SetName { family: NftFamily::Bridge, table: "cloison".into(), set: set.into() };
-        assert_eq!(sets, vec![named("ports"), named("verdicts")]);
     }
 
     #[test]
