@@ -120,7 +120,18 @@ async fn group_rule_sends_elements_only() {
     assert_eq!(updates.len(), 1, "{log:?}");
     let sets: Vec<(&str, &str, bool)> =
         updates[0].changes.iter().map(|c| (c.table.as_str(), c.set.as_str(), c.delete)).collect();
-    assert!(sets.contains(&("cloison", "allow4_ports", false)), "{sets:?}");
+    let class_set = |(table, set, delete): &(&str, &str, bool)| *table == "cloison" && set.starts_with("in_") && set.ends_with("_4p") && !delete;
+    assert!(sets.iter().any(class_set), "the rule goes to the ingress class's IPv4 port set: {sets:?}");
+}
+
+/// Returns the name of the ingress class set an element update of `log` added to.
+fn class_set_added(log: &[Recorded]) -> Option<String> {
+    log.iter().find_map(|record| match record {
+        Recorded::ApplyNftablesElements(plan) => {
+            plan.changes.iter().find(|c| !c.delete && c.set.starts_with("in_") && c.set.ends_with("_4p")).map(|c| c.set.clone())
+        }
+        _ => None,
+    })
 }
 
 #[tokio::test]
@@ -196,11 +207,13 @@ async fn element_update_keeps_repair_quiet() {
 async fn emptied_set_after_element_update_is_replaced() {
     let (fake, reconciler) = synced().await;
     let rule = Rule { direction: Direction::Ingress, protocol: Protocol::Tcp, ports: Some((80, 80)), peer: Peer::Any };
+    fake.take_log();
     reconciler.apply_event(WatchEvent::Put { revision: 2, object: WatchObject::Group(group(vec![rule])) }).await;
+    let class_set = class_set_added(&fake.take_log()).expect("the rule was sent as an element of its class's set");
     reconciler.repair().await.expect("repair");
     fake.take_log();
 
-    fake.empty_nftables_set(None, "inet cloison", "allow4_ports");
+    fake.empty_nftables_set(None, "inet cloison", &class_set);
     reconciler.repair().await.expect("repair");
 
     assert_eq!(fake.nftables_scripts(None).len(), 1, "the host tables are replaced");
