@@ -18,6 +18,7 @@ mod links;
 mod namespace;
 mod network;
 mod nft_elements;
+mod nft_set_sizes;
 mod nftables;
 mod relay;
 mod router;

@@ -64,7 +64,7 @@ pub(super) async fn apply(host_netns: Option<&Path>, plan: &NftElementsPlan) -> 
 }
 
 /// Opens a `NETLINK_NETFILTER` socket in the calling thread's namespace.
-fn open_socket() -> Result<Socket, DataplaneError> {
+pub(super) fn open_socket() -> Result<Socket, DataplaneError> {
     let mut socket = Socket::new(NETLINK_NETFILTER).map_err(io("open nftables netlink socket"))?;
     socket.bind_auto().map_err(io("bind nftables netlink socket"))?;
     // An error acknowledgement then carries only the failed message's header.
@@ -104,7 +104,7 @@ fn send_batch(socket: &Socket, batch: &[u8], changes: &[NftSetChange]) -> Result
     Ok(())
 }
 
-fn io(op: &'static str) -> impl Fn(std::io::Error) -> DataplaneError {
+pub(super) fn io(op: &'static str) -> impl Fn(std::io::Error) -> DataplaneError {
     move |source| DataplaneError::Io { op: op.into(), source }
 }
 
@@ -173,7 +173,7 @@ fn encode_batch(changes: &[NftSetChange], first: u32) -> Vec<u8> {
 
 /// Appends one netlink message with an nfgenmsg header and the attributes that
 /// `body` writes.
-fn message(out: &mut Vec<u8>, kind: u16, flags: u16, sequence: u32, family: u8, res_id: u16, body: impl FnOnce(&mut Vec<u8>)) {
+pub(super) fn message(out: &mut Vec<u8>, kind: u16, flags: u16, sequence: u32, family: u8, res_id: u16, body: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&0u32.to_ne_bytes());
     out.extend_from_slice(&kind.to_ne_bytes());
@@ -225,7 +225,7 @@ fn nested(out: &mut Vec<u8>, kind: u16, body: impl FnOnce(&mut Vec<u8>)) {
 }
 
 /// Appends an attribute; its length counts the 4-byte header but not the padding.
-fn attribute(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+pub(super) fn attribute(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     let start = out.len();
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&kind.to_ne_bytes());
@@ -244,14 +244,14 @@ fn patch_length(out: &mut [u8], start: usize) {
     out[start..start + 4].copy_from_slice(&length.to_ne_bytes());
 }
 
-fn nul_terminated(text: &str) -> Vec<u8> {
+pub(super) fn nul_terminated(text: &str) -> Vec<u8> {
     let mut bytes = text.as_bytes().to_vec();
     bytes.push(0);
     bytes
 }
 
 /// Rounds a netlink length up to the 4-byte alignment of messages and attributes.
-fn align(length: usize) -> usize {
+pub(super) fn align(length: usize) -> usize {
     (length + 3) & !3
 }
 
