@@ -340,6 +340,10 @@ fn forged_arp_sender_dropped() {
         spoof_dropped(&host) > dropped,
         "the forged ARP requests were not counted in spoof_dropped"
     );
+    // An unresolved neighbour entry may still hold the forged packets, and the
+    // kernel's next ARP request would take its sender from them: start afresh.
+    forger.exec_ok(&["ip", "addr", "del", "10.71.0.99/32", "dev", "eth0"]);
+    forger.exec_ok(&["ip", "neigh", "flush", "dev", "eth0"]);
     assert!(
         forger.ping(&target, 2),
         "a1 cannot ping a2 from its own address after the forged ARP"
