@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use cloison_dataplane::{NftData, NftElement, NftFamily, NftSetChange};
 use ipnet::{Ipv4Net, Ipv6Net};
 
+use crate::nft::costly_deletions;
 use crate::{Set, Table};
 
 /// Returns the element changes that turn `previous` into `wanted`, or `None` when
@@ -34,6 +35,9 @@ pub fn element_changes(wanted: &[Table], previous: &[Table]) -> Option<Vec<NftSe
         for (set, old_set) in new.sets.iter().zip(&old.sets) {
             if std::sync::Arc::ptr_eq(&set.elements, &old_set.elements) {
                 continue;
+            }
+            if costly_deletions(old_set, set) {
+                return None;
             }
             let gone: Vec<&String> = old_set.elements.difference(&set.elements).collect();
             let added: Vec<&String> = set.elements.difference(&old_set.elements).collect();

@@ -88,30 +88,47 @@ impl Table {
 
     /// Renders the commands that turn `previous` into `self` without replacing the
     /// table: element changes, and sets and regular chains that appeared or went (an
-    /// ingress class). Returns `None` when a base chain, a counter or the declaration
-    /// of a kept set changed, so the caller replaces the table.
+    /// ingress class). An interval set that loses many elements is recreated with
+    /// the chains that use it flushed and refilled (see [`MAX_INTERVAL_DELETES`]).
+    /// Returns `None` when a base chain, a counter or the declaration of a kept set
+    /// changed, or a base chain uses a set to recreate, so the caller replaces the table.
     pub fn update_script(&self, previous: &Table) -> Option<String> {
         if !self.patchable_from(previous) {
             return None;
         }
         let old_sets: BTreeMap<&str, &Set> = previous.sets.iter().map(|s| (s.name.as_str(), s)).collect();
         let new_sets: BTreeMap<&str, &Set> = self.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+        let rebuilt: BTreeSet<&str> =
+            old_sets.iter().filter(|(name, old)| new_sets.get(*name).is_some_and(|new| costly_deletions(old, new))).map(|(name, _)| *name).collect();
+        let refilled: Vec<&Chain> = self.chains.iter().filter(|c| rebuilt.iter().any(|set| uses_set(c, set))).collect();
+        if refilled.iter().any(|c| c.hook.is_some()) {
+            return None;
+        }
+        let old_kept: BTreeMap<&str, &Set> = old_sets.iter().filter(|(name, _)| !rebuilt.contains(*name)).map(|(n, s)| (*n, *s)).collect();
+        let new_kept: BTreeMap<&str, &Set> = new_sets.iter().filter(|(name, _)| !rebuilt.contains(*name)).map(|(n, s)| (*n, *s)).collect();
+
         let mut out = String::new();
-        self.element_changes(&mut out, &old_sets, &new_sets, "delete");
+        self.element_changes(&mut out, &old_sets, &new_kept, "delete");
+        for chain in &refilled {
+            let _ = writeln!(out, "flush chain {} {} {}", self.family, self.name, chain.name);
+        }
         for chain in previous.chains.iter().filter(|c| !self.chains.iter().any(|n| n.name == c.name)) {
             let _ = writeln!(out, "flush chain {} {} {}", self.family, self.name, chain.name);
             let _ = writeln!(out, "delete chain {} {} {}", self.family, self.name, chain.name);
         }
-        for set in previous.sets.iter().filter(|s| !new_sets.contains_key(s.name.as_str())) {
+        for set in previous.sets.iter().filter(|s| !new_kept.contains_key(s.name.as_str())) {
             let _ = writeln!(out, "delete {} {} {} {}", set.kind, self.family, self.name, set.name);
         }
-        for set in self.sets.iter().filter(|s| !old_sets.contains_key(s.name.as_str())) {
+        for set in self.sets.iter().filter(|s| !old_kept.contains_key(s.name.as_str())) {
             let _ = writeln!(out, "add {} {} {} {} {{ {} }}", set.kind, self.family, self.name, set.name, set.declaration);
         }
         for chain in self.chains.iter().filter(|c| !previous.chains.iter().any(|o| o.name == c.name)) {
             self.add_chain(&mut out, chain);
         }
-        self.element_changes(&mut out, &old_sets, &new_sets, "add");
+        for chain in &refilled {
+            self.add_rules(&mut out, chain);
+        }
+        self.element_changes(&mut out, &old_kept, &new_sets, "add");
         Some(out)
     }
 
@@ -133,23 +150,19 @@ impl Table {
         (self.family, self.name) == (previous.family, previous.name) && self.counters == previous.counters && kept_sets_same && kept_chains_same
     }
 
-    /// Renders the `delete` or `add` element commands of every set: for a set that
-    /// only one side has, all its elements on that side.
+    /// Renders the `delete` or `add` element commands of every set of this table
+    /// in `new_sets`, in the table's order: for a set absent from `old_sets`, all its
+    /// elements. Sets only `previous` has are deleted whole, not emptied.
     fn element_changes(&self, out: &mut String, old_sets: &BTreeMap<&str, &Set>, new_sets: &BTreeMap<&str, &Set>, verb: &str) {
         let empty = BTreeSet::new();
-        let names: BTreeSet<&str> = old_sets.keys().chain(new_sets.keys()).copied().collect();
-        for name in names {
-            let old = old_sets.get(name).map_or(&empty, |s| &*s.elements);
-            let new = new_sets.get(name).map_or(&empty, |s| &*s.elements);
+        for set in self.sets.iter().filter(|s| new_sets.contains_key(s.name.as_str())) {
+            let old = old_sets.get(set.name.as_str()).map_or(&empty, |s| &*s.elements);
+            let new = &*set.elements;
             if std::ptr::eq(old, new) {
                 continue;
             }
-            let changed: Vec<&String> = match verb {
-                "delete" if new_sets.contains_key(name) => old.difference(new).collect(),
-                "add" => new.difference(old).collect(),
-                _ => continue,
-            };
-            self.element_command(out, verb, name, &changed);
+            let changed: Vec<&String> = if verb == "delete" { old.difference(new).collect() } else { new.difference(old).collect() };
+            self.element_command(out, verb, &set.name, &changed);
         }
     }
 
@@ -159,6 +172,10 @@ impl Table {
             None => writeln!(out, "add chain {} {} {}", self.family, self.name, chain.name),
         }
         .ok();
+        self.add_rules(out, chain);
+    }
+
+    fn add_rules(&self, out: &mut String, chain: &Chain) {
         for rule in &chain.rules {
             let _ = writeln!(out, "add rule {} {} {} {rule}", self.family, self.name, chain.name);
         }
@@ -201,6 +218,26 @@ impl Table {
         out.push_str("}\n");
         out
     }
+}
+
+/// Number of elements deleted from one interval set in one change past which the
+/// set is recreated instead. In the kernel's interval sets of concatenations
+/// (`nft_set_pipapo`), each deletion costs in proportion to the set's size. Measured
+/// on Linux 6.18 with a 100,000-element set: deleting 2,000 elements took 2.3 s of
+/// system time, adding 2,000 took 30 ms, and deleting the whole set took 20 ms.
+pub(crate) const MAX_INTERVAL_DELETES: usize = 256;
+
+/// Returns true when turning `old` into `new` deletes more than
+/// [`MAX_INTERVAL_DELETES`] elements of an interval set.
+pub(crate) fn costly_deletions(old: &Set, new: &Set) -> bool {
+    let interval = new.declaration.contains("flags interval");
+    interval && !Arc::ptr_eq(&old.elements, &new.elements) && old.elements.difference(&new.elements).nth(MAX_INTERVAL_DELETES).is_some()
+}
+
+/// Returns true when a rule of `chain` looks `set` up.
+fn uses_set(chain: &Chain, set: &str) -> bool {
+    let reference = format!("@{set}");
+    chain.rules.iter().any(|rule| rule.split_whitespace().any(|word| word == reference))
 }
 
 /// Quotes an interface name for nft.

@@ -193,3 +193,27 @@ async fn apply_script(dataplane: &NetlinkDataplane, netns: &Netns, script: Strin
     let plan = NftablesPlan { namespace: Some(netns.path()), script, tables: Vec::new(), forwarding: None };
     dataplane.apply_nftables(&plan).await.expect("nft -f of the patch");
 }
+
+#[tokio::test]
+async fn mass_deletion_recreates_class_set() {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test creates network namespaces; run it as root");
+    let run_dir = std::env::temp_dir().join(format!("clelem-{}", std::process::id()));
+    let patched = Netns::new("recreated");
+    let dataplane = NetlinkDataplane::in_namespace(patched.path(), run_dir).expect("dataplane");
+    let many = generate(&dual_stack(1_000, 2).as_input()).host;
+    let few = generate(&dual_stack(10, 2).as_input()).host;
+    assert!(element_changes(&few, &many).is_none(), "990 deletions from one interval set are not sent as elements");
+
+    let reference = Netns::new("fewrules");
+    load(&dataplane, &reference, &few).await;
+    let expected = objects(&reference, &few);
+    load(&dataplane, &patched, &many).await;
+
+    let shrink = transition_script(&few, Some(&many));
+    assert!(!shrink.contains("delete table"), "the table is patched, not replaced:\n{shrink}");
+    assert!(shrink.contains("delete set inet cloison in_"), "the class's set is recreated:\n{shrink}");
+    assert!(!shrink.contains("delete element"), "no element is deleted one by one:\n{shrink}");
+    apply_script(&dataplane, &patched, shrink).await;
+    assert_eq!(objects(&patched, &few), expected, "after recreating the set");
+}
