@@ -1,7 +1,8 @@
 //! Inventory: everything on the host that carries cloison's mark, read back from
 //! the kernel so that a restarted agent can adopt it or remove it.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
@@ -92,32 +93,42 @@ fn endpoints(owned: &[Link]) -> Vec<OwnedEndpoint> {
 }
 
 /// Merges the static FDB and neighbour entries of cloison's VXLAN devices per
-/// MAC. An FDB entry with no IPv4 neighbour entry is reported with the IPv4
-/// address `0.0.0.0`, so that the agent can still find and remove it.
+/// MAC, in the order of the FDB dump. An FDB entry with no IPv4 neighbour entry is
+/// reported with the IPv4 address `0.0.0.0`, so that the agent can still find and
+/// remove it.
 async fn remote_endpoints(
     host: &Handle,
     vxlans: &BTreeMap<u32, String>,
 ) -> Result<Vec<RemoteEndpointPlan>, DataplaneError> {
-    let mut remotes: BTreeMap<(u32, [u8; 6]), RemoteEndpointPlan> = BTreeMap::new();
+    // The repair pass calls this every 2 s, so the entries go straight into the
+    // returned vector, without a sorted map to copy them from, and an index by
+    // device and MAC finds them for their neighbour entries.
+    let mut remotes: Vec<RemoteEndpointPlan> = Vec::new();
+    let mut positions: HashMap<(u32, [u8; 6]), usize> = HashMap::new();
     for entry in fdb::fdb_entries(host).await? {
         let Some(vxlan) = vxlans.get(&entry.ifindex) else { continue };
         if entry.mac == [0; 6] || !entry.permanent {
             continue;
         }
-        remotes.insert(
-            (entry.ifindex, entry.mac),
-            RemoteEndpointPlan {
-                vxlan: vxlan.clone(),
-                mac: MacAddr(entry.mac),
-                ipv4: Ipv4Addr::UNSPECIFIED,
-                ipv6: None,
-                vtep: entry.vtep,
-            },
-        );
+        let plan = RemoteEndpointPlan {
+            vxlan: vxlan.clone(),
+            mac: MacAddr(entry.mac),
+            ipv4: Ipv4Addr::UNSPECIFIED,
+            ipv6: None,
+            vtep: entry.vtep,
+        };
+        match positions.entry((entry.ifindex, entry.mac)) {
+            Entry::Occupied(position) => remotes[*position.get()] = plan,
+            Entry::Vacant(position) => {
+                position.insert(remotes.len());
+                remotes.push(plan);
+            }
+        }
     }
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         for neighbour in fdb::neighbours(host, family).await? {
-            let Some(remote) = remotes.get_mut(&(neighbour.ifindex, neighbour.mac)) else { continue };
+            let Some(&position) = positions.get(&(neighbour.ifindex, neighbour.mac)) else { continue };
+            let remote = &mut remotes[position];
             match neighbour.ip {
                 IpAddr::V4(v4) if neighbour.permanent => remote.ipv4 = v4,
                 IpAddr::V6(v6) if neighbour.permanent => remote.ipv6 = Some(v6),
@@ -125,7 +136,7 @@ async fn remote_endpoints(
             }
         }
     }
-    Ok(remotes.into_values().collect())
+    Ok(remotes)
 }
 
 /// Lists the files under `run_dir/netns`, where router namespaces are pinned.
