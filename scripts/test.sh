@@ -8,4 +8,4 @@ source scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --locked --workspace --all-targets
 cargo clippy --locked --workspace --all-targets -- -D warnings
-cargo test --locked --workspace -- --test-threads="${CLOISON_TEST_THREADS:-4}"
+cargo test --locked --workspace --no-fail-fast -- --test-threads="${CLOISON_TEST_THREADS:-4}"
