@@ -2,29 +2,21 @@
 //! held to stand for the kernel's slow veth deletion: the reconciler's lock is free
 //! meanwhile, and nothing recreates or deletes again an endpoint being detached.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloison_agent::{HostContext, Reconciler};
+use cloison_agent::Reconciler;
+use common::{ctx, ME};
 use cloison_dataplane::{names, FakeDataplane, Recorded};
 use cloison_model::{Endpoint, Host, MacAddr, Network, WatchEvent, WatchObject};
 
-const ME: &str = "h1";
 /// Long enough for a task that is not blocked to finish on a loaded machine.
 const SETTLE: Duration = Duration::from_millis(100);
 
-fn ctx() -> HostContext {
-    HostContext {
-        host: ME.into(),
-        underlay_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-        underlay_mtu: 1500,
-        vxlan_port: 4789,
-        run_dir: PathBuf::from("/run/cloison-test"),
-    }
-}
 
 fn network() -> Network {
     Network {

@@ -1,25 +1,19 @@
 //! The reconciler's nftables handling against the recording fake dataplane.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cloison_agent::{HostContext, Reconciler};
+use cloison_agent::Reconciler;
+use common::ctx;
 use cloison_dataplane::{FakeDataplane, NftElementsPlan, Recorded};
 use cloison_model::{
     Direction, Endpoint, Host, MacAddr, Network, Peer, Protocol, Rule, SecurityGroup, WatchEvent, WatchObject,
 };
 
-fn ctx() -> HostContext {
-    HostContext {
-        host: "h1".into(),
-        underlay_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-        underlay_mtu: 1500,
-        vxlan_port: 4789,
-        run_dir: PathBuf::from("/run/cloison-test"),
-    }
-}
 
 fn network() -> Network {
     Network {

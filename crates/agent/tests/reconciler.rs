@@ -1,25 +1,17 @@
 //! Reconciler tests against the recording fake dataplane: no root needed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use cloison_agent::{HostContext, Reconciler};
+use cloison_agent::Reconciler;
+use common::{ctx, ME};
 use cloison_dataplane::{names, FakeDataplane, Recorded};
 use cloison_model::{Endpoint, Host, MacAddr, Network, WatchEvent, WatchObject};
 
-const ME: &str = "h1";
 
-fn ctx() -> HostContext {
-    HostContext {
-        host: ME.into(),
-        underlay_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-        underlay_mtu: 1500,
-        vxlan_port: 4789,
-        run_dir: PathBuf::from("/run/cloison-test"),
-    }
-}
 
 fn network(id: &str, tenant: &str, vni: u32) -> Network {
     Network {
