@@ -8,7 +8,7 @@ packages=(
   ca-certificates curl build-essential pkg-config
   iproute2 iputils-ping util-linux nftables iperf3 procps kmod python3
   containernetworking-plugins podman runc iptables
-  etcd-server protobuf-compiler
+  etcd-server protobuf-compiler libprotobuf-dev
   docker.io docker-compose busybox-static
 )
 
