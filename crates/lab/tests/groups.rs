@@ -132,3 +132,44 @@ fn group_rule_peer_elsewhere() {
     assert_eq!(ttls(&b2, address), [100; 3], "b2 on h2 to a1 on h1");
     assert!(ttls(&b3, address).is_empty(), "b3, which is not in gb, reached a1");
 }
+
+/// Reads the conntrack table of a lab host's namespace, one entry per line.
+fn conntrack_entries(lab: &Lab, host: &str) -> Vec<String> {
+    let output = lab.exec(host, &["cat", "/proc/net/nf_conntrack"]).unwrap_or_else(|e| panic!("conntrack table of {host}: {e}"));
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
+}
+
+fn entries_between(entries: &[String], source: IpAddr, destination: IpAddr) -> usize {
+    let pair = format!("src={source} dst={destination} ");
+    entries.iter().filter(|e| e.contains(&pair)).count()
+}
+
+/// Flows inside a network pass unfiltered, so no host tracks them or the tunnel's
+/// datagrams. The destination's host tracks a flow that a group rule admits into a
+/// network, because its replies pass as part of that connection.
+#[test]
+fn conntrack_tracks_filtered_flows_only() {
+    let lab = common::lab("grp-ct", 2);
+    lab.create_network("t1", "a", "10.52.0.0/24", &[]).expect("network t1/a");
+    lab.create_network("t1", "b", "10.53.0.0/24", &[]).expect("network t1/b");
+    lab.cli("ctl", &["group", "create", "ga", "--tenant", "t1"]).expect("group ga");
+    lab.cli("ctl", &["group", "rule", "add", "ga", "--ingress", "--proto", "icmp", "--from", "network:b", "--tenant", "t1"])
+        .expect("rule of ga");
+    let a1 = member(&lab, "h1", "a1", ("t1", "a"), "10.52.0.11", &["--group", "ga"], 64);
+    let a2 = member(&lab, "h2", "a2", ("t1", "a"), "10.52.0.12", &[], 64);
+    let b2 = member(&lab, "h2", "b2", ("t1", "b"), "10.53.0.12", &[], 64);
+    wait_reachable(&a2, a1.endpoint.ipv4);
+    let (a1_ip, a2_ip, b2_ip) = (IpAddr::V4(a1.endpoint.ipv4), IpAddr::V4(a2.endpoint.ipv4), IpAddr::V4(b2.endpoint.ipv4));
+    assert!(eventually_reaches(&b2, a1_ip), "b2 cannot reach a1 within 5 s of the rule");
+    assert_eq!(ttls(&a2, a1_ip).len(), 3, "a2 to a1 inside network a");
+
+    for host in ["h1", "h2"] {
+        let entries = conntrack_entries(&lab, host);
+        let inside = entries_between(&entries, a2_ip, a1_ip) + entries_between(&entries, a1_ip, a2_ip);
+        assert_eq!(inside, 0, "{host} tracks a flow inside network a: {entries:#?}");
+        let tunnel: Vec<&String> = entries.iter().filter(|e| e.contains(" dport=4789 ")).collect();
+        assert!(tunnel.is_empty(), "{host} tracks VXLAN datagrams: {tunnel:#?}");
+    }
+    let entries = conntrack_entries(&lab, "h1");
+    assert!(entries_between(&entries, b2_ip, a1_ip) > 0, "h1 does not track b2's admitted flow to a1: {entries:#?}");
+}

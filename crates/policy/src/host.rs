@@ -42,6 +42,21 @@ const FORWARD: &[&str] = &[
     "counter name ingress_dropped drop",
 ];
 
+/// Rules of the raw prerouting chain. Conntrack skips flows between two addresses of
+/// one network, because the forward chain passes them and no NAT rule applies to them.
+/// It also skips the underlay's VXLAN datagrams, which the input chain checks without
+/// state. Every other bridged flow gets its network's conntrack zone. The zone rule
+/// comes last, because the kernel ignores `notrack` on a packet with a zone template.
+const RAW_PREROUTING: &[&str] = &[
+    "iifname != \"clb*\" udp dport @vxlan_port notrack",
+    "iifname . ip saddr @same4 iifname . ip daddr @same4 notrack accept",
+    "iifname . ip6 saddr @same6 iifname . ip6 daddr @same6 notrack accept",
+    "ct zone set iifname map @bridge_zone",
+];
+
+/// Rules of the raw output chain: conntrack skips the host's own VXLAN datagrams.
+const RAW_OUTPUT: &[&str] = &["udp dport @vxlan_port notrack"];
+
 /// Rules of the input chain: VXLAN only from known VTEPs.
 const INPUT: &[&str] = &[
     "udp dport @vxlan_port ip saddr != @vteps4 counter name vxlan_dropped drop",
@@ -96,7 +111,8 @@ fn skeleton() -> Table {
         ],
         counters: vec!["vxlan_dropped", "ingress_dropped"],
         chains: vec![
-            chain("zone", Some("type filter hook prerouting priority raw; policy accept;"), &["ct zone set iifname map @bridge_zone"]),
+            chain("zone", Some("type filter hook prerouting priority raw; policy accept;"), RAW_PREROUTING),
+            chain("raw_output", Some("type filter hook output priority raw; policy accept;"), RAW_OUTPUT),
             chain("input", Some("type filter hook input priority filter; policy accept;"), INPUT),
             chain("forward", Some("type filter hook forward priority filter; policy accept;"), FORWARD),
             chain("nat_prerouting", Some("type nat hook prerouting priority dstnat; policy accept;"), nat::HOST_PREROUTING),
