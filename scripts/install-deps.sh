@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   ca-certificates curl build-essential pkg-config
   iproute2 iputils-ping util-linux nftables iperf3 procps kmod python3
-  containernetworking-plugins podman runc iptables
+  containernetworking-plugins podman runc iptables netavark
   etcd-server protobuf-compiler libprotobuf-dev
   docker.io docker-compose busybox-static
 )
