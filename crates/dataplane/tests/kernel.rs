@@ -313,3 +313,29 @@ async fn attach_latency() {
     );
     assert!(median < Duration::from_secs(1));
 }
+
+/// A link of the gateway's router-side name left in the router namespace gives way
+/// to the new pair, whose router end is created there directly.
+#[tokio::test]
+async fn stray_router_port_is_replaced() {
+    require_root();
+    let host = Host::new("host");
+    let router = host.run_dir.router("t1");
+    host.dataplane.ensure_router(&router).await.expect("ensure router");
+    let plan = network(VNI, VTEP1, &router.netns_path);
+    let router_ns = format!("--net={}", router.netns_path.display());
+    let added = support::run("nsenter", &[&router_ns, "ip", "link", "add", &plan.gateway.router_port, "type", "bridge"]);
+    assert!(added.status.success(), "stray link not added: {}", String::from_utf8_lossy(&added.stderr));
+
+    host.dataplane.ensure_network(&plan).await.expect("ensure network");
+
+    let port = support::run("nsenter", &[&router_ns, "ip", "-d", "-o", "link", "show", &plan.gateway.router_port]);
+    let port = String::from_utf8_lossy(&port.stdout).into_owned();
+    assert!(port.contains("veth"), "router port is not the new veth: {port}");
+    assert!(port.contains(",UP"), "router port is down: {port}");
+    assert!(!host.netns.has_link(&plan.gateway.router_port), "router port left in the host namespace");
+    let sandbox = Netns::new("s");
+    let e = endpoint(&plan, 2, &sandbox.path());
+    host.dataplane.ensure_local_endpoint(&e).await.expect("ensure endpoint");
+    assert!(sandbox.ping("10.1.0.1"), "endpoint cannot reach the gateway");
+}

@@ -1,7 +1,7 @@
 //! A network's gateway port: the veth pair between its bridge and the tenant's
 //! router namespace, holding the distributed gateway's MAC and addresses.
 
-use rtnetlink::{Handle, LinkUnspec, LinkVeth};
+use rtnetlink::Handle;
 
 use super::interface::{self, Settings};
 use super::links::{self, Link, Desired};
@@ -26,12 +26,8 @@ pub(super) async fn ensure(host: &Handle, plan: &NetworkPlan, bridge: u32) -> Re
         links::delete(host, link.index).await?;
     }
 
-    create(host, plan, bridge, &alias).await?;
-    let moved = move_to_router(host, gateway, &router_netns).await;
-    let configured = match moved {
-        Ok(()) => configure_router_port(&router, gateway, plan.mtu).await,
-        Err(e) => Err(e),
-    };
+    create(host, &router, plan, bridge, &alias, &router_netns).await?;
+    let configured = configure_router_port(&router, gateway, plan.mtu).await;
     if configured.is_err() {
         links::delete_by_name(host, &gateway.host_port).await?;
     }
@@ -47,37 +43,35 @@ fn settings(gateway: &GatewayPlan, mtu: u32) -> Settings {
     }
 }
 
-/// Creates the pair in the host namespace with the host end on the bridge.
-/// Like `ip link add HOST_PORT mtu M master BR up type veth peer ROUTER_PORT
-/// address MAC mtu M`, then `ip link set HOST_PORT alias ALIAS`.
-async fn create(host: &Handle, plan: &NetworkPlan, bridge: u32, alias: &str) -> Result<(), DataplaneError> {
+/// Creates the pair with the host end on the bridge and the router end directly in
+/// the router namespace. A router end left without its host end is deleted first,
+/// so the pair can take its name. Like `ip link add HOST_PORT mtu M master BR up
+/// type veth peer ROUTER_PORT mtu M netns ROUTER`, then `ip link set HOST_PORT alias
+/// ALIAS`.
+async fn create(
+    host: &Handle,
+    router: &Handle,
+    plan: &NetworkPlan,
+    bridge: u32,
+    alias: &str,
+    router_netns: &std::fs::File,
+) -> Result<(), DataplaneError> {
     let gateway = &plan.gateway;
-    let message = LinkVeth::new(&gateway.host_port, &gateway.router_port)
+    links::delete_by_name(router, &gateway.router_port).await?;
+    let message = links::veth_with_peer_in(&gateway.host_port, &gateway.router_port, router_netns, Some(plan.mtu))
         .mtu(plan.mtu)
         .controller(bridge)
         .up()
         .build();
     let op = format!(
-        "ip link add {} master {} up type veth peer {}",
-        gateway.host_port, plan.bridge, gateway.router_port
+        "ip link add {} master {} up type veth peer {} netns {}",
+        gateway.host_port,
+        plan.bridge,
+        gateway.router_port,
+        gateway.router_netns.display()
     );
     links::add_marked(host, message, &gateway.host_port, alias, &op).await?;
     Ok(())
-}
-
-/// Moves the router end into the router namespace.
-/// Like `ip link set ROUTER_PORT netns ROUTER`.
-async fn move_to_router(
-    host: &Handle,
-    gateway: &GatewayPlan,
-    router_netns: &std::fs::File,
-) -> Result<(), DataplaneError> {
-    use std::os::fd::AsRawFd;
-    let message = LinkUnspec::new_with_name(&gateway.router_port)
-        .setns_by_fd(router_netns.as_raw_fd())
-        .build();
-    let op = format!("ip link set {} netns {}", gateway.router_port, gateway.router_netns.display());
-    links::set(host, message, &op).await
 }
 
 async fn configure_router_port(router: &Handle, gateway: &GatewayPlan, mtu: u32) -> Result<(), DataplaneError> {

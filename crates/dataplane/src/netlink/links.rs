@@ -1,11 +1,14 @@
 //! Links: looking them up, checking cloison's mark, repairing drifted attributes,
 //! deleting them.
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
 use futures::TryStreamExt;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use rtnetlink::{Handle, LinkUnspec};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
 use crate::{names, DataplaneError};
 
@@ -138,6 +141,19 @@ pub(super) async fn set(handle: &Handle, message: LinkMessage, op: &str) -> Resu
 /// Creates a link. Like `ip link add ...`, described by `op`.
 pub(super) async fn add(handle: &Handle, message: LinkMessage, op: &str) -> Result<(), DataplaneError> {
     handle.link().add(message).execute().await.map_err(|e| netlink(op, e))
+}
+
+/// Builds a veth pair whose end `peer` is created down, with `mtu`, directly in
+/// `netns`. Moving a link between namespaces instead waits for an RCU grace period,
+/// about 23 ms per link under strace on a 2-core VM running Linux 6.18. Like `ip
+/// link add NAME type veth peer PEER mtu M netns NETNS`.
+pub(super) fn veth_with_peer_in(name: &str, peer: &str, netns: &File, mtu: Option<u32>) -> LinkMessageBuilder<LinkVeth> {
+    let mut peer_message = LinkUnspec::new_with_name(peer);
+    if let Some(mtu) = mtu {
+        peer_message = peer_message.mtu(mtu);
+    }
+    let peer_message = peer_message.setns_by_fd(netns.as_raw_fd()).build();
+    LinkVeth::new(name, peer).set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message)))
 }
 
 /// Creates a link, marks it with `alias`, and returns its index. If the alias

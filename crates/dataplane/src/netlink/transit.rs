@@ -1,9 +1,7 @@
 //! A tenant router's transit link: the veth pair between the router namespace and
 //! the host that egress and publications cross.
 
-use std::os::fd::AsRawFd;
-
-use rtnetlink::{Handle, LinkUnspec, LinkVeth};
+use rtnetlink::Handle;
 
 use super::interface::{replace_address, replace_default_route};
 use super::links::{self, Link};
@@ -34,33 +32,30 @@ pub(super) async fn ensure(
             // The router end died with an earlier router namespace: start over.
             links::check_owner(&link, &alias)?;
             links::delete(host, link.index).await?;
-            create(host, transit, &alias, &router_netns).await?
+            create(host, &router, transit, &alias, &router_netns).await?
         }
-        None => create(host, transit, &alias, &router_netns).await?,
+        None => create(host, &router, transit, &alias, &router_netns).await?,
     };
     configure_host_end(host, host_netns, &host_end, transit).await?;
     configure_router_end(&router, transit).await
 }
 
 /// Like `ip link add HOST_END up type veth peer ROUTER_END netns ROUTER`, then
-/// `ip link set HOST_END alias ALIAS`.
+/// `ip link set HOST_END alias ALIAS`. A router end left without its host end is
+/// deleted first, so the pair can take its name.
 async fn create(
     host: &Handle,
+    router: &Handle,
     transit: &TransitPlan,
     alias: &str,
     router_netns: &std::fs::File,
 ) -> Result<Link, DataplaneError> {
-    let message = LinkVeth::new(&transit.host_ifname, &transit.router_ifname).up().build();
-    let op = format!("ip link add {} up type veth peer {}", transit.host_ifname, transit.router_ifname);
-    links::add_marked(host, message, &transit.host_ifname, alias, &op).await?;
-    let moved = LinkUnspec::new_with_name(&transit.router_ifname)
-        .setns_by_fd(router_netns.as_raw_fd())
+    links::delete_by_name(router, &transit.router_ifname).await?;
+    let message = links::veth_with_peer_in(&transit.host_ifname, &transit.router_ifname, router_netns, None)
+        .up()
         .build();
-    let op = format!("ip link set {} netns ROUTER", transit.router_ifname);
-    if let Err(error) = links::set(host, moved, &op).await {
-        links::delete_by_name(host, &transit.host_ifname).await?;
-        return Err(error);
-    }
+    let op = format!("ip link add {} up type veth peer {} netns ROUTER", transit.host_ifname, transit.router_ifname);
+    links::add_marked(host, message, &transit.host_ifname, alias, &op).await?;
     links::find(host, &transit.host_ifname)
         .await?
         .ok_or_else(|| DataplaneError::NoSuchInterface { name: transit.host_ifname.clone() })
