@@ -4,6 +4,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::fake_script;
 use crate::{
     Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, NftCounts, NftElementsPlan, NftablesPlan,
     OwnedEndpoint, OwnedNetwork, RemoteEndpointPlan, RouterPlan,
@@ -41,10 +42,10 @@ struct FakeKernel {
     remote: BTreeSet<RemoteEndpointPlan>,
     /// Tables present per namespace (`None` is the host), as `family name`.
     nftables: BTreeMap<Option<PathBuf>, Vec<String>>,
-    /// Set element counts changed since the last full apply, per namespace, keyed
-    /// like [`NftCounts`]: element updates count from 0 and emptied sets are 0. A
-    /// full apply clears them.
-    nftables_drift: BTreeMap<Option<PathBuf>, NftCounts>,
+    /// Chains with their rule counts and sets with their element counts, per
+    /// namespace, keyed like [`NftCounts`], as the applied scripts and element
+    /// changes left them.
+    nftables_objects: BTreeMap<Option<PathBuf>, NftCounts>,
     /// VNIs whose network setup fails, see [`FakeDataplane::fail_network_setup`].
     failing_networks: BTreeSet<u32>,
     log: Vec<Recorded>,
@@ -140,15 +141,17 @@ impl FakeDataplane {
 
     /// Drops every nftables table, like `nft flush ruleset` in every namespace.
     pub fn flush_nftables(&self) {
-        self.lock().nftables.clear();
+        let mut k = self.lock();
+        k.nftables.clear();
+        k.nftables_objects.clear();
     }
 
     /// Empties one set of a table, like `nft flush set FAMILY TABLE SET` in the
     /// host (`None`) or a router namespace; `table` is `family name`.
     pub fn empty_nftables_set(&self, namespace: Option<&std::path::Path>, table: &str, set: &str) {
         let mut k = self.lock();
-        let drift = k.nftables_drift.entry(namespace.map(PathBuf::from)).or_default();
-        drift.insert(format!("{table} set {set}"), 0);
+        let objects = k.nftables_objects.entry(namespace.map(PathBuf::from)).or_default();
+        objects.insert(format!("{table} set {set}"), 0);
     }
 
     /// Makes every later endpoint removal wait, after it is recorded and before it
@@ -289,10 +292,8 @@ impl Dataplane for FakeDataplane {
         let mut k = self.lock();
         k.log.push(Recorded::ApplyNftables(plan.clone()));
         k.nftables.insert(plan.namespace.clone(), plan.tables.clone());
-        // A forwarding-only plan has an empty script and replaces nothing.
-        if !plan.script.trim().is_empty() {
-            k.nftables_drift.remove(&plan.namespace);
-        }
+        let objects = k.nftables_objects.entry(plan.namespace.clone()).or_default();
+        fake_script::apply(objects, &plan.script);
         Ok(())
     }
 
@@ -310,9 +311,9 @@ impl Dataplane for FakeDataplane {
         match missing {
             Some(table) => Err(DataplaneError::Sys { op: format!("change elements of table {table}"), source: nix::errno::Errno::ENOENT }),
             None => {
-                let drift = k.nftables_drift.entry(plan.namespace.clone()).or_default();
+                let objects = k.nftables_objects.entry(plan.namespace.clone()).or_default();
                 for change in &plan.changes {
-                    let count = drift.entry(format!("{} {} set {}", change.family.name(), change.table, change.set)).or_default();
+                    let count = objects.entry(format!("{} {} set {}", change.family.name(), change.table, change.set)).or_default();
                     *count = if change.delete { count.saturating_sub(change.elements.len()) } else { *count + change.elements.len() };
                 }
                 Ok(())
@@ -325,14 +326,15 @@ impl Dataplane for FakeDataplane {
         Ok(k.nftables.get(&namespace.map(PathBuf::from)).cloned().unwrap_or_default())
     }
 
-    /// Counts each table present as 1, and the sets changed by element updates or
-    /// emptied with [`FakeDataplane::empty_nftables_set`] since the last full apply.
+    /// Counts each table present as 1, and the chains and sets of those tables as
+    /// the applied scripts, element changes and [`FakeDataplane::empty_nftables_set`]
+    /// left them.
     async fn nftables_counts(&self, namespace: Option<&std::path::Path>, tables: &[String]) -> Result<NftCounts, DataplaneError> {
         let k = self.lock();
         let key = namespace.map(PathBuf::from);
         let present = k.nftables.get(&key).cloned().unwrap_or_default();
         let mut counts: NftCounts = tables.iter().filter(|t| present.contains(t)).map(|t| (t.clone(), 1)).collect();
-        for (object, count) in k.nftables_drift.get(&key).into_iter().flatten() {
+        for (object, count) in k.nftables_objects.get(&key).into_iter().flatten() {
             if counts.keys().any(|table| object.starts_with(&format!("{table} "))) {
                 counts.insert(object.clone(), *count);
             }

@@ -12,6 +12,7 @@
 
 mod error;
 mod fake;
+mod fake_script;
 mod netlink;
 pub mod names;
 mod plan;

@@ -21,6 +21,7 @@
 
 mod bench;
 mod bridge;
+mod counts;
 mod elements;
 mod host;
 mod ingress;
@@ -31,6 +32,7 @@ mod resolve;
 mod router;
 
 pub use bench::synthetic_input;
+pub use counts::{expected_counts, ExpectedCounts};
 pub use elements::element_changes;
 pub use input::{OwnedInput, PolicyInput};
 pub use nft::{Chain, Set, Table};

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use cloison_dataplane::{Dataplane, NetlinkDataplane, NftElementsPlan, NftablesPlan};
-use cloison_policy::{element_changes, generate, synthetic_input, transition_script, OwnedInput, Table};
+use cloison_policy::{element_changes, expected_counts, generate, synthetic_input, transition_script, OwnedInput, Table};
 
 /// A namespace made with `ip netns add`, deleted on drop.
 struct Netns(String);
@@ -216,4 +216,32 @@ async fn mass_deletion_recreates_class_set() {
     assert!(!shrink.contains("delete element"), "no element is deleted one by one:\n{shrink}");
     apply_script(&dataplane, &patched, shrink).await;
     assert_eq!(objects(&patched, &few), expected, "after recreating the set");
+}
+
+/// Loads `tables` into a fresh namespace and checks that the kernel reports the
+/// counts `expected_counts` derives, apart from interval sets.
+async fn check_counts(tag: &str, tables: &[Table]) {
+    let netns = Netns::new(tag);
+    let run_dir = std::env::temp_dir().join(format!("clelem-{}", std::process::id()));
+    let dataplane = NetlinkDataplane::in_namespace(netns.path(), run_dir).expect("dataplane");
+    load(&dataplane, &netns, tables).await;
+    let names: Vec<String> = tables.iter().map(|t| format!("{} {}", t.family, t.name)).collect();
+    let mut read = dataplane.nftables_counts(Some(&netns.path()), &names).await.expect("count the loaded tables");
+    let expected = expected_counts(tables);
+
+    read.retain(|key, _| !expected.interval_sets.contains(key));
+    assert_eq!(read, expected.counts, "{tag}: counts read from the kernel differ from the derived ones");
+}
+
+#[tokio::test]
+async fn derived_counts_match_kernel() {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test creates network namespaces; run it as root");
+    let rulesets = generate(&dual_stack(50, 3).as_input());
+    assert!(!rulesets.routers.is_empty(), "the synthetic state has a router");
+
+    check_counts("counts-host", &rulesets.host).await;
+    for (index, router) in rulesets.routers.values().enumerate() {
+        check_counts(&format!("counts-router{index}"), std::slice::from_ref(&router.table)).await;
+    }
 }
