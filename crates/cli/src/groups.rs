@@ -92,14 +92,21 @@ pub(crate) struct EndpointUpdateArgs {
 }
 
 impl RuleArgs {
-    fn rule(&self) -> Rule {
-        let direction = if self.egress { Direction::Egress } else { Direction::Ingress };
-        Rule {
-            direction,
-            protocol: self.proto,
-            ports: self.port,
-            peer: self.from.clone().or_else(|| self.to.clone()).unwrap_or_default(),
+    /// Builds the rule. A peer option of the other direction is rejected, because
+    /// `--ingress --to X` would otherwise be stored as "ingress from X".
+    fn rule(&self) -> anyhow::Result<Rule> {
+        let (direction, peer, misplaced) = if self.egress {
+            (Direction::Egress, &self.to, self.from.is_some().then_some(("--from", "--egress")))
+        } else {
+            (Direction::Ingress, &self.from, self.to.is_some().then_some(("--to", "--ingress")))
+        };
+        if let Some((option, flag)) = misplaced {
+            anyhow::bail!(
+                "{option} cannot be used with {flag}: --from goes with --ingress (where flows to the \
+                 group's members come from) and --to with --egress (where flows from them go)"
+            );
         }
+        Ok(Rule { direction, protocol: self.proto, ports: self.port, peer: peer.clone().unwrap_or_default() })
     }
 }
 
@@ -146,12 +153,12 @@ pub(crate) async fn group(global: &GlobalArgs, cmd: GroupCommand) -> anyhow::Res
             output::one(global.output, &Removed { removed: name }, |r| format!("security group {} removed", r.removed))
         }
         GroupCommand::Rule(RuleCommand::Add(args)) => {
-            let rule = args.rule();
+            let rule = args.rule()?;
             let group = client.add_rule(&args.tenant, &args.group, &rule).await?;
             output::one(global.output, &group, |g| rule_message(g, &rule, "added to"))
         }
         GroupCommand::Rule(RuleCommand::Rm(args)) => {
-            let rule = args.rule();
+            let rule = args.rule()?;
             let group = client.remove_rule(&args.tenant, &args.group, &rule).await?;
             output::one(global.output, &group, |g| rule_message(g, &rule, "removed from"))
         }

@@ -105,6 +105,32 @@ async fn network_endpoint_flow_and_conflicts() {
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
+/// A rule body with `from` or `to` in place of `peer` must not become a rule whose peer
+/// is `any`, which allows every address.
+#[tokio::test]
+async fn rule_body_with_unknown_field_rejected() {
+    let (ctl, _) = common::controller().await;
+    call(&ctl, Method::POST, "/v1/tenants", Some(json!({"name": "t1"}))).await;
+    let (status, body) = call(&ctl, Method::POST, "/v1/tenants/t1/groups", Some(json!({"name": "g1"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let path = "/v1/tenants/t1/groups/g1/rules";
+    for field in ["from", "to"] {
+        let rule = json!({"direction": "ingress", field: {"cidr": "10.0.0.0/8"}});
+        let (status, body) = call(&ctl, Method::POST, path, Some(rule)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(error_code(&body), "invalid_input");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(field), "{body}");
+        assert!(message.contains("peer"), "{body}");
+    }
+    let rules = json!([{"direction": "egress", "to": {"cidr": "10.0.0.0/8"}}]);
+    let (status, body) =
+        call(&ctl, Method::POST, "/v1/tenants/t1/groups", Some(json!({"name": "g2", "rules": rules}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, group) = call(&ctl, Method::GET, "/v1/tenants/t1/groups/g1", None).await;
+    assert_eq!(group["rules"], json!([]), "{group}");
+}
+
 #[tokio::test]
 async fn host_register_and_status() {
     let (ctl, _) = common::controller().await;

@@ -37,7 +37,11 @@ pub struct SecurityGroupSpec {
 }
 
 /// One allowed flow, seen from a member of the group.
+///
+/// Unknown fields are rejected, because a body with `from` or `to` in place of `peer`
+/// would otherwise become a rule whose peer is `any`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Rule {
     pub direction: Direction,
     #[serde(default)]
@@ -225,6 +229,15 @@ mod tests {
         assert_eq!("10.0.0.0/8".parse::<Peer>(), Ok(Peer::Cidr("10.0.0.0/8".parse().unwrap_or_default())));
         assert_eq!("10.0.0.1".parse::<Peer>(), Ok(Peer::Cidr("10.0.0.1/32".parse().unwrap_or_default())));
         assert!("nonsense".parse::<Peer>().is_err());
+    }
+
+    #[test]
+    fn rule_json_rejects_from_and_to() {
+        for field in ["from", "to"] {
+            let text = format!(r#"{{"direction":"ingress","{field}":{{"cidr":"10.0.0.0/8"}}}}"#);
+            let err = serde_json::from_str::<Rule>(&text).expect_err(field);
+            assert!(err.to_string().contains("peer"), "{err}");
+        }
     }
 
     #[test]

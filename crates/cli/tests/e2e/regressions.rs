@@ -56,3 +56,22 @@ fn reserved_subnets_rejected() {
         assert!(!out.success, "subnet {subnet} was accepted: {}", out.stdout);
     }
 }
+
+#[test]
+fn rule_peer_flag_must_match_direction() {
+    let host = Host::start("tr-dir");
+    host.cli_json(&["tenant", "create", "dt"]);
+    host.cli_json(&["group", "create", "g1", "--tenant", "dt"]);
+    for (direction, peer) in [("--ingress", "--to"), ("--egress", "--from")] {
+        for verb in ["add", "rm"] {
+            let out = host.cli(&[
+                "group", "rule", verb, "g1", direction, peer, "10.0.0.0/8", "--tenant", "dt",
+            ]);
+            out.expect_error(&["--from goes with --ingress", "--to with --egress"]);
+        }
+    }
+    let group = host.cli_json(&["group", "inspect", "g1", "--tenant", "dt"]);
+    assert_eq!(group["rules"], serde_json::json!([]), "a mismatched rule was stored");
+    host.cli_json(&["group", "rule", "add", "g1", "--egress", "--to", "10.0.0.0/8", "--tenant", "dt"]);
+    host.cli_json(&["group", "rule", "add", "g1", "--ingress", "--from", "10.0.0.0/8", "--tenant", "dt"]);
+}
