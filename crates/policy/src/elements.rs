@@ -224,8 +224,12 @@ fn encode_value(field: Field, text: &str) -> Option<(Vec<u8>, Vec<u8>)> {
     }
 }
 
-/// Parses `VALUE` or `FIRST-LAST`.
+/// Parses `VALUE` or `FIRST-LAST`. A value is tried whole first, because a name
+/// such as `ipv6-icmp` contains a dash.
 fn range<T: PartialOrd + Copy>(text: &str, parse: impl Fn(&str) -> Option<T>) -> Option<(T, T)> {
+    if let Some(value) = parse(text) {
+        return Some((value, value));
+    }
     let (first, last) = match text.split_once('-') {
         Some((first, last)) if !first.is_empty() => (parse(first)?, parse(last)?),
         _ => {
@@ -297,6 +301,15 @@ mod tests {
         assert_eq!(&element.key[48..], &[0, 0, 0, 0]);
         assert_eq!(&key_end[32..48], &[0xff; 16]);
         assert_eq!(&key_end[48..], &[255, 0, 0, 0]);
+    }
+
+    #[test]
+    fn icmpv6_name_encodes() {
+        let declaration = "type ipv6_addr . inet_proto; flags interval;";
+        let element = encode_element(&set(declaration), "fd00::/64 . ipv6-icmp").expect("encodes");
+
+        assert_eq!(&element.key[16..], &[58, 0, 0, 0]);
+        assert_eq!(element.key_end.map(|end| end[16..].to_vec()), Some(vec![58, 0, 0, 0]));
     }
 
     #[test]

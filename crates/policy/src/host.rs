@@ -16,7 +16,8 @@ use ipnet::IpNet;
 
 use crate::{ingress, nat};
 use crate::nft::{chain, ifname, Set, Table};
-use crate::resolve::{endpoint_addresses, l4proto, network_prefixes, peer_prefixes, ports};
+use crate::disjoint::{disjoint, protocol_span, protocol_text, span_text, Span};
+use crate::resolve::{endpoint_addresses, network_prefixes, peer_prefixes};
 use crate::PolicyInput;
 
 /// Rules of the forward chain, in order. Traffic to anything but a local endpoint
@@ -153,6 +154,8 @@ fn add_egress_rules(table: &mut Table, input: &PolicyInput<'_>) {
         return;
     }
     let local: Vec<(&Endpoint, &Network)> = input.local_endpoints().collect();
+    // Per (bridge, destination, source, protocol for port rules): the spans allowed.
+    let mut allowed: BTreeMap<AllowKey, Vec<(IpNet, Span)>> = BTreeMap::new();
     for (source, _) in input.all_endpoints() {
         let mut rules: Vec<&Rule> = source.groups.iter().filter_map(|g| egress.get(format!("{}/{g}", source.tenant).as_str())).flatten().copied().collect();
         rules.sort_unstable();
@@ -164,11 +167,45 @@ fn add_egress_rules(table: &mut Table, input: &PolicyInput<'_>) {
                     if !targets.iter().any(|t| t.contains(&destination)) {
                         continue;
                     }
-                    for address in endpoint_addresses(source) {
-                        add_allow(table, network, destination, IpNet::from(address), rule);
+                    for address in endpoint_addresses(source).into_iter().filter(|a| a.is_ipv6() == destination.is_ipv6()) {
+                        let (key, span) = allow_key(network, destination, rule);
+                        allowed.entry(key).or_default().push((IpNet::from(address), span));
                     }
                 }
             }
+        }
+    }
+    for ((bridge, destination, protocol), elements) in allowed {
+        add_allowed(table, &bridge, destination, protocol, elements);
+    }
+}
+
+/// The bridge and destination of allowed flows, and their protocol when the rule
+/// names ports.
+type AllowKey = (String, IpAddr, Option<Span>);
+
+/// Returns where a rule's flows towards `destination` are allowed, and the span of
+/// ports (when the rule names them) or of protocols.
+fn allow_key(network: &Network, destination: IpAddr, rule: &Rule) -> (AllowKey, Span) {
+    let bridge = ifname(&names::bridge(network.vni));
+    let protocol = protocol_span(rule.protocol, destination.is_ipv6());
+    match rule.ports {
+        Some((first, last)) => ((bridge, destination, Some(protocol)), (u32::from(first), u32::from(last))),
+        None => ((bridge, destination, None), protocol),
+    }
+}
+
+/// Adds the allowed (destination, source, protocol, ports) elements of one key,
+/// none overlapping another (see the `disjoint` module).
+fn add_allowed(table: &mut Table, bridge: &str, destination: IpAddr, protocol: Option<Span>, elements: Vec<(IpNet, Span)>) {
+    let family = if destination.is_ipv6() { "6" } else { "4" };
+    for (source, span) in disjoint(elements) {
+        match protocol {
+            Some(protocol) => table.add(
+                &format!("allow{family}_ports"),
+                format!("{bridge} . {destination} . {source} . {} . {}", protocol_text(protocol), span_text(span)),
+            ),
+            None => table.add(&format!("allow{family}"), format!("{bridge} . {destination} . {source} . {}", protocol_text(span))),
         }
     }
 }
@@ -184,18 +221,3 @@ fn egress_rules_by_group<'a>(input: &PolicyInput<'a>) -> BTreeMap<&'a str, Vec<&
         .collect()
 }
 
-/// Adds one allowed (destination, source prefix, protocol, ports) element when the
-/// addresses are of one family.
-fn add_allow(table: &mut Table, network: &Network, destination: IpAddr, source: IpNet, rule: &Rule) {
-    let ipv6 = destination.is_ipv6();
-    if ipv6 != source.addr().is_ipv6() {
-        return;
-    }
-    let bridge = ifname(&names::bridge(network.vni));
-    let proto = l4proto(rule.protocol, ipv6);
-    let family = if ipv6 { "6" } else { "4" };
-    match ports(rule) {
-        Some(ports) => table.add(&format!("allow{family}_ports"), format!("{bridge} . {destination} . {source} . {proto} . {ports}")),
-        None => table.add(&format!("allow{family}"), format!("{bridge} . {destination} . {source} . {proto}")),
-    }
-}

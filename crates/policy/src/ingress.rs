@@ -17,7 +17,8 @@ use cloison_model::{Direction, Endpoint, Network, Peer, Rule, SecurityGroup};
 use ipnet::IpNet;
 
 use crate::nft::{ifname, Chain, Set, Table};
-use crate::resolve::{endpoint_addresses, l4proto, peer_prefixes, ports};
+use crate::disjoint::{disjoint, protocol_span, protocol_text, span_text, Span};
+use crate::resolve::{endpoint_addresses, peer_prefixes};
 use crate::PolicyInput;
 
 /// Declarations of a class's sets, by name suffix.
@@ -174,23 +175,40 @@ fn ingress_rules<'a>(groups: &[Option<&'a SecurityGroup>]) -> Vec<&'a Rule> {
     rules
 }
 
-/// Builds the elements of a class's four sets from its rules.
+/// The elements of one class set before rendering: for a port set by protocol with
+/// port spans, otherwise all under `None` with protocol spans.
+type SetElements = BTreeMap<Option<Span>, Vec<(IpNet, Span)>>;
+
+/// Builds the elements of a class's four sets from its rules, none overlapping
+/// another (see the `disjoint` module).
 fn class_sets<'a>(input: &PolicyInput<'a>, peers: &mut PeerCache<'a>, tenant: &str, rules: &[&'a Rule]) -> Vec<BTreeSet<String>> {
-    let mut sets = vec![BTreeSet::new(); CLASS_SETS.len()];
+    let mut boxes: Vec<SetElements> = vec![BTreeMap::new(); CLASS_SETS.len()];
     for rule in rules {
         for source in peers.prefixes(input, tenant, &rule.peer) {
             let ipv6 = source.addr().is_ipv6();
-            let proto = l4proto(rule.protocol, ipv6);
-            let (index, element) = match ports(rule) {
-                Some(ports) => (usize::from(ipv6) * 2, format!("{source} . {proto} . {ports}")),
-                None => (usize::from(ipv6) * 2 + 1, format!("{source} . {proto}")),
+            let protocol = protocol_span(rule.protocol, ipv6);
+            let (index, key, span) = match rule.ports {
+                Some((first, last)) => (usize::from(ipv6) * 2, Some(protocol), (u32::from(first), u32::from(last))),
+                None => (usize::from(ipv6) * 2 + 1, None, protocol),
             };
-            if let Some(set) = sets.get_mut(index) {
-                set.insert(element);
+            if let Some(set) = boxes.get_mut(index) {
+                set.entry(key).or_default().push((source, span));
             }
         }
     }
-    sets
+    boxes.into_iter().map(|set| set.into_iter().flat_map(|(key, elements)| class_elements(key, elements)).collect()).collect()
+}
+
+/// Renders disjoint elements: `SOURCE . PROTOCOL . PORTS` when `protocol` is given
+/// (the span is then ports), `SOURCE . PROTOCOL` otherwise.
+fn class_elements(protocol: Option<Span>, elements: Vec<(IpNet, Span)>) -> Vec<String> {
+    disjoint(elements)
+        .into_iter()
+        .map(|(source, span)| match protocol {
+            Some(protocol) => format!("{source} . {} . {}", protocol_text(protocol), span_text(span)),
+            None => format!("{source} . {}", protocol_text(span)),
+        })
+        .collect()
 }
 
 /// Builds the chain of a class: one lookup per address family and port kind. A flow

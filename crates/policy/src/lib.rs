@@ -22,6 +22,7 @@
 mod bench;
 mod bridge;
 mod counts;
+mod disjoint;
 mod elements;
 mod host;
 mod ingress;

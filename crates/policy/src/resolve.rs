@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use cloison_model::{Peer, Protocol, Rule};
+use cloison_model::Peer;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::PolicyInput;
@@ -37,24 +37,6 @@ pub(crate) fn endpoint_addresses(endpoint: &cloison_model::Endpoint) -> Vec<IpAd
     let mut addresses = vec![IpAddr::V4(endpoint.ipv4)];
     addresses.extend(endpoint.ipv6.map(IpAddr::V6));
     addresses
-}
-
-/// Returns the `meta l4proto` value of a rule for one address family, as an nft
-/// value or range: ICMP is protocol 1 over IPv4 and 58 over IPv6, any is 0-255.
-pub(crate) fn l4proto(protocol: Protocol, ipv6: bool) -> &'static str {
-    match (protocol, ipv6) {
-        (Protocol::Tcp, _) => "tcp",
-        (Protocol::Udp, _) => "udp",
-        (Protocol::Icmp, false) => "icmp",
-        (Protocol::Icmp, true) => "ipv6-icmp",
-        (Protocol::Any, _) => "0-255",
-    }
-}
-
-/// Returns the rule's destination ports as an nft value or range, or `None` for a
-/// rule that matches every port.
-pub(crate) fn ports(rule: &Rule) -> Option<String> {
-    rule.ports.map(|(first, last)| if first == last { first.to_string() } else { format!("{first}-{last}") })
 }
 
 /// Returns true when two prefixes share an address.

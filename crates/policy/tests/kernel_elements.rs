@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use cloison_dataplane::{Dataplane, NetlinkDataplane, NftElementsPlan, NftablesPlan};
+use cloison_model::{Direction, Peer, Protocol, Rule};
 use cloison_policy::{element_changes, expected_counts, generate, synthetic_input, transition_script, OwnedInput, Table};
 
 /// A namespace made with `ip netns add`, deleted on drop.
@@ -244,4 +245,80 @@ async fn derived_counts_match_kernel() {
     for (index, router) in rulesets.routers.values().enumerate() {
         check_counts(&format!("counts-router{index}"), std::slice::from_ref(&router.table)).await;
     }
+}
+
+fn rule(direction: Direction, protocol: Protocol, ports: Option<(u16, u16)>, peer: &str) -> Rule {
+    let peer = match peer.strip_prefix("network:") {
+        Some(name) => Peer::Network(name.to_string()),
+        None => Peer::Cidr(peer.parse().expect("valid prefix")),
+    };
+    Rule { direction, protocol, ports, peer }
+}
+
+/// Rules whose prefixes, protocols and ports overlap, in two groups that one
+/// endpoint combines, and egress rules from a second network of the tenant.
+fn overlapping_input() -> OwnedInput {
+    use Direction::{Egress, Ingress};
+    let mut input = dual_stack(0, 2);
+    let big = input.groups.get_mut("bench/big").expect("the synthetic state has group big");
+    big.rules = vec![
+        rule(Ingress, Protocol::Tcp, Some((80, 90)), "10.0.0.0/8"),
+        rule(Ingress, Protocol::Tcp, Some((85, 100)), "10.12.0.2/32"),
+        rule(Ingress, Protocol::Tcp, None, "10.12.0.0/16"),
+        rule(Ingress, Protocol::Any, None, "10.12.0.0/24"),
+        rule(Ingress, Protocol::Icmp, None, "fd00::/16"),
+        rule(Ingress, Protocol::Any, None, "fd00:a::/64"),
+        rule(Egress, Protocol::Udp, Some((50, 60)), "network:a"),
+        rule(Egress, Protocol::Udp, Some((55, 70)), "10.0.0.0/16"),
+        rule(Egress, Protocol::Any, None, "10.0.0.0/16"),
+        rule(Egress, Protocol::Udp, None, "network:a"),
+    ];
+    let mut other = big.clone();
+    other.name = "other".into();
+    other.rules = vec![rule(Ingress, Protocol::Tcp, Some((443, 443)), "10.12.0.2/32"), rule(Ingress, Protocol::Tcp, Some((1, 65535)), "10.12.0.0/24")];
+    input.groups.insert("bench/other".into(), other);
+
+    // A second network of the tenant whose endpoint is in both groups, so its
+    // egress rules reach network a's endpoints on this host.
+    let mut second = input.networks.values().next().cloned().expect("the synthetic state has a network");
+    second.id = "net-b".into();
+    second.name = "b".into();
+    second.vni = 101;
+    second.subnet = "10.1.0.0/16".parse().expect("literal");
+    second.gateway = Ipv4Addr::new(10, 1, 0, 1);
+    second.subnet6 = None;
+    second.gateway6 = None;
+    input.networks.insert(second.id.clone(), second);
+
+    let mut member = input.endpoints.values().next().cloned().expect("the synthetic state has endpoints");
+    member.id = "000000b1-0000-4000-8000-0000000000b1".into();
+    member.network_id = "net-b".into();
+    member.ipv4 = Ipv4Addr::new(10, 1, 0, 2);
+    member.ipv6 = None;
+    member.groups = vec!["big".into(), "other".into()];
+    input.endpoints.insert(member.id.clone(), member);
+    input
+}
+
+#[tokio::test]
+async fn overlapping_rules_load() {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test creates network namespaces; run it as root");
+    let netns = Netns::new("overlap");
+    let run_dir = std::env::temp_dir().join(format!("clelem-{}", std::process::id()));
+    let dataplane = NetlinkDataplane::in_namespace(netns.path(), run_dir).expect("dataplane");
+    let input = overlapping_input();
+    let full = generate(&input.as_input()).host;
+    let allowed = full.iter().filter_map(|t| t.set("allow4_ports")).map(|s| s.elements.len()).sum::<usize>();
+    assert!(allowed > 0, "the egress rules allow flows into network a");
+
+    load(&dataplane, &netns, &full).await;
+
+    // The same elements also go over netlink onto empty sets.
+    let empty: Vec<Table> = full.iter().map(|t| Table { sets: t.sets.iter().map(|s| { let mut s = s.clone(); s.elements = Default::default(); s }).collect(), ..t.clone() }).collect();
+    let other = Netns::new("overlap-netlink");
+    load(&dataplane, &other, &empty).await;
+    let changes = element_changes(&full, &empty).expect("only elements differ");
+    let plan = NftElementsPlan { namespace: Some(other.path()), changes };
+    dataplane.apply_nftables_elements(&plan).await.expect("overlapping rules' elements over netlink");
 }
