@@ -2,7 +2,7 @@
 //! groups of an endpoint, through the controller API.
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use cloison_client::Client;
 use cloison_model::{Direction, EndpointUpdate, Peer, Protocol, Rule, SecurityGroup, SecurityGroupSpec};
 use serde::Serialize;
@@ -76,8 +76,10 @@ pub(crate) struct RuleArgs {
     tenant: String,
 }
 
-/// Options of `cloison endpoint update`.
+/// Options of `cloison endpoint update`. Exactly one of `--group` and `--no-groups` is
+/// required, so an update that names no group cannot take every group away by accident.
 #[derive(Debug, Args)]
+#[command(group = ArgGroup::new("membership").required(true).multiple(false).args(["groups", "no_groups"]))]
 pub(crate) struct EndpointUpdateArgs {
     name: String,
     /// Security group the endpoint belongs to; repeat for several. The list replaces
@@ -85,7 +87,7 @@ pub(crate) struct EndpointUpdateArgs {
     #[arg(long = "group")]
     groups: Vec<String>,
     /// Remove the endpoint from every group.
-    #[arg(long, conflicts_with = "groups")]
+    #[arg(long)]
     no_groups: bool,
     #[arg(long)]
     tenant: String,

@@ -75,3 +75,19 @@ fn rule_peer_flag_must_match_direction() {
     host.cli_json(&["group", "rule", "add", "g1", "--egress", "--to", "10.0.0.0/8", "--tenant", "dt"]);
     host.cli_json(&["group", "rule", "add", "g1", "--ingress", "--from", "10.0.0.0/8", "--tenant", "dt"]);
 }
+
+#[test]
+fn endpoint_update_requires_group_choice() {
+    let host = Host::start("tr-upd");
+    host.create_network("blue", "web", "10.82.0.0/24");
+    host.cli_json(&["group", "create", "g1", "--tenant", "blue"]);
+    let c1 = Netns::new("tr-u1");
+    let endpoint = host.attach("blue", "web", &c1, &["--group", "g1"]);
+    let name = text(&endpoint, "name");
+    let out = host.cli(&["endpoint", "update", &name, "--tenant", "blue"]);
+    out.expect_error(&["--group", "--no-groups"]);
+    let after = host.cli_json(&["endpoint", "inspect", &name, "--tenant", "blue"]);
+    assert_eq!(after["groups"], serde_json::json!(["g1"]), "the endpoint lost its groups");
+    let cleared = host.cli_json(&["endpoint", "update", &name, "--no-groups", "--tenant", "blue"]);
+    assert_eq!(cleared["groups"], serde_json::json!([]));
+}
