@@ -16,6 +16,7 @@ pub(crate) struct PublishArgs {
     /// Endpoint whose port is published.
     endpoint: String,
     /// `[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]`, as Docker's `-p`; TCP when no protocol is given.
+    /// HOSTIP must be an IPv4 address, because publications are IPv4 only.
     mapping: String,
     #[arg(long)]
     tenant: String,

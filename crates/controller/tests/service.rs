@@ -4,7 +4,10 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use cloison_controller::{ControllerError, EndpointFilter};
-use cloison_model::{Direction, EndpointUpdate, MacAddr, Peer, Protocol, Rule, SecurityGroupSpec, TenantSpec};
+use cloison_model::{
+    Direction, EndpointUpdate, MacAddr, Peer, Protocol, PublicationSpec, PublishProtocol, Rule, SecurityGroupSpec,
+    TenantSpec,
+};
 use common::{controller, endpoint_spec, network_spec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,4 +340,26 @@ async fn group_in_use_cannot_be_deleted() {
     ctl.delete_endpoint("t1", &endpoint.name).await.expect("delete endpoint");
     ctl.delete_group("t1", "web").await.expect("delete group");
     assert!(ctl.list_groups("t1").await.expect("list").is_empty());
+}
+
+/// Egress NAT and port forwarding are programmed for IPv4 only, so a publication bound
+/// to an IPv6 host address would be stored and listed but never forward anything.
+#[tokio::test]
+async fn publication_rejects_ipv6_host_address() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+    let mut spec = endpoint_spec("web", "h1");
+    spec.name = Some("web-1".into());
+    ctl.create_endpoint("t1", spec).await.expect("endpoint");
+    let publication = PublicationSpec {
+        endpoint: "web-1".into(),
+        host_ip: Some("::1".parse().expect("address")),
+        host_port: 8086,
+        port: 80,
+        protocol: PublishProtocol::Tcp,
+    };
+    let err = ctl.publish("t1", publication).await.expect_err("IPv6 host address");
+    assert!(matches!(err, ControllerError::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("IPv4 only"), "{err}");
+    assert!(ctl.list_publications(Some("t1")).await.expect("list").is_empty());
 }

@@ -22,7 +22,7 @@ pub struct Publication {
     pub endpoint_id: String,
     /// Host of the endpoint, the one that forwards the port.
     pub host: String,
-    /// Host address the port is bound to; absent means every address of the host.
+    /// IPv4 host address the port is bound to, or every IPv4 address of the host when absent.
     #[schema(value_type = Option<String>, example = "127.0.0.1")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<IpAddr>,
@@ -38,6 +38,8 @@ pub struct Publication {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PublicationSpec {
     pub endpoint: String,
+    /// IPv4 host address to bind, or every IPv4 address of the host when absent. An
+    /// IPv6 address is rejected.
     #[schema(value_type = Option<String>)]
     #[serde(default)]
     pub host_ip: Option<IpAddr>,
@@ -107,13 +109,18 @@ impl PublicationSpec {
         Ok(spec)
     }
 
-    /// Checks the ports: port 0 would let the kernel pick one, which a published port cannot.
+    /// Checks the ports and the host address. Port 0 would let the kernel pick one,
+    /// which a published port cannot. An IPv6 host address is rejected because port
+    /// forwarding and egress NAT are programmed for IPv4 only.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.host_port == 0 || self.port == 0 {
             return Err(ValidationError::Publish {
                 value: format!("{}:{}", self.host_port, self.port),
                 expected: "ports from 1 to 65535",
             });
+        }
+        if let Some(address @ IpAddr::V6(_)) = self.host_ip {
+            return Err(ValidationError::PublishIpv6 { address: address.to_string() });
         }
         Ok(())
     }
@@ -141,6 +148,14 @@ mod tests {
         assert_eq!(spec.host_ip, Some("127.0.0.1".parse().expect("address")));
         assert_eq!(spec.protocol, PublishProtocol::Udp);
         assert_eq!(spec.name(), "dns-5353-udp");
+    }
+
+    #[test]
+    fn parse_rejects_ipv6_host_address() {
+        for text in ["[::1]:8086:80", "[fd00::1]:53:53/udp", "::1:8086:80"] {
+            let err = PublicationSpec::parse("web", text).expect_err(text);
+            assert!(err.to_string().contains("IPv4 only"), "{text}: {err}");
+        }
     }
 
     #[test]
