@@ -18,6 +18,12 @@ pub enum AgentError {
     #[error("invalid attach target {target:?}: {reason}; accepted forms are netns:NAME, pid:PID, docker:CONTAINER or a path to a network namespace")]
     Target { target: String, reason: String },
     /// The desired state refers to something this agent has not received.
+    #[error("endpoint {endpoint} was removed again because this host's nftables rules could not be applied, so it would have had neither anti-spoofing nor its security groups: {source}; the agent's log has the details")]
+    Policy {
+        endpoint: String,
+        source: cloison_dataplane::DataplaneError,
+    },
+
     #[error("{what} not found")]
     NotFound { what: String },
     /// A local endpoint's kernel objects differ from its records.

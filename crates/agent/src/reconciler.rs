@@ -108,12 +108,15 @@ impl Reconciler {
             Delta::Policy | Delta::None => {}
         }
         if inner.synced {
-            self.sync_policy(&mut inner).await;
+            // A failure is logged and retried by the repair pass.
+            let _ = self.sync_policy(&mut inner).await;
         }
     }
 
     /// Programs a just-created local endpoint without waiting for the watch, so an
-    /// attach returns once the interface is usable.
+    /// attach returns once the interface is usable. When the host's nftables rules
+    /// cannot be applied, the endpoint would have neither anti-spoofing nor its
+    /// groups, so it is removed again and the attach fails.
     pub async fn attach(&self, network: Network, endpoint: Endpoint) -> Result<(), AgentError> {
         let mut inner = self.lock_clear_of(&self.ctx.local_endpoint_plan(&network, &endpoint)).await;
         let network_id = network.id.clone();
@@ -123,15 +126,19 @@ impl Reconciler {
         // The watch may have delivered this endpoint first and failed on it. Unless the
         // failure is forgotten, converge skips the endpoint and the kernel's error is lost.
         inner.applied.broken.remove(&endpoint_id);
-        let result = self.converge_with_tenant(&mut inner, &network_id).await;
+        let mut result = self.converge_with_tenant(&mut inner, &network_id).await;
         if inner.applied.local.contains_key(&endpoint_id) {
-            self.sync_policy(&mut inner).await;
-            return Ok(());
+            match self.sync_policy(&mut inner).await {
+                Ok(()) => return Ok(()),
+                Err(source) => result = Err(AgentError::Policy { endpoint: endpoint_id.clone(), source }),
+            }
         }
         // Forget the endpoint so a later event does not retry a failed attach.
         inner.desired.remove_endpoint(&endpoint_id);
         inner.applied.broken.remove(&endpoint_id);
         let _ = self.converge_with_tenant(&mut inner, &network_id).await;
+        // A failure is logged and retried by the repair pass.
+        let _ = self.sync_policy(&mut inner).await;
         Err(result.err().unwrap_or_else(|| AgentError::NotFound {
             what: format!("endpoint {endpoint_id} after attach"),
         }))

@@ -212,3 +212,22 @@ async fn emptied_set_after_element_update_is_replaced() {
 
     assert_eq!(fake.nftables_scripts(None).len(), 1, "the host tables are replaced");
 }
+
+/// An endpoint whose host rules cannot be applied would have neither anti-spoofing
+/// nor its groups: the attach fails and removes it, and attaches work again once
+/// the rules apply.
+#[tokio::test]
+async fn attach_fails_when_host_rules_fail() {
+    let (fake, reconciler) = synced().await;
+    fake.fail_host_nftables(true);
+
+    let failed = reconciler.attach(network(), endpoint("e2", 3)).await;
+
+    let error = failed.expect_err("the attach must fail while the host rules cannot be applied");
+    assert!(error.to_string().contains("nftables"), "{error}");
+    assert_eq!(fake.endpoint_ids(), vec!["e1".to_string()], "the new endpoint's interface is removed");
+
+    fake.fail_host_nftables(false);
+    reconciler.attach(network(), endpoint("e3", 4)).await.expect("attach once the rules apply");
+    assert_eq!(fake.endpoint_ids(), vec!["e1".to_string(), "e3".to_string()]);
+}

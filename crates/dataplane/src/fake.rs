@@ -46,6 +46,8 @@ struct FakeKernel {
     /// namespace, keyed like [`NftCounts`], as the applied scripts and element
     /// changes left them.
     nftables_objects: BTreeMap<Option<PathBuf>, NftCounts>,
+    /// See [`FakeDataplane::fail_host_nftables`].
+    failing_host_nftables: bool,
     /// VNIs whose network setup fails, see [`FakeDataplane::fail_network_setup`].
     failing_networks: BTreeSet<u32>,
     log: Vec<Recorded>,
@@ -114,6 +116,13 @@ impl FakeDataplane {
     /// Puts a remote endpoint entry into the fake kernel without recording it.
     pub fn preload_remote(&self, plan: RemoteEndpointPlan) {
         self.lock().remote.insert(plan);
+    }
+
+    /// Makes every later change of the host namespace's nftables tables, scripts and
+    /// element updates alike, fail with `EEXIST` while `fail` is true, as the kernel
+    /// does for an element that overlaps another.
+    pub fn fail_host_nftables(&self, fail: bool) {
+        self.lock().failing_host_nftables = fail;
     }
 
     /// Makes every later setup of the network with `vni` fail with `EIO` while
@@ -291,6 +300,9 @@ impl Dataplane for FakeDataplane {
     async fn apply_nftables(&self, plan: &NftablesPlan) -> Result<(), DataplaneError> {
         let mut k = self.lock();
         k.log.push(Recorded::ApplyNftables(plan.clone()));
+        if k.failing_host_nftables && plan.namespace.is_none() {
+            return Err(DataplaneError::Nft { namespace: "the host namespace".into(), message: "Could not process rule: File exists".into() });
+        }
         k.nftables.insert(plan.namespace.clone(), plan.tables.clone());
         let objects = k.nftables_objects.entry(plan.namespace.clone()).or_default();
         fake_script::apply(objects, &plan.script);
@@ -302,6 +314,9 @@ impl Dataplane for FakeDataplane {
     async fn apply_nftables_elements(&self, plan: &NftElementsPlan) -> Result<(), DataplaneError> {
         let mut k = self.lock();
         k.log.push(Recorded::ApplyNftablesElements(plan.clone()));
+        if k.failing_host_nftables && plan.namespace.is_none() {
+            return Err(DataplaneError::Sys { op: "add elements to the host tables".into(), source: nix::errno::Errno::EEXIST });
+        }
         let tables = k.nftables.get(&plan.namespace).cloned().unwrap_or_default();
         let missing = plan
             .changes

@@ -85,7 +85,8 @@ impl Reconciler {
             _ => {}
         }
         let result = self.converge_with_tenant(&mut inner, &endpoint.network_id).await;
-        self.sync_policy(&mut inner).await;
+        // A failure is logged and retried by the repair pass.
+        let _ = self.sync_policy(&mut inner).await;
         result
     }
 

@@ -124,8 +124,11 @@ fn changed_udp_ports(previous: &UdpTargets, current: &UdpTargets) -> Vec<u16> {
 impl Reconciler {
     /// Regenerates the rulesets and applies what changed. A change of set elements
     /// only (an attach, a new rule) is sent over nftables netlink, and anything else
-    /// replaces the tables. Both are one transaction per namespace.
-    pub(super) async fn sync_policy(&self, inner: &mut Inner) {
+    /// replaces the tables. Both are one transaction per namespace. Returns the error
+    /// of the host's tables, which guard every local endpoint. A router's failed
+    /// transaction leaves its previous table, or IP forwarding off when it had none,
+    /// so that error is only logged.
+    pub(super) async fn sync_policy(&self, inner: &mut Inner) -> Result<(), DataplaneError> {
         let transits: BTreeMap<String, TransitPlan> = inner
             .applied
             .routers
@@ -145,14 +148,15 @@ impl Reconciler {
             host_addresses: &host_addresses,
         };
         let wanted = inner.policy.generator.generate(&input);
+        let mut host_result = Ok(());
         if inner.policy.host.as_ref() != Some(&wanted.host) {
             // Transit links carry egress and publications through the host, which
             // must forward them; the host's forwarding is left alone without one.
             let forwarding = (!transits.is_empty()).then_some(true);
             inner.policy.generation += 1;
             let counts = &mut inner.policy.counts;
-            let applied = self.apply_tables(None, &wanted.host, inner.policy.host.as_deref(), forwarding, counts).await;
-            inner.policy.host = applied.then_some(wanted.host);
+            host_result = self.apply_tables(None, &wanted.host, inner.policy.host.as_deref(), forwarding, counts).await;
+            inner.policy.host = host_result.is_ok().then_some(wanted.host);
         }
         let routers: Vec<(String, PathBuf)> =
             inner.applied.routers.iter().map(|(tenant, plan)| (tenant.clone(), plan.netns_path.clone())).collect();
@@ -169,13 +173,14 @@ impl Reconciler {
             let tables = std::slice::from_ref(&ruleset.table);
             inner.policy.generation += 1;
             let counts = &mut inner.policy.counts;
-            if self.apply_tables(Some(path.clone()), tables, old, forwarding, counts).await {
+            if self.apply_tables(Some(path.clone()), tables, old, forwarding, counts).await.is_ok() {
                 inner.policy.routers.insert(tenant, (path, ruleset.clone()));
             } else {
                 inner.policy.routers.remove(&tenant);
             }
         }
         self.remove_stale_udp_flows(inner).await;
+        host_result
     }
 
     /// Removes the conntrack entries of UDP flows to a host port whose publication
@@ -211,7 +216,7 @@ impl Reconciler {
         previous: Option<&[Table]>,
         forwarding: Option<bool>,
         counts: &mut BTreeMap<Option<PathBuf>, Option<Baseline>>,
-    ) -> bool {
+    ) -> Result<(), DataplaneError> {
         let tables: Vec<String> = wanted.iter().map(|t| format!("{} {}", t.family, t.name)).collect();
         let mut previous = previous;
         if let Some(changes) = previous.and_then(|previous| element_changes(wanted, previous)) {
@@ -222,7 +227,7 @@ impl Reconciler {
                     if let Some(Some(baseline)) = counts.get_mut(&namespace) {
                         baseline.apply_changes(&elements.changes);
                     }
-                    return true;
+                    return Ok(());
                 }
                 Err(error) => debug!(namespace = ?namespace, %error, "nftables element update failed; replacing the tables"),
             }
@@ -242,12 +247,12 @@ impl Reconciler {
                 debug!(namespace = ?plan.namespace, "nftables ruleset applied");
                 let expected = expected_counts(wanted);
                 counts.insert(plan.namespace, Some(Baseline { counts: expected.counts, uncounted: expected.interval_sets }));
-                true
+                Ok(())
             }
             Err(error) => {
                 warn!(namespace = ?plan.namespace, %error, "nftables ruleset failed; retrying at the next repair");
                 counts.remove(&plan.namespace);
-                false
+                Err(error)
             }
         }
     }
@@ -342,6 +347,6 @@ impl Reconciler {
                 Finding::Counted { .. } => {}
             }
         }
-        self.sync_policy(inner).await;
+        let _ = self.sync_policy(inner).await;
     }
 }
