@@ -17,12 +17,14 @@ pub enum ControllerError {
     NotFound { kind: &'static str, name: String },
     #[error("{kind} {name} already exists")]
     AlreadyExists { kind: &'static str, name: String },
-    /// A delete was rejected because other resources still use the resource.
-    #[error("{kind} {name} is in use by {users}; delete those first")]
+    /// A delete was rejected because other resources still use the resource. The
+    /// remedy names what to remove first and the command that removes it.
+    #[error("{kind} {name} is in use by {users}; {remedy}")]
     InUse {
         kind: &'static str,
         name: String,
         users: String,
+        remedy: String,
     },
     /// Two networks of one tenant would share addresses.
     #[error("subnet {subnet} overlaps subnet {other_subnet} of network {other_network} in the same tenant; choose a disjoint subnet")]

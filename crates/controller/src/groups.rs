@@ -190,5 +190,10 @@ fn in_use(name: &str, members: &[&str], referrers: &[String]) -> ControllerError
     if !referrers.is_empty() {
         users.push(format!("the rules of group(s) {}", referrers.join(", ")));
     }
-    ControllerError::InUse { kind: "security group", name: name.to_string(), users: users.join(" and ") }
+    ControllerError::InUse {
+        kind: "security group",
+        name: name.to_string(),
+        users: users.join(" and "),
+        remedy: "delete those first".into(),
+    }
 }

@@ -2,8 +2,8 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use cloison_model::{
-    validate_name, validate_subnet4, validate_subnet6, Endpoint, Network, NetworkSpec, Tenant,
-    ValidationError,
+    validate_name, validate_subnet4, validate_subnet6, Endpoint, Network, NetworkSpec, Peer, SecurityGroup,
+    Tenant, ValidationError,
 };
 use cloison_store::{Compare, KeyValue, Op};
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -11,6 +11,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use crate::alloc::gateway_mac;
 use crate::controller::{new_id, TXN_ATTEMPTS};
 use crate::records::{decode_raw, encode, encode_raw, Owner};
+use crate::rule_refs::{self, RuleRef};
 use crate::{keys, Controller, ControllerError};
 
 /// The fields of a network request once checked and completed with defaults.
@@ -150,26 +151,41 @@ impl Controller {
             })
     }
 
-    /// Deletes a network that has no endpoint left, releasing its VNI.
+    /// Deletes a network that has no endpoint left and that no security-group rule
+    /// names, releasing its VNI.
+    ///
+    /// NOTE: `add_rule` and `create_group` check that the network exists before their
+    /// own transaction, so a rule added while this delete runs can still name it.
     pub async fn delete_network(&self, tenant: &str, name: &str) -> Result<(), ControllerError> {
         for _ in 0..TXN_ATTEMPTS {
             let (network, kv) = self.read_network(tenant, name).await?;
             let guard_key = keys::network_guard(&network.id);
             let guard_kv = self.store.get(&guard_key).await?;
+            // Read the tenant guard before the groups, because a group created after this
+            // read rewrites the guard, which fails the transaction below and reads again.
+            let tenant_guard_key = keys::tenant_guard(tenant);
+            let tenant_guard_kv = self.store.get(&tenant_guard_key).await?;
             let endpoints: Vec<Endpoint> = self.list(&keys::endpoints_of(tenant)).await?;
             let users: Vec<&Endpoint> = endpoints.iter().filter(|e| e.network_id == network.id).collect();
-            if !users.is_empty() {
-                return Err(in_use(&network, &users));
+            let groups: Vec<SecurityGroup> = self.list(&keys::groups_of(tenant)).await?;
+            let rules = rule_refs::rules_naming(&groups, &Peer::Network(name.to_string()));
+            if !users.is_empty() || !rules.is_empty() {
+                return Err(in_use(&network, &users, &rules));
             }
-            let compares = vec![
+            let mut compares = vec![
                 Compare::ModRevision(kv.key.clone(), kv.mod_revision),
                 compare_unchanged(&guard_key, guard_kv.as_ref()),
+                compare_unchanged(&tenant_guard_key, tenant_guard_kv.as_ref()),
             ];
+            // A rule added to an existing group changes that group's revision.
+            compares.extend(
+                groups.iter().map(|g| Compare::ModRevision(keys::group(tenant, &g.name), g.resource_version)),
+            );
             let ops = vec![
                 Op::Delete { key: kv.key },
                 Op::Delete { key: keys::vni(network.vni) },
                 Op::Delete { key: guard_key },
-                Op::Put { key: keys::tenant_guard(tenant), value: b"{}".to_vec() },
+                Op::Put { key: tenant_guard_key, value: b"{}".to_vec() },
             ];
             if self.store.txn(compares, ops).await?.succeeded {
                 self.locks.forget_network(&network.id);
@@ -272,11 +288,22 @@ fn overlap(subnet: String, other: &Network, other_subnet: String) -> ControllerE
     }
 }
 
-fn in_use(network: &Network, users: &[&Endpoint]) -> ControllerError {
-    let names: Vec<&str> = users.iter().take(5).map(|e| e.name.as_str()).collect();
-    ControllerError::InUse {
-        kind: "network",
-        name: network.name.clone(),
-        users: format!("{} endpoint(s): {}", users.len(), names.join(", ")),
+fn in_use(network: &Network, endpoints: &[&Endpoint], rules: &[RuleRef]) -> ControllerError {
+    let mut users = Vec::new();
+    let mut actions = Vec::new();
+    if !endpoints.is_empty() {
+        let names: Vec<&str> = endpoints.iter().take(5).map(|e| e.name.as_str()).collect();
+        users.push(format!("{} endpoint(s): {}", endpoints.len(), names.join(", ")));
+        actions.push("delete those endpoints");
     }
+    if !rules.is_empty() {
+        users.push(rule_refs::describe(rules));
+        actions.push("remove those rules");
+    }
+    let mut remedy = format!("{} first", actions.join(" and "));
+    if let Some(first) = rules.first() {
+        let command = rule_refs::rm_command(&network.tenant, &first.group, &first.rule);
+        remedy.push_str(&format!(", for example with `{command}`"));
+    }
+    ControllerError::InUse { kind: "network", name: network.name.clone(), users: users.join(" and "), remedy }
 }

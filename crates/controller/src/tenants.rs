@@ -100,5 +100,6 @@ fn in_use(name: &str, networks: &[Network], groups: &[SecurityGroup], publicatio
         kind: "tenant",
         name: name.to_string(),
         users: users.join(" and "),
+        remedy: "delete those first".into(),
     }
 }

@@ -363,3 +363,25 @@ async fn publication_rejects_ipv6_host_address() {
     assert!(err.to_string().contains("IPv4 only"), "{err}");
     assert!(ctl.list_publications(Some("t1")).await.expect("list").is_empty());
 }
+
+#[tokio::test]
+async fn network_named_by_rule_cannot_be_deleted() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+    ctl.create_group("t1", SecurityGroupSpec { name: "g1".into(), ..Default::default() }).await.expect("group");
+    ctl.add_rule("t1", "g1", tcp_rule(80, Peer::Network("web".into()))).await.expect("rule");
+
+    let err = ctl.delete_network("t1", "web").await.expect_err("network named by a rule");
+    assert!(matches!(err, ControllerError::InUse { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("security group g1"), "{message}");
+    assert!(message.contains("ingress from network:web tcp port 80"), "{message}");
+    assert!(
+        message.contains("cloison group rule rm g1 --ingress --from network:web --proto tcp --port 80 --tenant t1"),
+        "{message}"
+    );
+    ctl.get_network("t1", "web").await.expect("network kept");
+
+    ctl.remove_rule("t1", "g1", tcp_rule(80, Peer::Network("web".into()))).await.expect("remove rule");
+    ctl.delete_network("t1", "web").await.expect("delete network");
+}
