@@ -389,3 +389,30 @@ fn replaced_endpoint_gets_udp_flow() {
     let late = replies.iter().filter(|&&t| t > replaced_after + 5.0).count();
     assert!(late > 0, "no reply in the flow from 5 s after the replacement ({replaced_after:.1} s) to the end: {replies:?}");
 }
+
+/// A published port opens the endpoint to the outside and to flows through the
+/// host address, not to the tenant's other networks: their direct flows still need
+/// a group rule, even where the tenant router routes between the two networks.
+#[test]
+fn published_port_keeps_group_rules() {
+    let lab = common::lab("nat-groups", 1);
+    let scene = publish_scene(&lab);
+    lab.cli("h1", &["group", "create", "only443", "--tenant", "t1"]).expect("group only443");
+    lab.cli("h1", &["group", "rule", "add", "only443", "--ingress", "--proto", "tcp", "--port", "443", "--from", "network:other", "--tenant", "t1"])
+        .expect("rule of only443");
+    lab.cli("h1", &["endpoint", "update", "s1", "--group", "only443", "--tenant", "t1"]).expect("s1 into only443");
+    let _server = serve(&scene.server.netns, "0.0.0.0", &["tcp/80", "tcp/443"]);
+    let server_ip = scene.server.endpoint.ipv4.to_string();
+    let allowed = request_within(&scene.other_network.netns, "tcp", &server_ip, 443);
+    assert!(allowed.is_ok(), "the group rule lets network other reach port 443: {allowed:?}");
+
+    publish(&lab, "s1", "8080:80", "t1");
+    let h1 = host_ip(&lab, "h1");
+    let seen = request_within(&netns_of(&lab, "outside"), "tcp", &h1, 8080);
+    assert!(seen.is_ok(), "outside to h1:8080: {seen:?}");
+    let seen = request_within(&scene.other_network.netns, "tcp", &h1, 8080);
+    assert!(seen.is_ok(), "network other to h1:8080, through the publication: {seen:?}");
+
+    let direct = request(&scene.other_network.netns, "tcp", &server_ip, 80);
+    assert!(direct.is_err(), "network other reached the published port 80 directly, which no rule allows: {direct:?}");
+}

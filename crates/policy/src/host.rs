@@ -74,8 +74,10 @@ pub(crate) fn table(input: &PolicyInput<'_>, ingress: &mut ingress::Cache) -> Ta
             IpAddr::V6(ip) => table.add("vteps6", ip.to_string()),
         }
     }
-    for network in input.present_networks().values() {
+    let present = input.present_networks();
+    for network in present.values() {
         add_network(&mut table, network);
+        add_tenant_prefixes(&mut table, network, &present);
     }
     for (endpoint, network) in input.local_endpoints() {
         add_local_endpoint(&mut table, endpoint, network);
@@ -109,6 +111,7 @@ fn skeleton() -> Table {
             Set::new("map", "publish4", "type inet_proto . inet_service : ipv4_addr;"),
             Set::new("map", "publish4_bound", "type ipv4_addr . inet_proto . inet_service : ipv4_addr;"),
             Set::new("set", "published4", "type ifname . ipv4_addr . inet_proto . inet_service;"),
+            Set::new("set", "tenant4", "type ifname . ipv4_addr; flags interval;"),
         ],
         counters: vec!["vxlan_dropped", "ingress_dropped"],
         chains: vec![
@@ -135,6 +138,16 @@ fn add_network(table: &mut Table, network: &Network) {
     for prefix in network_prefixes(network) {
         let set = if prefix.addr().is_ipv4() { "same4" } else { "same6" };
         table.add(set, format!("{bridge} . {prefix}"));
+    }
+}
+
+/// Adds the IPv4 subnets of every network of `network`'s tenant, keyed by its
+/// bridge, so the forward chain can match flows from the tenant.
+fn add_tenant_prefixes(table: &mut Table, network: &Network, present: &BTreeMap<&str, &Network>) {
+    let bridge = ifname(&names::bridge(network.vni));
+    let subnets = present.values().filter(|n| n.tenant == network.tenant).map(|n| (IpNet::V4(n.subnet), (0, 0)));
+    for (subnet, _) in disjoint(subnets) {
+        table.add("tenant4", format!("{bridge} . {subnet}"));
     }
 }
 

@@ -53,8 +53,12 @@ pub(crate) const HOST_POSTROUTING: &[&str] = &[
     "oifname \"clh*\" ip saddr 127.0.0.0/8 masquerade",
 ];
 
-/// The rule of the host's forward chain that lets published flows reach their endpoint.
-pub(crate) const HOST_FORWARD_PUBLISHED: &str = "oifname . ip daddr . meta l4proto . th dport @published4 accept";
+/// The rule of the host's forward chain that lets published flows reach their
+/// endpoint. A flow from the endpoint's own tenant reaches the port directly only
+/// when a group rule allows it: publishing a port opens it to the outside and to
+/// flows through the host address, not to the tenant's other networks.
+pub(crate) const HOST_FORWARD_PUBLISHED: &str =
+    "oifname . ip saddr != @tenant4 oifname . ip daddr . meta l4proto . th dport @published4 accept";
 
 /// Rules the router's forward chain starts with: replies of egress flows and flows
 /// DNATed to a published endpoint pass.
