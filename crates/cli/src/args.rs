@@ -90,6 +90,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Publication(crate::publications::PublicationCommand),
     /// Show the controller's and the local agent's state.
+    #[command(after_help = crate::status::EXIT_STATUS_HELP)]
     Status,
     /// Build, use and remove multi-host labs on this machine.
     #[command(subcommand)]

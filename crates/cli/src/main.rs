@@ -14,6 +14,7 @@ mod memory;
 mod output;
 mod preflight;
 mod snapshot;
+mod status;
 mod store;
 mod underlay;
 mod verbs;
@@ -71,7 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(args) => publications::publish(global, args).await,
         Command::Unpublish(args) => publications::unpublish(global, args).await,
         Command::Publication(cmd) => publications::publication(global, cmd).await,
-        Command::Status => verbs::status(global).await,
+        Command::Status => status::status(global).await,
         Command::Lab(cmd) => lab::lab(global, cmd).await,
         Command::Admin(cmd) => admin::admin(global, cmd).await,
     }

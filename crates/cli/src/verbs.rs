@@ -1,7 +1,7 @@
 //! The resource verbs: thin calls to the controller API or the agent socket.
 
 use anyhow::Context;
-use cloison_agent::{AgentStatus, AttachRequest, DetachRequest};
+use cloison_agent::{AttachRequest, DetachRequest};
 use cloison_client::Client;
 use cloison_model::{Endpoint, Network, NetworkSpec, TenantSpec};
 use serde::Serialize;
@@ -164,27 +164,6 @@ pub(crate) async fn endpoint(global: &GlobalArgs, cmd: EndpointCommand) -> anyho
         }
         EndpointCommand::Update(args) => crate::groups::update_endpoint(global, args).await,
     }
-}
-
-/// Runs `cloison status`: the controller's view and, when reachable, the local agent's.
-pub(crate) async fn status(global: &GlobalArgs) -> anyhow::Result<()> {
-    let controller_status: serde_json::Value = controller(global)?
-        .get("/v1/status")
-        .await
-        .context("controller unreachable")?;
-    let agent_status: Option<AgentStatus> = agent(global).get("/v1/status").await.ok();
-    let both = serde_json::json!({ "controller": controller_status, "agent": agent_status });
-    output::one(global.output, &both, |_| {
-        let mut text = format!("controller {}: {}", global.controller, controller_status);
-        match &agent_status {
-            Some(a) => text.push_str(&format!(
-                "\nagent on {}: revision {}, {} networks, {} local and {} remote endpoints",
-                a.host, a.revision, a.networks, a.local_endpoints, a.remote_endpoints
-            )),
-            None => text.push_str(&format!("\nagent: no agent at {}", global.agent_socket.display())),
-        }
-        text
-    })
 }
 
 #[derive(Debug, Serialize)]

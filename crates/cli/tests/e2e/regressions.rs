@@ -91,3 +91,19 @@ fn endpoint_update_requires_group_choice() {
     let cleared = host.cli_json(&["endpoint", "update", &name, "--no-groups", "--tenant", "blue"]);
     assert_eq!(cleared["groups"], serde_json::json!([]));
 }
+
+#[test]
+fn status_fails_without_agent() {
+    let host = Host::start("tr-status");
+    let missing = host.socket().with_file_name("missing.sock");
+    let missing = missing.to_string_lossy();
+    let out = host.cli(&["status", "--agent-socket", &missing]);
+    out.expect_error(&["no agent at", &missing]);
+    assert!(out.stdout.contains("controller"), "the controller's state was not printed: {}", out.stdout);
+    let out = host.cli(&["status", "--controller", "http://127.0.0.1:1"]);
+    out.expect_error(&["controller", "unreachable"]);
+    assert!(out.stdout.contains("agent on e2e"), "the agent's state was not printed: {}", out.stdout);
+    assert!(host.cli(&["status"]).success);
+    let help = host.cli(&["status", "--help"]);
+    assert!(help.stdout.contains("Exit status"), "{}", help.stdout);
+}
