@@ -33,6 +33,13 @@ pub enum ControllerError {
         other_network: String,
         other_subnet: String,
     },
+    /// A network's subnet contains the underlay address of a registered host.
+    #[error("subnet {subnet} contains the underlay address {address} of host {host}; choose a subnet without it, because the tenant's router would route replies to that address into the network, which breaks published ports and egress")]
+    UnderlayOverlap {
+        subnet: String,
+        address: String,
+        host: String,
+    },
     /// A requested VNI, address or MAC is valid but already allocated.
     #[error("{what} is already taken by {owner}")]
     Taken { what: String, owner: String },

@@ -21,6 +21,7 @@ mod publications;
 mod records;
 mod rule_refs;
 mod tenants;
+mod underlay;
 mod watch;
 
 pub use controller::{Controller, EndpointFilter};

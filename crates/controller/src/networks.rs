@@ -12,7 +12,7 @@ use crate::alloc::gateway_mac;
 use crate::controller::{new_id, TXN_ATTEMPTS};
 use crate::records::{decode_raw, encode, encode_raw, Owner};
 use crate::rule_refs::{self, RuleRef};
-use crate::{keys, Controller, ControllerError};
+use crate::{keys, underlay, Controller, ControllerError};
 
 /// The fields of a network request once checked and completed with defaults.
 struct CheckedSpec {
@@ -34,6 +34,9 @@ impl Controller {
     ) -> Result<Network, ControllerError> {
         validate_name("tenant", tenant)?;
         let checked = check_spec(spec)?;
+        // NOTE: only hosts registered now are checked. A host that registers later with
+        // an underlay address inside this subnet is not rejected.
+        underlay::check_subnets(&checked.spec, &self.list_hosts().await?)?;
         let mut cursor = self.locks.vni().await;
         for _ in 0..TXN_ATTEMPTS {
             if let Some(network) = self.try_create_network(tenant, &checked, &mut cursor).await? {

@@ -385,3 +385,25 @@ async fn network_named_by_rule_cannot_be_deleted() {
     ctl.remove_rule("t1", "g1", tcp_rule(80, Peer::Network("web".into()))).await.expect("remove rule");
     ctl.delete_network("t1", "web").await.expect("delete network");
 }
+
+/// A subnet that contains a host's underlay address makes the tenant's router route
+/// replies to that host into the network, which breaks published ports and egress.
+#[tokio::test]
+async fn subnet_containing_host_underlay_rejected() {
+    let (ctl, _) = controller().await;
+    ctl.register_host(common::host_spec("h3", "fd00:99::3")).await.expect("IPv6 host");
+
+    let err = ctl.create_network("t1", network_spec("web", "192.0.2.0/24")).await.expect_err("contains h1");
+    assert!(matches!(err, ControllerError::UnderlayOverlap { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("192.0.2.11"), "{message}");
+    assert!(message.contains("host h1"), "{message}");
+
+    let mut spec = network_spec("web", "10.1.0.0/24");
+    spec.subnet6 = Some("fd00:99::/64".parse().expect("subnet6"));
+    let err = ctl.create_network("t1", spec).await.expect_err("contains h3");
+    assert!(err.to_string().contains("host h3"), "{err}");
+
+    assert!(ctl.list_networks(Some("t1")).await.expect("list").is_empty());
+    ctl.create_network("t1", network_spec("web", "192.0.3.0/24")).await.expect("disjoint subnet");
+}

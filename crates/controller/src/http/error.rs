@@ -38,7 +38,7 @@ impl ControllerError {
             NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             AlreadyExists { .. } => (StatusCode::CONFLICT, "already_exists"),
             InUse { .. } => (StatusCode::CONFLICT, "in_use"),
-            Overlap { .. } => (StatusCode::CONFLICT, "overlap"),
+            Overlap { .. } | UnderlayOverlap { .. } => (StatusCode::CONFLICT, "overlap"),
             Taken { .. } => (StatusCode::CONFLICT, "taken"),
             Ipam(IpamError::Exhausted { .. } | IpamError::VnisExhausted) => (StatusCode::CONFLICT, "exhausted"),
             Ipam(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
