@@ -5,6 +5,8 @@ use cloison_store::{Compare, KeyValue, Op};
 
 use crate::controller::{new_id, TXN_ATTEMPTS};
 use crate::records::encode;
+use crate::remedy::Remedy;
+use crate::rule_refs::{self, RuleRef};
 use crate::{keys, Controller, ControllerError};
 
 impl Controller {
@@ -76,15 +78,11 @@ impl Controller {
             .filter(|e| e.groups.iter().any(|g| g == name))
             .map(|e| e.name.as_str())
             .collect();
-        let referrers: Vec<String> = self
-            .list_groups(tenant)
-            .await?
-            .into_iter()
-            .filter(|g| g.name != name && g.rules.iter().any(|r| r.peer == Peer::Group(name.to_string())))
-            .map(|g| g.name)
-            .collect();
+        let others: Vec<SecurityGroup> =
+            self.list_groups(tenant).await?.into_iter().filter(|g| g.name != name).collect();
+        let referrers = rule_refs::rules_naming(&others, &Peer::Group(name.to_string()));
         if !members.is_empty() || !referrers.is_empty() {
-            return Err(in_use(name, &members, &referrers));
+            return Err(in_use(tenant, name, &members, &referrers));
         }
         let compares = vec![Compare::ModRevision(kv.key.clone(), kv.mod_revision)];
         if !self.store.txn(compares, vec![Op::Delete { key: kv.key }]).await?.succeeded {
@@ -181,19 +179,24 @@ fn dedup(mut rules: Vec<Rule>) -> Vec<Rule> {
     rules
 }
 
-fn in_use(name: &str, members: &[&str], referrers: &[String]) -> ControllerError {
+fn in_use(tenant: &str, name: &str, members: &[&str], referrers: &[RuleRef]) -> ControllerError {
     let mut users = Vec::new();
-    if !members.is_empty() {
+    let mut remedy = Remedy::default();
+    if let Some(first) = members.first() {
         let shown: Vec<&str> = members.iter().take(5).copied().collect();
         users.push(format!("{} endpoint(s): {}", members.len(), shown.join(", ")));
+        let command = format!("cloison endpoint update {first} --no-groups --tenant {tenant}");
+        let alternative = "`--group GROUP` for each group to keep in place of `--no-groups`";
+        remedy.step_or("take the group off those endpoints", command, alternative);
     }
-    if !referrers.is_empty() {
-        users.push(format!("the rules of group(s) {}", referrers.join(", ")));
+    if let Some(first) = referrers.first() {
+        users.push(rule_refs::describe(referrers));
+        remedy.step("remove those rules", rule_refs::rm_command(tenant, &first.group, &first.rule));
     }
     ControllerError::InUse {
         kind: "security group",
         name: name.to_string(),
         users: users.join(" and "),
-        remedy: "delete those first".into(),
+        remedy: remedy.text(),
     }
 }

@@ -19,6 +19,7 @@ mod keys;
 mod networks;
 mod publications;
 mod records;
+mod remedy;
 mod rule_refs;
 mod tenants;
 mod underlay;

@@ -11,6 +11,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use crate::alloc::gateway_mac;
 use crate::controller::{new_id, TXN_ATTEMPTS};
 use crate::records::{decode_raw, encode, encode_raw, Owner};
+use crate::remedy::Remedy;
 use crate::rule_refs::{self, RuleRef};
 use crate::{keys, underlay, Controller, ControllerError};
 
@@ -293,20 +294,21 @@ fn overlap(subnet: String, other: &Network, other_subnet: String) -> ControllerE
 
 fn in_use(network: &Network, endpoints: &[&Endpoint], rules: &[RuleRef]) -> ControllerError {
     let mut users = Vec::new();
-    let mut actions = Vec::new();
-    if !endpoints.is_empty() {
+    let mut remedy = Remedy::default();
+    if let Some(first) = endpoints.first() {
         let names: Vec<&str> = endpoints.iter().take(5).map(|e| e.name.as_str()).collect();
         users.push(format!("{} endpoint(s): {}", endpoints.len(), names.join(", ")));
-        actions.push("delete those endpoints");
+        let command = format!("cloison detach {} --tenant {}", first.name, network.tenant);
+        remedy.step("detach those endpoints on their hosts", command);
     }
-    if !rules.is_empty() {
-        users.push(rule_refs::describe(rules));
-        actions.push("remove those rules");
-    }
-    let mut remedy = format!("{} first", actions.join(" and "));
     if let Some(first) = rules.first() {
-        let command = rule_refs::rm_command(&network.tenant, &first.group, &first.rule);
-        remedy.push_str(&format!(", for example with `{command}`"));
+        users.push(rule_refs::describe(rules));
+        remedy.step("remove those rules", rule_refs::rm_command(&network.tenant, &first.group, &first.rule));
     }
-    ControllerError::InUse { kind: "network", name: network.name.clone(), users: users.join(" and "), remedy }
+    ControllerError::InUse {
+        kind: "network",
+        name: network.name.clone(),
+        users: users.join(" and "),
+        remedy: remedy.text(),
+    }
 }

@@ -3,6 +3,7 @@ use cloison_store::{Compare, Op};
 
 use crate::controller::{new_id, TXN_ATTEMPTS};
 use crate::records::encode;
+use crate::remedy::Remedy;
 use crate::{keys, Controller, ControllerError};
 
 impl Controller {
@@ -84,22 +85,28 @@ fn not_found(name: &str) -> ControllerError {
 
 fn in_use(name: &str, networks: &[Network], groups: &[SecurityGroup], publications: &[Publication]) -> ControllerError {
     let mut users = Vec::new();
-    if !networks.is_empty() {
+    let mut remedy = Remedy::default();
+    if let Some(first) = networks.first() {
         let names: Vec<&str> = networks.iter().take(5).map(|n| n.name.as_str()).collect();
         users.push(format!("{} network(s): {}", networks.len(), names.join(", ")));
+        remedy.step("delete those networks", format!("cloison network rm {} --tenant {name}", first.name));
     }
-    if !groups.is_empty() {
+    if let Some(first) = groups.first() {
         let names: Vec<&str> = groups.iter().take(5).map(|g| g.name.as_str()).collect();
         users.push(format!("{} security group(s): {}", groups.len(), names.join(", ")));
+        remedy.step("delete those security groups", format!("cloison group rm {} --tenant {name}", first.name));
     }
-    if !publications.is_empty() {
+    if let Some(first) = publications.first() {
         let names: Vec<&str> = publications.iter().take(5).map(|p| p.name.as_str()).collect();
         users.push(format!("{} publication(s): {}", publications.len(), names.join(", ")));
+        let command =
+            format!("cloison unpublish {} {}/{} --tenant {name}", first.endpoint, first.host_port, first.protocol);
+        remedy.step("remove those publications", command);
     }
     ControllerError::InUse {
         kind: "tenant",
         name: name.to_string(),
         users: users.join(" and "),
-        remedy: "delete those first".into(),
+        remedy: remedy.text(),
     }
 }

@@ -407,3 +407,33 @@ async fn subnet_containing_host_underlay_rejected() {
     assert!(ctl.list_networks(Some("t1")).await.expect("list").is_empty());
     ctl.create_network("t1", network_spec("web", "192.0.3.0/24")).await.expect("disjoint subnet");
 }
+
+#[tokio::test]
+async fn in_use_errors_name_the_command() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+    ctl.create_group("t1", SecurityGroupSpec { name: "web".into(), ..Default::default() }).await.expect("group");
+    ctl.create_group("t1", SecurityGroupSpec { name: "db".into(), ..Default::default() }).await.expect("group");
+    ctl.add_rule("t1", "db", tcp_rule(5432, Peer::Group("web".into()))).await.expect("rule");
+    let mut spec = endpoint_spec("web", "h1");
+    spec.name = Some("web-1".into());
+    spec.groups = vec!["web".into()];
+    ctl.create_endpoint("t1", spec).await.expect("endpoint");
+
+    let err = ctl.delete_network("t1", "web").await.expect_err("network in use");
+    assert!(err.to_string().contains("`cloison detach web-1 --tenant t1`"), "{err}");
+
+    let err = ctl.delete_group("t1", "web").await.expect_err("group in use");
+    let message = err.to_string();
+    assert!(message.contains("`cloison endpoint update web-1 --no-groups --tenant t1`"), "{message}");
+    assert!(message.contains("--group"), "{message}");
+    assert!(
+        message.contains("`cloison group rule rm db --ingress --from group:web --proto tcp --port 5432 --tenant t1`"),
+        "{message}"
+    );
+
+    let err = ctl.delete_tenant("t1").await.expect_err("tenant in use");
+    let message = err.to_string();
+    assert!(message.contains("`cloison network rm web --tenant t1`"), "{message}");
+    assert!(message.contains("`cloison group rm db --tenant t1`"), "{message}");
+}
