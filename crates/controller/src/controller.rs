@@ -81,6 +81,19 @@ impl Controller {
 }
 
 /// Returns a new resource id: a random UUID (v4) as text.
+/// Waits before retry `attempt` (0 is the first try, which does not wait) of a
+/// transaction that lost a race: a random pause of up to 2^attempt ms, at most
+/// 64 ms. Without it two controllers creating endpoints on one network kept
+/// colliding until one gave up after every attempt.
+pub(crate) async fn pause_before_retry(attempt: usize) {
+    if attempt == 0 {
+        return;
+    }
+    let ceiling_us = 1000u128 << attempt.min(6);
+    let pause_us = uuid::Uuid::new_v4().as_u128() % ceiling_us;
+    tokio::time::sleep(std::time::Duration::from_micros(u64::try_from(pause_us).unwrap_or(0))).await;
+}
+
 pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }

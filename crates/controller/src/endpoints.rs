@@ -9,7 +9,7 @@ use cloison_model::{
 use cloison_store::{Compare, KeyValue, Op};
 
 use crate::alloc::Cursor;
-use crate::controller::{new_id, TXN_ATTEMPTS};
+use crate::controller::{new_id, pause_before_retry, TXN_ATTEMPTS};
 use crate::records::{decode_raw, encode, encode_raw, Owner};
 use crate::{keys, Controller, ControllerError, EndpointFilter};
 
@@ -37,7 +37,8 @@ impl Controller {
         self.require_groups(tenant, &spec.groups).await?;
         let (network, _) = self.read_network(tenant, &spec.network).await?;
         let mut cursor = self.locks.network(&network.id).await;
-        for _ in 0..TXN_ATTEMPTS {
+        for attempt in 0..TXN_ATTEMPTS {
+            pause_before_retry(attempt).await;
             if let Some(endpoint) = self.try_create_endpoint(tenant, &spec, &mut cursor).await? {
                 tracing::info!(
                     tenant.name = %tenant, endpoint.name = %endpoint.name, endpoint.id = %endpoint.id,
@@ -248,7 +249,8 @@ impl Controller {
 
     /// Deletes an endpoint and releases its addresses and MAC in the same transaction.
     pub async fn delete_endpoint(&self, tenant: &str, name: &str) -> Result<(), ControllerError> {
-        for _ in 0..TXN_ATTEMPTS {
+        for attempt in 0..TXN_ATTEMPTS {
+            pause_before_retry(attempt).await;
             let (endpoint, kv) = self.read_endpoint(tenant, name).await?;
             let mut ops = vec![
                 Op::Delete { key: kv.key.clone() },

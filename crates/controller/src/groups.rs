@@ -3,7 +3,7 @@
 use cloison_model::{validate_name, Endpoint, Peer, Rule, SecurityGroup, SecurityGroupSpec};
 use cloison_store::{Compare, KeyValue, Op};
 
-use crate::controller::{new_id, TXN_ATTEMPTS};
+use crate::controller::{new_id, pause_before_retry, TXN_ATTEMPTS};
 use crate::records::encode;
 use crate::remedy::Remedy;
 use crate::rule_refs::{self, RuleRef};
@@ -127,7 +127,8 @@ impl Controller {
     where
         F: Fn(&mut Vec<Rule>) -> Result<(), ControllerError>,
     {
-        for _ in 0..TXN_ATTEMPTS {
+        for attempt in 0..TXN_ATTEMPTS {
+            pause_before_retry(attempt).await;
             let (mut group, kv) = self.read_group(tenant, name).await?;
             change(&mut group.rules)?;
             let compares = vec![Compare::ModRevision(kv.key.clone(), kv.mod_revision)];

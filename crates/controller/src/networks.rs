@@ -9,7 +9,7 @@ use cloison_store::{Compare, KeyValue, Op};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::alloc::gateway_mac;
-use crate::controller::{new_id, TXN_ATTEMPTS};
+use crate::controller::{new_id, pause_before_retry, TXN_ATTEMPTS};
 use crate::records::{decode_raw, encode, encode_raw, Owner};
 use crate::remedy::Remedy;
 use crate::rule_refs::{self, RuleRef};
@@ -39,7 +39,8 @@ impl Controller {
         // an underlay address inside this subnet is not rejected.
         underlay::check_subnets(&checked.spec, &self.list_hosts().await?)?;
         let mut cursor = self.locks.vni().await;
-        for _ in 0..TXN_ATTEMPTS {
+        for attempt in 0..TXN_ATTEMPTS {
+            pause_before_retry(attempt).await;
             if let Some(network) = self.try_create_network(tenant, &checked, &mut cursor).await? {
                 tracing::info!(
                     tenant.name = %tenant, network.name = %network.name,
@@ -161,7 +162,8 @@ impl Controller {
     /// NOTE: `add_rule` and `create_group` check that the network exists before their
     /// own transaction, so a rule added while this delete runs can still name it.
     pub async fn delete_network(&self, tenant: &str, name: &str) -> Result<(), ControllerError> {
-        for _ in 0..TXN_ATTEMPTS {
+        for attempt in 0..TXN_ATTEMPTS {
+            pause_before_retry(attempt).await;
             let (network, kv) = self.read_network(tenant, name).await?;
             let guard_key = keys::network_guard(&network.id);
             let guard_kv = self.store.get(&guard_key).await?;

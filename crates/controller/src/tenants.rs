@@ -1,7 +1,7 @@
 use cloison_model::{validate_name, Network, Publication, SecurityGroup, Tenant, TenantSpec};
 use cloison_store::{Compare, Op};
 
-use crate::controller::{new_id, TXN_ATTEMPTS};
+use crate::controller::{new_id, pause_before_retry, TXN_ATTEMPTS};
 use crate::records::encode;
 use crate::remedy::Remedy;
 use crate::{keys, Controller, ControllerError};
@@ -46,7 +46,8 @@ impl Controller {
 
     /// Deletes a tenant that has no network, security group or publication left.
     pub async fn delete_tenant(&self, name: &str) -> Result<(), ControllerError> {
-        for _ in 0..TXN_ATTEMPTS {
+        for attempt in 0..TXN_ATTEMPTS {
+            pause_before_retry(attempt).await;
             let Some((_, kv)) = self.read::<Tenant>(&keys::tenant(name)).await? else {
                 return Err(not_found(name));
             };
