@@ -182,13 +182,17 @@ pub(crate) enum NetworkCommand {
     },
     /// Show one network.
     Inspect {
+        /// Network name.
         name: String,
+        /// Tenant of the network.
         #[arg(long)]
         tenant: String,
     },
-    /// Delete a network that has no endpoints.
+    /// Delete a network that has no endpoints and that no security-group rule names.
     Rm {
+        /// Network name.
         name: String,
+        /// Tenant of the network.
         #[arg(long)]
         tenant: String,
     },
@@ -203,10 +207,10 @@ pub(crate) struct NetworkCreateArgs {
     #[arg(long)]
     pub(crate) tenant: String,
     /// IPv4 subnet, /8 to /30, for example 10.10.0.0/24.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::subnets::parse_subnet4)]
     pub(crate) subnet: Ipv4Net,
-    /// Optional IPv6 subnet, /64 to /120.
-    #[arg(long)]
+    /// Optional IPv6 subnet, /64 to /120, for example fd00:10::/64.
+    #[arg(long, value_parser = crate::subnets::parse_subnet6)]
     pub(crate) subnet6: Option<Ipv6Net>,
     /// IPv4 gateway address (default: the first usable address).
     #[arg(long)]
@@ -261,8 +265,9 @@ pub(crate) struct AttachArgs {
 /// Options of `cloison detach`.
 #[derive(Debug, Args)]
 pub(crate) struct DetachArgs {
-    /// Endpoint name.
+    /// Endpoint name, as `cloison endpoint ls` shows it. The endpoint must be on this host.
     pub(crate) endpoint: String,
+    /// Tenant of the endpoint.
     #[arg(long)]
     pub(crate) tenant: String,
 }
@@ -271,14 +276,18 @@ pub(crate) struct DetachArgs {
 pub(crate) enum EndpointCommand {
     /// List endpoints.
     Ls {
+        /// Only this tenant's endpoints.
         #[arg(long)]
         tenant: Option<String>,
+        /// Only the endpoints of networks with this name.
         #[arg(long)]
         network: Option<String>,
     },
     /// Show one endpoint.
     Inspect {
+        /// Endpoint name.
         name: String,
+        /// Tenant of the endpoint.
         #[arg(long)]
         tenant: String,
     },

@@ -14,24 +14,31 @@ use crate::output;
 pub(crate) enum GroupCommand {
     /// Create a security group with no rules.
     Create {
+        /// Group name: 1-63 characters of a-z, 0-9 and '-'.
         name: String,
+        /// Tenant the group belongs to, which must exist.
         #[arg(long)]
         tenant: String,
     },
     /// List the security groups of a tenant.
     Ls {
+        /// Tenant whose groups are listed.
         #[arg(long)]
         tenant: String,
     },
     /// Show one security group as JSON.
     Inspect {
+        /// Group name.
         name: String,
+        /// Tenant of the group.
         #[arg(long)]
         tenant: String,
     },
-    /// Remove a security group that no endpoint lists.
+    /// Remove a security group that no endpoint lists and no other group's rule names.
     Rm {
+        /// Group name.
         name: String,
+        /// Tenant of the group.
         #[arg(long)]
         tenant: String,
     },
@@ -72,6 +79,7 @@ pub(crate) struct RuleArgs {
     /// Destination of an egress rule: a CIDR, group:NAME, network:NAME or any.
     #[arg(long)]
     to: Option<Peer>,
+    /// Tenant of the group.
     #[arg(long)]
     tenant: String,
 }
@@ -81,6 +89,7 @@ pub(crate) struct RuleArgs {
 #[derive(Debug, Args)]
 #[command(group = ArgGroup::new("membership").required(true).multiple(false).args(["groups", "no_groups"]))]
 pub(crate) struct EndpointUpdateArgs {
+    /// Endpoint name, as `cloison endpoint ls` shows it.
     name: String,
     /// Security group the endpoint belongs to; repeat for several. The list replaces
     /// the current one.
@@ -89,6 +98,7 @@ pub(crate) struct EndpointUpdateArgs {
     /// Remove the endpoint from every group.
     #[arg(long)]
     no_groups: bool,
+    /// Tenant of the endpoint.
     #[arg(long)]
     tenant: String,
 }

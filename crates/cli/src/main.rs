@@ -16,6 +16,7 @@ mod preflight;
 mod snapshot;
 mod status;
 mod store;
+mod subnets;
 mod underlay;
 mod verbs;
 

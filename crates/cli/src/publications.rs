@@ -18,6 +18,7 @@ pub(crate) struct PublishArgs {
     /// `[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]`, as Docker's `-p`; TCP when no protocol is given.
     /// HOSTIP must be an IPv4 address, because publications are IPv4 only.
     mapping: String,
+    /// Tenant of the endpoint.
     #[arg(long)]
     tenant: String,
 }
@@ -25,9 +26,11 @@ pub(crate) struct PublishArgs {
 /// Options of `cloison unpublish`.
 #[derive(Debug, Args)]
 pub(crate) struct UnpublishArgs {
+    /// Endpoint whose port was published.
     endpoint: String,
     /// `HOSTPORT[/tcp|/udp]`; TCP when no protocol is given.
     host_port: String,
+    /// Tenant of the endpoint.
     #[arg(long)]
     tenant: String,
 }

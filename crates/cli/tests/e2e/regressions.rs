@@ -107,3 +107,45 @@ fn status_fails_without_agent() {
     let help = host.cli(&["status", "--help"]);
     assert!(help.stdout.contains("Exit status"), "{}", help.stdout);
 }
+
+#[test]
+fn help_describes_tenant_and_names() {
+    let host = Host::start("tr-help");
+    let commands: [&[&str]; 6] = [
+        &["group", "create"],
+        &["group", "rule", "add"],
+        &["publish"],
+        &["unpublish"],
+        &["endpoint", "update"],
+        &["detach"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let help = host.cli(&args).stdout;
+        let tenant = help.lines().find(|l| l.trim_start().starts_with("--tenant"));
+        let tenant = tenant.unwrap_or_else(|| panic!("{command:?} has no --tenant: {help}"));
+        assert!(tenant.split_whitespace().count() > 2, "{command:?}: --tenant has no help");
+        for positional in help.lines().filter(|l| l.trim_start().starts_with('<')) {
+            assert!(positional.split_whitespace().count() > 1, "{command:?}: {positional:?} has no help");
+        }
+    }
+}
+
+#[test]
+fn subnet_parse_error_explains_form() {
+    let host = Host::start("tr-parse");
+    let create = |subnets: &[&str]| {
+        let mut args = vec!["network", "create", "a", "--tenant", "blue"];
+        args.extend_from_slice(subnets);
+        host.cli(&args)
+    };
+    create(&["--subnet", "300.1.1.0/24"]).expect_error(&[
+        "invalid subnet \"300.1.1.0/24\"",
+        "expected an IPv4 prefix such as 10.0.0.0/24",
+        "use --subnet6 for IPv6",
+    ]);
+    create(&["--subnet", "fd00::/64"]).expect_error(&["invalid subnet \"fd00::/64\"", "use --subnet6 for IPv6"]);
+    create(&["--subnet", "10.9.0.0/24", "--subnet6", "fd00::x/64"])
+        .expect_error(&["invalid subnet \"fd00::x/64\"", "expected an IPv6 prefix"]);
+}
