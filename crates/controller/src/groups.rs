@@ -17,8 +17,9 @@ impl Controller {
         let Some(tenant_kv) = self.store.get(&tenant_key).await? else {
             return Err(ControllerError::NotFound { kind: "tenant", name: tenant.to_string() });
         };
+        let mut peer_compares = Vec::new();
         for rule in &spec.rules {
-            self.check_rule(tenant, &spec.name, rule).await?;
+            peer_compares.extend(self.check_rule(tenant, &spec.name, rule).await?);
         }
         let mut group = SecurityGroup {
             id: new_id(),
@@ -31,13 +32,18 @@ impl Controller {
         let key = keys::group(tenant, &group.name);
         // Rewriting the tenant guard makes a concurrent tenant delete fail and re-read,
         // and comparing the tenant key fails this create if the tenant went first.
-        let compares = vec![Compare::Absent(key.clone()), Compare::ModRevision(tenant_key.clone(), tenant_kv.mod_revision)];
+        let mut compares = vec![Compare::Absent(key.clone()), Compare::ModRevision(tenant_key.clone(), tenant_kv.mod_revision)];
+        compares.extend(peer_compares);
         let ops = vec![
             Op::Put { key: key.clone(), value: encode(&group) },
             Op::Put { key: keys::tenant_guard(tenant), value: b"{}".to_vec() },
         ];
         let response = self.store.txn(compares, ops).await?;
         if !response.succeeded {
+            // Name a network that a rule names and that was deleted since the check.
+            for rule in &group.rules {
+                self.check_rule(tenant, &group.name, rule).await?;
+            }
             if self.store.get(&tenant_key).await?.is_none() {
                 return Err(ControllerError::NotFound { kind: "tenant", name: tenant.to_string() });
             }
@@ -94,8 +100,7 @@ impl Controller {
 
     /// Adds a rule to a group; adding a rule the group already has is rejected.
     pub async fn add_rule(&self, tenant: &str, name: &str, rule: Rule) -> Result<SecurityGroup, ControllerError> {
-        self.check_rule(tenant, name, &rule).await?;
-        self.change_rules(tenant, name, |rules| {
+        self.change_rules(tenant, name, Some(&rule), |rules| {
             if rules.contains(&rule) {
                 return Err(ControllerError::AlreadyExists {
                     kind: "rule",
@@ -110,7 +115,7 @@ impl Controller {
 
     /// Removes the rule equal to `rule` from a group.
     pub async fn remove_rule(&self, tenant: &str, name: &str, rule: Rule) -> Result<SecurityGroup, ControllerError> {
-        self.change_rules(tenant, name, |rules| {
+        self.change_rules(tenant, name, None, |rules| {
             let before = rules.len();
             rules.retain(|r| *r != rule);
             if rules.len() == before {
@@ -122,16 +127,28 @@ impl Controller {
     }
 
     /// Reads a group, applies `change` to its rules and writes it back unless another
-    /// writer changed it in between, in which case it reads again.
-    async fn change_rules<F>(&self, tenant: &str, name: &str, change: F) -> Result<SecurityGroup, ControllerError>
+    /// writer changed it in between, in which case it reads again. `added`, the rule
+    /// being added if any, is checked on every attempt, and the write also fails if the
+    /// network it names is deleted meanwhile.
+    async fn change_rules<F>(
+        &self,
+        tenant: &str,
+        name: &str,
+        added: Option<&Rule>,
+        change: F,
+    ) -> Result<SecurityGroup, ControllerError>
     where
         F: Fn(&mut Vec<Rule>) -> Result<(), ControllerError>,
     {
         for attempt in 0..TXN_ATTEMPTS {
             pause_before_retry(attempt).await;
+            let mut compares = Vec::new();
+            if let Some(rule) = added {
+                compares.extend(self.check_rule(tenant, name, rule).await?);
+            }
             let (mut group, kv) = self.read_group(tenant, name).await?;
             change(&mut group.rules)?;
-            let compares = vec![Compare::ModRevision(kv.key.clone(), kv.mod_revision)];
+            compares.push(Compare::ModRevision(kv.key.clone(), kv.mod_revision));
             let ops = vec![Op::Put { key: kv.key, value: encode(&group) }];
             let response = self.store.txn(compares, ops).await?;
             if response.succeeded {
@@ -145,19 +162,28 @@ impl Controller {
 
     /// Checks a rule, and that the group or network it names exists in the tenant. A
     /// rule may name its own group.
-    async fn check_rule(&self, tenant: &str, group: &str, rule: &Rule) -> Result<(), ControllerError> {
+    ///
+    /// For a rule that names a network, returns a comparison that succeeds while the
+    /// network exists, because a network record is never rewritten after its creation. A write
+    /// that includes it fails if `delete_network` removed the network after this check.
+    /// NOTE: a group peer gets no such comparison, so a group deleted meanwhile can
+    /// still be named by the rule.
+    async fn check_rule(&self, tenant: &str, group: &str, rule: &Rule) -> Result<Option<Compare>, ControllerError> {
         rule.validate()?;
         let (kind, key, peer) = match &rule.peer {
             Peer::Group(peer) if peer != group => ("security group", keys::group(tenant, peer), peer),
             Peer::Network(peer) => ("network", keys::network(tenant, peer), peer),
-            _ => return Ok(()),
+            _ => return Ok(None),
         };
-        if self.store.get(&key).await?.is_none() {
+        let Some(kv) = self.store.get(&key).await? else {
             return Err(ControllerError::BadRequest(format!(
                 "the rule names {kind} {peer}, which tenant {tenant} does not have; create it first"
             )));
+        };
+        match rule.peer {
+            Peer::Network(_) => Ok(Some(Compare::ModRevision(key, kv.mod_revision))),
+            _ => Ok(None),
         }
-        Ok(())
     }
 
     /// Fails unless every group in `groups` exists in the tenant.

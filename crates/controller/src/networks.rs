@@ -157,10 +157,9 @@ impl Controller {
     }
 
     /// Deletes a network that has no endpoint left and that no security-group rule
-    /// names, releasing its VNI.
-    ///
-    /// NOTE: `add_rule` and `create_group` check that the network exists before their
-    /// own transaction, so a rule added while this delete runs can still name it.
+    /// names, releasing its VNI. A rule added while the delete runs either makes this
+    /// transaction fail (it changes a group or the tenant guard) or fails itself,
+    /// because its write compares the network record.
     pub async fn delete_network(&self, tenant: &str, name: &str) -> Result<(), ControllerError> {
         for attempt in 0..TXN_ATTEMPTS {
             pause_before_retry(attempt).await;

@@ -437,3 +437,28 @@ async fn in_use_errors_name_the_command() {
     assert!(message.contains("`cloison network rm web --tenant t1`"), "{message}");
     assert!(message.contains("`cloison group rm db --tenant t1`"), "{message}");
 }
+
+/// A network deleted between the check of a rule that names it and the write of that
+/// rule must fail the write, or the rule would name a missing network.
+#[tokio::test]
+async fn rule_naming_network_deleted_meanwhile_rejected() {
+    let (ctl, store) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+    ctl.create_group("t1", SecurityGroupSpec { name: "g1".into(), ..Default::default() }).await.expect("group");
+
+    store.delete_before_next_txn("/networks/t1/web");
+    let err = ctl.add_rule("t1", "g1", tcp_rule(80, Peer::Network("web".into()))).await.expect_err("rule added");
+    assert!(err.to_string().contains("network web"), "{err}");
+    assert!(ctl.get_group("t1", "g1").await.expect("group").rules.is_empty());
+
+    ctl.create_network("t1", network_spec("db", "10.2.0.0/24")).await.expect("network");
+    store.delete_before_next_txn("/networks/t1/db");
+    let spec = SecurityGroupSpec {
+        name: "g2".into(),
+        rules: vec![tcp_rule(5432, Peer::Network("db".into()))],
+        ..Default::default()
+    };
+    let err = ctl.create_group("t1", spec).await.expect_err("group created");
+    assert!(err.to_string().contains("network db"), "{err}");
+    assert!(ctl.get_group("t1", "g2").await.is_err(), "group g2 was stored");
+}

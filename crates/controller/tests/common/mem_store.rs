@@ -19,6 +19,8 @@ struct State {
     oldest: u64,
     watchers: Vec<(String, mpsc::Sender<Result<WatchBatch, StoreError>>)>,
     unavailable: bool,
+    /// Key removed just before the next transaction, as by another writer.
+    delete_before_txn: Option<String>,
 }
 
 /// An in-memory revisioned store.
@@ -32,6 +34,14 @@ impl MemStore {
     #[allow(dead_code)]
     pub fn set_unavailable(&self) {
         self.lock().unavailable = true;
+    }
+
+    /// Removes `key` just before the next transaction is evaluated, as another
+    /// controller's delete between a caller's reads and its write would. The removal
+    /// sends no watch event.
+    #[allow(dead_code)]
+    pub fn delete_before_next_txn(&self, key: &str) {
+        self.lock().delete_before_txn = Some(key.to_string());
     }
 
     /// Forgets the history up to the current revision, as a compaction does.
@@ -100,6 +110,9 @@ impl Store for MemStore {
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResponse, StoreError> {
         let mut state = self.lock();
         check(&state)?;
+        if let Some(key) = state.delete_before_txn.take() {
+            state.data.remove(&key);
+        }
         let holds = compares.iter().all(|compare| match compare {
             Compare::Absent(key) => !state.data.contains_key(key),
             Compare::ModRevision(key, rev) => state.data.get(key).is_some_and(|kv| kv.mod_revision == *rev),
