@@ -80,7 +80,6 @@ impl Controller {
     }
 }
 
-/// Returns a new resource id: a random UUID (v4) as text.
 /// Waits before retry `attempt` (0 is the first try, which does not wait) of a
 /// transaction that lost a race: a random pause of up to 2^attempt ms, at most
 /// 64 ms. Without it two controllers creating endpoints on one network kept
@@ -94,6 +93,7 @@ pub(crate) async fn pause_before_retry(attempt: usize) {
     tokio::time::sleep(std::time::Duration::from_micros(u64::try_from(pause_us).unwrap_or(0))).await;
 }
 
+/// Returns a new resource id: a random UUID (v4) as text.
 pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
