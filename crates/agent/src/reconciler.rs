@@ -10,6 +10,7 @@ mod converge;
 mod detach;
 mod inflight;
 mod policy;
+mod ports;
 mod sync;
 mod transit;
 mod verify;

@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use cloison_agent::Reconciler;
 use common::ctx;
-use cloison_dataplane::{FakeDataplane, NftElementsPlan, Recorded};
+use cloison_dataplane::{FakeDataplane, Listener, NftElementsPlan, Recorded};
 use cloison_model::{
-    Direction, Endpoint, Host, MacAddr, Network, Peer, Protocol, Rule, SecurityGroup, WatchEvent, WatchObject,
+    Direction, Endpoint, Host, MacAddr, Network, Peer, Protocol, Publication, PublishProtocol, Rule, SecurityGroup, WatchEvent,
+    WatchObject,
 };
 
 
@@ -230,4 +231,44 @@ async fn attach_fails_when_host_rules_fail() {
     fake.fail_host_nftables(false);
     reconciler.attach(network(), endpoint("e3", 4)).await.expect("attach once the rules apply");
     assert_eq!(fake.endpoint_ids(), vec!["e1".to_string(), "e3".to_string()]);
+}
+
+fn publication(host_port: u16) -> Publication {
+    Publication {
+        id: format!("p{host_port}"),
+        tenant: "t1".into(),
+        name: format!("ep-e1-{host_port}-tcp"),
+        endpoint: "ep-e1".into(),
+        endpoint_id: "e1".into(),
+        host: "h1".into(),
+        host_ip: None,
+        host_port,
+        port: 80,
+        protocol: PublishProtocol::Tcp,
+        resource_version: 1,
+    }
+}
+
+/// Returns true when a script applied to the router maps host port `port`.
+fn port_published(fake: &FakeDataplane, port: u16) -> bool {
+    let router = PathBuf::from("/run/cloison-test/netns/router-t1");
+    fake.nftables_scripts(Some(&router)).iter().any(|s| s.contains(&format!("tcp . {port} :")))
+}
+
+/// A publication of a port that a host service listens on waits, so the service
+/// keeps its traffic, and is programmed once the port is free.
+#[tokio::test]
+async fn publication_waits_for_used_port() {
+    let (fake, reconciler) = synced().await;
+    fake.set_host_listeners(vec![Listener { udp: false, address: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: 22 }]);
+    fake.take_log();
+
+    reconciler.apply_event(WatchEvent::Put { revision: 2, object: WatchObject::Publication(publication(22)) }).await;
+    reconciler.apply_event(WatchEvent::Put { revision: 3, object: WatchObject::Publication(publication(8080)) }).await;
+    assert!(port_published(&fake, 8080), "the free port 8080 is programmed");
+    assert!(!port_published(&fake, 22), "port 22, which a host service uses, is programmed");
+
+    fake.set_host_listeners(Vec::new());
+    reconciler.repair().await.expect("repair");
+    assert!(port_published(&fake, 22), "port 22 is programmed once free");
 }

@@ -46,6 +46,8 @@ struct FakeKernel {
     /// namespace, keyed like [`NftCounts`], as the applied scripts and element
     /// changes left them.
     nftables_objects: BTreeMap<Option<PathBuf>, NftCounts>,
+    /// See [`FakeDataplane::set_host_listeners`].
+    listeners: Vec<crate::Listener>,
     /// See [`FakeDataplane::fail_host_nftables`].
     failing_host_nftables: bool,
     /// VNIs whose network setup fails, see [`FakeDataplane::fail_network_setup`].
@@ -116,6 +118,11 @@ impl FakeDataplane {
     /// Puts a remote endpoint entry into the fake kernel without recording it.
     pub fn preload_remote(&self, plan: RemoteEndpointPlan) {
         self.lock().remote.insert(plan);
+    }
+
+    /// Sets the host's listening sockets that [`Dataplane::host_listeners`] returns.
+    pub fn set_host_listeners(&self, listeners: Vec<crate::Listener>) {
+        self.lock().listeners = listeners;
     }
 
     /// Makes every later change of the host namespace's nftables tables, scripts and
@@ -363,6 +370,10 @@ impl Dataplane for FakeDataplane {
     }
 
     /// The fake kernel has no other tables, so there is nothing to open.
+    async fn host_listeners(&self) -> Result<Vec<crate::Listener>, DataplaneError> {
+        Ok(self.lock().listeners.clone())
+    }
+
     async fn open_foreign_forward_chains(&self) -> Result<Vec<String>, DataplaneError> {
         Ok(Vec::new())
     }

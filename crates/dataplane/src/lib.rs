@@ -13,12 +13,14 @@
 mod error;
 mod fake;
 mod fake_script;
+mod listeners;
 mod netlink;
 pub mod names;
 mod plan;
 
 pub use error::DataplaneError;
 pub use fake::{FakeDataplane, Recorded};
+pub use listeners::{parse_proc_net, Listener};
 pub use netlink::NetlinkDataplane;
 pub use plan::{
     GatewayPlan, Inventory, LocalEndpointPlan, NetworkPlan, NftData, NftElement, NftElementsPlan, NftFamily, NftSetChange, NftablesPlan, OwnedEndpoint, OwnedNetwork,
@@ -85,6 +87,9 @@ pub trait Dataplane: Send + Sync + std::fmt::Debug {
     /// of `ports`, in the host (`None`) or a router namespace, so that running flows
     /// meet the current NAT rules with their next datagram. Returns how many went.
     async fn remove_udp_conntrack(&self, namespace: Option<&std::path::Path>, ports: &[u16]) -> Result<usize, DataplaneError>;
+    /// Lists the host namespace's TCP listeners and bound UDP sockets, which a new
+    /// publication must not take over.
+    async fn host_listeners(&self) -> Result<Vec<Listener>, DataplaneError>;
     /// Inserts accepts for cloison's interfaces into the host's forward chains of
     /// other tables whose policy is drop (`iptables -P FORWARD DROP`), where they are
     /// missing. Returns the chains changed, as `family table chain`.

@@ -158,6 +158,23 @@ impl Dataplane for NetlinkDataplane {
         conntrack::remove_udp(namespace.or(self.host_netns.as_deref()), ports.to_vec()).await
     }
 
+    async fn host_listeners(&self) -> Result<Vec<crate::Listener>, DataplaneError> {
+        let read = || {
+            let mut listeners = Vec::new();
+            for (table, udp) in [("tcp", false), ("tcp6", false), ("udp", true), ("udp6", true)] {
+                // A kernel without IPv6 has no tcp6 or udp6 table.
+                if let Ok(text) = std::fs::read_to_string(format!("/proc/thread-self/net/{table}")) {
+                    listeners.extend(crate::parse_proc_net(&text, udp));
+                }
+            }
+            listeners
+        };
+        match &self.host_netns {
+            Some(path) => namespace::run_in(&namespace::open(path)?, read).await,
+            None => Ok(read()),
+        }
+    }
+
     async fn open_foreign_forward_chains(&self) -> Result<Vec<String>, DataplaneError> {
         foreign_forward::open(self.host_netns.as_deref()).await
     }

@@ -416,3 +416,25 @@ fn published_port_keeps_group_rules() {
     let direct = request(&scene.other_network.netns, "tcp", &server_ip, 80);
     assert!(direct.is_err(), "network other reached the published port 80 directly, which no rule allows: {direct:?}");
 }
+
+/// A publication does not take over a port that a service of the host listens on:
+/// it waits until the port is free, and the service keeps its clients.
+#[test]
+fn port_of_host_service_kept() {
+    let lab = common::lab("nat-hostsvc", 1);
+    let scene = publish_scene(&lab);
+    let h1 = host_ip(&lab, "h1");
+    let host_service = serve(&netns_of(&lab, "h1"), "0.0.0.0", &["tcp/9999"]);
+    let seen = request_within(&netns_of(&lab, "outside"), "tcp", &h1, 9999);
+    assert!(seen.is_ok(), "outside reaches the host's own service before any publication: {seen:?}");
+
+    publish(&lab, "s1", "9999:80", "t1");
+    std::thread::sleep(Duration::from_secs(1));
+    let seen = request(&netns_of(&lab, "outside"), "tcp", &h1, 9999);
+    assert!(seen.is_ok(), "the publication took port 9999 from the host's service: {seen:?}");
+
+    drop(host_service);
+    let _server = serve(&scene.server.netns, "0.0.0.0", &["tcp/80"]);
+    let seen = request_within(&netns_of(&lab, "outside"), "tcp", &h1, 9999);
+    assert_eq!(seen, Ok(cloison_lab::OUTSIDE_IP.to_string()), "once the port is free the publication leads to s1");
+}

@@ -11,6 +11,7 @@ use cloison_model::{Endpoint, Publication, PublishProtocol};
 use cloison_policy::{element_changes, expected_counts, transition_script, Generator, PolicyInput, RouterRuleset, Table};
 use tracing::{debug, info, warn};
 
+use super::ports::PortGuard;
 use super::{Inner, Reconciler};
 
 /// The rulesets last applied, per namespace.
@@ -31,6 +32,8 @@ pub(super) struct AppliedPolicy {
     /// Keeps the sets of the last generation, so a change does not rebuild sets
     /// whose size grows with the number of rules.
     generator: Generator,
+    /// Publications programmed, and those waiting for a port a host service uses.
+    pub(super) ports: PortGuard,
 }
 
 /// The object counts expected in one namespace.
@@ -136,6 +139,7 @@ impl Reconciler {
             .filter_map(|(tenant, plan)| plan.transit.clone().map(|t| (tenant.clone(), t)))
             .collect();
         let host_addresses = [self.ctx.underlay_ip];
+        let admitted = self.admitted_publications(inner).await;
         let input = PolicyInput {
             host: &self.ctx.host,
             vxlan_port: self.ctx.vxlan_port,
@@ -143,7 +147,7 @@ impl Reconciler {
             endpoints: &inner.desired.endpoints,
             groups: &inner.desired.groups,
             hosts: &inner.desired.hosts,
-            publications: &inner.desired.publications,
+            publications: admitted.as_ref().unwrap_or(&inner.desired.publications),
             transits: &transits,
             host_addresses: &host_addresses,
         };
