@@ -60,6 +60,11 @@ pub(crate) fn reached_no_leader(error: &etcd_client::Error) -> bool {
     }
 }
 
+/// Tells whether `error` comes from a member without a leader, as during an election.
+pub(crate) fn is_no_leader(error: &etcd_client::Error) -> bool {
+    matches!(error, etcd_client::Error::GRpcStatus(status) if status.message().contains(NO_LEADER_MESSAGE))
+}
+
 /// Returns the innermost source of `error`, which names the failing address or operation.
 fn root_cause<'a>(
     error: &'a (dyn std::error::Error + 'static),

@@ -11,7 +11,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use etcd_client::{Client, ConnectOptions};
 
-use crate::errors::reached_no_leader;
+use crate::errors::{is_no_leader, reached_no_leader};
+
+/// How long a request waits for an election. etcd's default election timeout is
+/// 1 s; without a wait, the first write after the leader was killed failed with
+/// "no leader" on a loaded 2-core machine.
+const ELECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Pause between two rounds over the members while they have no leader.
+const ELECTION_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The failures after which a request may be sent again to another member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,13 +64,31 @@ impl Members {
     }
 
     /// Runs `request` on the current member, then on each other member in turn while
-    /// the failure is one that `retry` allows. Returns the last failure if every member
-    /// failed.
+    /// the failure is one that `retry` allows. When every member reports that it has
+    /// no leader, an election is under way: the round starts again every
+    /// [`ELECTION_PAUSE`] until [`ELECTION_WAIT`] has passed. Returns the last failure.
     pub(crate) async fn call<T, F, Fut>(
         &self,
         retry: Retry,
         request: F,
     ) -> Result<T, etcd_client::Error>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = std::time::Instant::now() + ELECTION_WAIT;
+        loop {
+            match self.round(retry, &request).await {
+                Err(error) if is_no_leader(&error) && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(ELECTION_PAUSE).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Runs `request` on each member at most once, from the current one.
+    async fn round<T, F, Fut>(&self, retry: Retry, request: &F) -> Result<T, etcd_client::Error>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
