@@ -68,7 +68,7 @@ impl Controller {
         check_siblings(spec, &siblings)?;
         let guard_key = keys::tenant_guard(tenant);
         let guard_kv = self.store.get(&guard_key).await?;
-        let vni = self.pick_vni(spec.vni, *cursor).await?;
+        let vni = self.pick_vni(tenant, spec.vni, *cursor).await?;
 
         let mut network = Network {
             id: new_id(),
@@ -111,14 +111,14 @@ impl Controller {
     }
 
     /// Picks the requested VNI if it is free, else the next free one after `cursor`.
-    async fn pick_vni(&self, requested: Option<u32>, cursor: Option<u32>) -> Result<u32, ControllerError> {
+    async fn pick_vni(&self, tenant: &str, requested: Option<u32>, cursor: Option<u32>) -> Result<u32, ControllerError> {
         if let Some(vni) = requested {
             cloison_ipam::check_vni(vni)?;
             if let Some(kv) = self.store.get(&keys::vni(vni)).await? {
                 let owner: Owner = decode_raw(&kv)?;
                 return Err(ControllerError::Taken {
                     what: format!("VNI {vni}"),
-                    owner: owner.to_string(),
+                    owner: owner.described_to(tenant),
                 });
             }
             return Ok(vni);

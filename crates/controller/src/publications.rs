@@ -72,7 +72,7 @@ impl Controller {
                 let address = publication.host_ip.map_or_else(|| "every address".to_string(), |ip| ip.to_string());
                 return Err(ControllerError::Taken {
                     what: format!("{}/{} on host {} ({address})", publication.host_port, publication.protocol, publication.host),
-                    owner: owner.to_string(),
+                    owner: owner.described_to(&publication.tenant),
                 });
             }
         }

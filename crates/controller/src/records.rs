@@ -94,6 +94,18 @@ impl Owner {
     }
 }
 
+impl Owner {
+    /// Describes the owner to a caller of `tenant`: by name within the tenant, and
+    /// only by kind for another tenant, whose names the caller may not learn.
+    pub(crate) fn described_to(&self, tenant: &str) -> String {
+        if self.tenant == tenant {
+            self.to_string()
+        } else {
+            format!("a {} of another tenant", self.kind)
+        }
+    }
+}
+
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} of tenant {}", self.kind, self.name, self.tenant)

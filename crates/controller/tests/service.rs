@@ -98,7 +98,10 @@ async fn explicit_values_rejected_with_reason() {
 
     let mut taken_vni = network_spec("other", "10.9.0.0/24");
     taken_vni.vni = Some(4242);
-    let err = ctl.create_network("t2", taken_vni).await.expect_err("VNI taken");
+    let err = ctl.create_network("t2", taken_vni.clone()).await.expect_err("VNI taken");
+    assert!(err.to_string().contains("VNI 4242 is already taken by a network of another tenant"), "{err}");
+    assert!(!err.to_string().contains("t1"), "the error names another tenant: {err}");
+    let err = ctl.create_network("t1", taken_vni).await.expect_err("VNI taken");
     assert!(err.to_string().contains("VNI 4242 is already taken by network web of tenant t1"), "{err}");
 
     let mut bad_vni = network_spec("other", "10.9.0.0/24");
