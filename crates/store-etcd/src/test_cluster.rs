@@ -40,6 +40,11 @@ pub enum ClusterError {
     NotReady { name: String, log: String },
 }
 
+/// How many times [`EtcdCluster::start`] picks ports and starts the members.
+const START_ATTEMPTS: usize = 3;
+/// What etcd logs when a port it was given is taken.
+const PORT_TAKEN: &str = "address already in use";
+
 /// One member's addresses and process.
 #[derive(Debug)]
 struct Member {
@@ -58,8 +63,21 @@ pub struct EtcdCluster {
 }
 
 impl EtcdCluster {
-    /// Starts `size` members and waits until each one serves requests.
+    /// Starts `size` members and waits until each one serves requests. The ports are
+    /// free when picked, but another process may bind one before etcd does, so a
+    /// start that fails on a taken port is tried again with new ports, up to
+    /// [`START_ATTEMPTS`] times.
     pub async fn start(size: usize) -> Result<Self, ClusterError> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(size).await {
+                Err(ClusterError::NotReady { log, .. }) if log.contains(PORT_TAKEN) && attempt < START_ATTEMPTS => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once(size: usize) -> Result<Self, ClusterError> {
         let ports = free_ports(size * 2)?;
         let members = (0..size)
             .map(|i| Member {
