@@ -4,7 +4,7 @@
 //! address) in the same transaction that stores it, so two publications of one port
 //! on one host cannot both succeed.
 
-use cloison_model::{Endpoint, Publication, PublicationSpec};
+use cloison_model::{Endpoint, Publication, PublicationSpec, PublishProtocol};
 use cloison_store::{Compare, KeyValue, Op};
 
 use crate::controller::new_id;
@@ -36,6 +36,7 @@ impl Controller {
             protocol: spec.protocol,
             resource_version: 0,
         };
+        self.check_not_vxlan(&publication).await?;
         self.check_port_free(&publication).await?;
         let key = keys::publication(tenant, &publication.name);
         let port_key = keys::host_port(&publication);
@@ -57,6 +58,22 @@ impl Controller {
         publication.resource_version = response.revision;
         tracing::info!(tenant.name = %tenant, publication.name = %publication.name, host.name = %publication.host, "port published");
         Ok(publication)
+    }
+
+    /// Fails when the publication would take the UDP port its host's VXLAN tunnels
+    /// use, which the kernel's VXLAN socket holds.
+    async fn check_not_vxlan(&self, publication: &Publication) -> Result<(), ControllerError> {
+        if publication.protocol != PublishProtocol::Udp {
+            return Ok(());
+        }
+        let host = self.get_host(&publication.host).await?;
+        if host.vxlan_port == publication.host_port {
+            return Err(ControllerError::BadRequest(format!(
+                "host port {}/udp is the VXLAN port of host {}, which carries the overlay; choose another host port",
+                publication.host_port, publication.host
+            )));
+        }
+        Ok(())
     }
 
     /// Fails with the holder's name when the publication's host port is taken on its

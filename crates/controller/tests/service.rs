@@ -465,3 +465,19 @@ async fn rule_naming_network_deleted_meanwhile_rejected() {
     assert!(err.to_string().contains("network db"), "{err}");
     assert!(ctl.get_group("t1", "g2").await.is_err(), "group g2 was stored");
 }
+
+#[tokio::test]
+async fn publication_rejects_vxlan_port() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+    let mut spec = endpoint_spec("web", "h1");
+    spec.name = Some("web-1".into());
+    ctl.create_endpoint("t1", spec).await.expect("endpoint");
+    let vxlan_port = ctl.get_host("h1").await.expect("host h1").vxlan_port;
+    let publication = |protocol| PublicationSpec { endpoint: "web-1".into(), host_ip: None, host_port: vxlan_port, port: 5000, protocol };
+
+    let err = ctl.publish("t1", publication(PublishProtocol::Udp)).await.expect_err("the VXLAN port");
+    assert!(err.to_string().contains("VXLAN port of host h1"), "{err}");
+    assert!(ctl.list_publications(Some("t1")).await.expect("list").is_empty());
+    ctl.publish("t1", publication(PublishProtocol::Tcp)).await.expect("the same number over TCP is free");
+}
