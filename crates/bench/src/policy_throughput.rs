@@ -2,8 +2,8 @@
 //! same path with only the rule that admits the client.
 //!
 //! A host namespace contains the bridge of the synthetic network (VNI 100) with
-//! `br_netfilter` on, the server is the synthetic state's first endpoint (its port
-//! name, MAC and address, so the anti-spoofing table checks it), and the client sits
+//! `br_netfilter` on. The server is the synthetic state's first endpoint, with its
+//! port name, MAC and address, so the anti-spoofing table checks it. The client sits
 //! on the same bridge with an address outside the network, so its flows reach the
 //! ingress class of the server's group instead of the same-network accept. The host
 //! tables the generator builds for each rule count are loaded with `nft -f`, one

@@ -22,13 +22,13 @@ const UDP_UNCONNECTED: &str = "07";
 /// Parses one `/proc/net/{tcp,tcp6,udp,udp6}` table and returns its listeners.
 /// Lines that do not parse are skipped: the header, and any format change.
 pub fn parse_proc_net(text: &str, udp: bool) -> Vec<Listener> {
-    let wanted = if udp { UDP_UNCONNECTED } else { TCP_LISTEN };
+    let listening = if udp { UDP_UNCONNECTED } else { TCP_LISTEN };
     text.lines()
         .skip(1)
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let (local, state) = (fields.get(1)?, fields.get(3)?);
-            if *state != wanted {
+            if *state != listening {
                 return None;
             }
             let (address, port) = local.split_once(':')?;

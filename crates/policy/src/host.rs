@@ -75,9 +75,10 @@ pub(crate) fn table(input: &PolicyInput<'_>, ingress: &mut ingress::Cache) -> Ta
         }
     }
     let present = input.present_networks();
+    let subnets = tenant_subnets(&present);
     for network in present.values() {
         add_network(&mut table, network);
-        add_tenant_prefixes(&mut table, network, &present);
+        add_tenant_prefixes(&mut table, network, &subnets);
     }
     for (endpoint, network) in input.local_endpoints() {
         add_local_endpoint(&mut table, endpoint, network);
@@ -141,12 +142,20 @@ fn add_network(table: &mut Table, network: &Network) {
     }
 }
 
-/// Adds the IPv4 subnets of every network of `network`'s tenant, keyed by its
-/// bridge, so the forward chain can match flows from the tenant.
-fn add_tenant_prefixes(table: &mut Table, network: &Network, present: &BTreeMap<&str, &Network>) {
+/// Returns the IPv4 subnets of each tenant's present networks, none inside another.
+fn tenant_subnets<'a>(present: &BTreeMap<&str, &'a Network>) -> BTreeMap<&'a str, Vec<IpNet>> {
+    let mut by_tenant: BTreeMap<&str, Vec<(IpNet, Span)>> = BTreeMap::new();
+    for network in present.values() {
+        by_tenant.entry(network.tenant.as_str()).or_default().push((IpNet::V4(network.subnet), (0, 0)));
+    }
+    by_tenant.into_iter().map(|(tenant, subnets)| (tenant, disjoint(subnets).into_iter().map(|(net, _)| net).collect())).collect()
+}
+
+/// Adds the IPv4 subnets of `network`'s tenant, keyed by its bridge, so the
+/// forward chain can match flows from the tenant.
+fn add_tenant_prefixes(table: &mut Table, network: &Network, subnets: &BTreeMap<&str, Vec<IpNet>>) {
     let bridge = ifname(&names::bridge(network.vni));
-    let subnets = present.values().filter(|n| n.tenant == network.tenant).map(|n| (IpNet::V4(n.subnet), (0, 0)));
-    for (subnet, _) in disjoint(subnets) {
+    for subnet in subnets.get(network.tenant.as_str()).into_iter().flatten() {
         table.add("tenant4", format!("{bridge} . {subnet}"));
     }
 }

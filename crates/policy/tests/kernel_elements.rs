@@ -60,6 +60,12 @@ fn dual_stack(rules: usize, endpoints: usize) -> OwnedInput {
     input
 }
 
+/// Returns `tables` with every set and map emptied.
+fn emptied(tables: &[Table]) -> Vec<Table> {
+    let empty_set = |set: &cloison_policy::Set| cloison_policy::Set { elements: Default::default(), ..set.clone() };
+    tables.iter().map(|t| Table { sets: t.sets.iter().map(empty_set).collect(), ..t.clone() }).collect()
+}
+
 async fn load(dataplane: &NetlinkDataplane, netns: &Netns, tables: &[Table]) {
     let plan = NftablesPlan {
         namespace: Some(netns.path()),
@@ -109,7 +115,7 @@ async fn rejected_batch_keeps_errno() {
     let run_dir = std::env::temp_dir().join(format!("clelem-{}", std::process::id()));
     let dataplane = NetlinkDataplane::in_namespace(host.path(), run_dir).expect("dataplane");
     let tables = generate(&dual_stack(1, 1).as_input()).host;
-    let empty: Vec<Table> = tables.iter().map(|t| Table { sets: t.sets.iter().map(|s| { let mut s = s.clone(); s.elements = Default::default(); s }).collect(), ..t.clone() }).collect();
+    let empty = emptied(&tables);
     let changes = element_changes(&tables, &empty).expect("only elements differ");
 
     let plan = NftElementsPlan { namespace: Some(host.path()), changes };
@@ -315,7 +321,7 @@ async fn overlapping_rules_load() {
     load(&dataplane, &netns, &full).await;
 
     // The same elements also go over netlink onto empty sets.
-    let empty: Vec<Table> = full.iter().map(|t| Table { sets: t.sets.iter().map(|s| { let mut s = s.clone(); s.elements = Default::default(); s }).collect(), ..t.clone() }).collect();
+    let empty = emptied(&full);
     let other = Netns::new("overlap-netlink");
     load(&dataplane, &other, &empty).await;
     let changes = element_changes(&full, &empty).expect("only elements differ");

@@ -14,7 +14,7 @@ use etcd_client::{Client, ConnectOptions};
 use crate::errors::{is_no_leader, reached_no_leader};
 
 /// How long a request waits for an election. etcd's default election timeout is
-/// 1 s; without a wait, the first write after the leader was killed failed with
+/// 1 s. Without a wait, the first write after the leader was killed failed with
 /// "no leader" on a loaded 2-core machine.
 const ELECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Pause between two rounds over the members while they have no leader.
@@ -87,7 +87,8 @@ impl Members {
         }
     }
 
-    /// Runs `request` on each member at most once, from the current one.
+    /// Runs `request` on each member in turn, from the current one, until one
+    /// succeeds or fails in a way `retry` does not allow.
     async fn round<T, F, Fut>(&self, retry: Retry, request: &F) -> Result<T, etcd_client::Error>
     where
         F: Fn(Client) -> Fut,

@@ -85,7 +85,7 @@ fn clashes(publication: &Publication, listener: &Listener) -> bool {
         return false;
     }
     // NOTE: /proc/net/tcp6 does not show IPV6_V6ONLY, so an IPv6-only listener on
-    // [::] is taken for a dual-stack one and holds the IPv4 publication back.
+    // [::] is taken for a dual-stack one and delays the IPv4 publication.
     let ipv4_capable = match listener.address {
         IpAddr::V4(_) => true,
         IpAddr::V6(v6) => v6.is_unspecified() || v6.to_ipv4_mapped().is_some(),
