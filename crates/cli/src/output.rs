@@ -91,6 +91,13 @@ pub(crate) fn table<T: Serialize>(
         return Ok(());
     }
     let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+    println!("{}", table_text(headers, rows));
+    Ok(())
+}
+
+/// Renders a header line and one line per row, each column padded to its widest cell
+/// and columns separated by two spaces.
+pub(crate) fn table_text(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -105,11 +112,9 @@ pub(crate) fn table<T: Serialize>(
             .collect();
         padded.join("  ").trim_end().to_string()
     };
-    println!("{}", line(headers.iter().map(|h| h.to_string()).collect()));
-    for r in rows {
-        println!("{}", line(r));
-    }
-    Ok(())
+    let mut lines = vec![line(headers.iter().map(|h| h.to_string()).collect())];
+    lines.extend(rows.into_iter().map(line));
+    lines.join("\n")
 }
 
 #[cfg(test)]

@@ -119,9 +119,17 @@ pub(crate) async fn attach(global: &GlobalArgs, args: AttachArgs) -> anyhow::Res
         labels: Default::default(),
     };
     let endpoint: Endpoint = agent(global).post("/v1/attach", &request).await?;
-    output::one(global.output, &endpoint, |e| {
-        format!("endpoint {} attached: {} {} on {}", e.name, e.ipv4, e.mac, e.host)
-    })
+    output::one(global.output, &endpoint, attached_text)
+}
+
+/// Renders an attached endpoint as one line, with its IPv6 address after the IPv4
+/// one on a dual-stack network.
+fn attached_text(endpoint: &Endpoint) -> String {
+    let addresses = match endpoint.ipv6 {
+        Some(ipv6) => format!("{} {ipv6}", endpoint.ipv4),
+        None => endpoint.ipv4.to_string(),
+    };
+    format!("endpoint {} attached: {addresses} {} on {}", endpoint.name, endpoint.mac, endpoint.host)
 }
 
 /// Runs `cloison detach`.
@@ -142,21 +150,7 @@ pub(crate) async fn endpoint(global: &GlobalArgs, cmd: EndpointCommand) -> anyho
             let endpoints = client
                 .list_endpoints(tenant.as_deref(), network.as_deref(), None)
                 .await?;
-            output::table(
-                global.output,
-                &endpoints,
-                &["TENANT", "NAME", "NETWORK", "HOST", "IPV4", "MAC"],
-                |e| {
-                    vec![
-                        e.tenant.clone(),
-                        e.name.clone(),
-                        e.network.clone(),
-                        e.host.clone(),
-                        e.ipv4.to_string(),
-                        e.mac.to_string(),
-                    ]
-                },
-            )
+            output::table(global.output, &endpoints, ENDPOINT_HEADERS, endpoint_row)
         }
         EndpointCommand::Inspect { name, tenant } => {
             let endpoint = client.get_endpoint(&tenant, &name).await?;
@@ -166,7 +160,72 @@ pub(crate) async fn endpoint(global: &GlobalArgs, cmd: EndpointCommand) -> anyho
     }
 }
 
+const ENDPOINT_HEADERS: &[&str] = &["TENANT", "NAME", "NETWORK", "HOST", "IPV4", "IPV6", "MAC"];
+
+/// Returns the cells of one endpoint under [`ENDPOINT_HEADERS`], with `-` for a missing IPv6 address.
+fn endpoint_row(endpoint: &Endpoint) -> Vec<String> {
+    vec![
+        endpoint.tenant.clone(),
+        endpoint.name.clone(),
+        endpoint.network.clone(),
+        endpoint.host.clone(),
+        endpoint.ipv4.to_string(),
+        endpoint.ipv6.map_or_else(|| "-".to_string(), |ipv6| ipv6.to_string()),
+        endpoint.mac.to_string(),
+    ]
+}
+
 #[derive(Debug, Serialize)]
 struct Removed {
     removed: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(name: &str, ipv6: Option<&str>) -> Endpoint {
+        Endpoint {
+            id: format!("id-{name}"),
+            tenant: "blue".into(),
+            name: name.into(),
+            network: "web".into(),
+            network_id: "id-web".into(),
+            host: "h1".into(),
+            mac: "0a:58:0a:0a:00:02".parse().expect("MAC"),
+            ipv4: "10.10.0.2".parse().expect("IPv4"),
+            ipv6: ipv6.map(|a| a.parse().expect("IPv6")),
+            ifname: "eth0".into(),
+            sandbox: "/run/netns/c1".into(),
+            groups: Vec::new(),
+            labels: Default::default(),
+            resource_version: 1,
+        }
+    }
+
+    #[test]
+    fn attached_text_shows_ipv6() {
+        let text = attached_text(&endpoint("web-1", Some("fd00:10::2")));
+        assert_eq!(text, "endpoint web-1 attached: 10.10.0.2 fd00:10::2 0a:58:0a:0a:00:02 on h1");
+        let text = attached_text(&endpoint("web-1", None));
+        assert_eq!(text, "endpoint web-1 attached: 10.10.0.2 0a:58:0a:0a:00:02 on h1");
+    }
+
+    #[test]
+    fn endpoint_table_has_ipv6_column() {
+        let rows = vec![
+            endpoint_row(&endpoint("web-1", Some("fd00:10::2"))),
+            endpoint_row(&endpoint("web-2", None)),
+        ];
+        let text = output::table_text(ENDPOINT_HEADERS, rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let column = lines[0].find("IPV6").expect("an IPV6 header");
+        assert_eq!(lines[1].find("fd00:10::2"), Some(column), "{text}");
+        assert_eq!(lines[2].find(" - ").map(|at| at + 1), Some(column), "{text}");
+        let mac_column = lines[0].find("MAC").expect("a MAC header");
+        for line in &lines[1..] {
+            assert_eq!(line.find("0a:58:0a:0a:00:02"), Some(mac_column), "{text}");
+        }
+    }
 }

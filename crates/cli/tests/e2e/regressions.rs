@@ -149,3 +149,25 @@ fn subnet_parse_error_explains_form() {
     create(&["--subnet", "10.9.0.0/24", "--subnet6", "fd00::x/64"])
         .expect_error(&["invalid subnet \"fd00::x/64\"", "expected an IPv6 prefix"]);
 }
+
+#[test]
+fn text_output_shows_ipv6() {
+    let host = Host::start("tr-ipv6");
+    host.cli_json(&[
+        "network", "create", "ds", "--tenant", "blue", "--subnet", "10.82.0.0/24", "--subnet6", "fd00:82::/64",
+    ]);
+    let container = Netns::new("tr-6c1");
+    let target = container.target();
+    let attached = host.cli(&["attach", "ds", &target, "--tenant", "blue", "--ip6", "fd00:82::20"]);
+    assert!(attached.success, "attach failed: {}", attached.stderr);
+    assert!(attached.stdout.contains("10.82.0.2 fd00:82::20 "), "attach shows no IPv6 address: {}", attached.stdout);
+
+    let listed = host.cli(&["endpoint", "ls"]);
+    assert!(listed.success, "endpoint ls failed: {}", listed.stderr);
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    let column = lines[0].find("IPV6");
+    assert!(column.is_some(), "endpoint ls has no IPV6 column: {}", listed.stdout);
+    assert_eq!(lines[1].find("fd00:82::20"), column, "the IPv6 address is not under IPV6: {}", listed.stdout);
+    let endpoints = host.endpoints();
+    assert_eq!(endpoints[0]["ipv6"], "fd00:82::20", "JSON output lacks the IPv6 address: {endpoints:?}");
+}
