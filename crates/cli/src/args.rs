@@ -282,6 +282,9 @@ pub(crate) enum EndpointCommand {
         /// Only the endpoints of networks with this name.
         #[arg(long)]
         network: Option<String>,
+        /// Only the endpoints on the host with this name, as the HOST column shows it.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Show one endpoint.
     Inspect {
@@ -293,4 +296,21 @@ pub(crate) enum EndpointCommand {
     },
     /// Replace the security groups of an endpoint.
     Update(crate::groups::EndpointUpdateArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_ls_takes_filters() {
+        let args = ["cloison", "endpoint", "ls", "--tenant", "blue", "--network", "web", "--host", "h1"];
+        let cli = Cli::try_parse_from(args).expect("endpoint ls with every filter");
+        let Command::Endpoint(EndpointCommand::Ls { tenant, network, host }) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(tenant.as_deref(), Some("blue"));
+        assert_eq!(network.as_deref(), Some("web"));
+        assert_eq!(host.as_deref(), Some("h1"));
+    }
 }

@@ -146,9 +146,9 @@ pub(crate) async fn detach(global: &GlobalArgs, args: DetachArgs) -> anyhow::Res
 pub(crate) async fn endpoint(global: &GlobalArgs, cmd: EndpointCommand) -> anyhow::Result<()> {
     let client = controller(global)?;
     match cmd {
-        EndpointCommand::Ls { tenant, network } => {
+        EndpointCommand::Ls { tenant, network, host } => {
             let endpoints = client
-                .list_endpoints(tenant.as_deref(), network.as_deref(), None)
+                .list_endpoints(tenant.as_deref(), network.as_deref(), host.as_deref())
                 .await?;
             output::table(global.output, &endpoints, ENDPOINT_HEADERS, endpoint_row)
         }

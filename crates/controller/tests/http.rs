@@ -98,6 +98,18 @@ async fn network_endpoint_flow_and_conflicts() {
     let (status, list) = call(&ctl, Method::GET, "/v1/tenants/t1/endpoints?network=other", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list.as_array().map(Vec::len), Some(0));
+    let filtered = [
+        ("/v1/endpoints?tenant=t1&network=web&host=h1", 1),
+        ("/v1/endpoints?tenant=t2&host=h1", 0),
+        ("/v1/endpoints?host=h2", 0),
+        ("/v1/tenants/t1/endpoints?network=web&host=h1", 1),
+        ("/v1/tenants/t1/endpoints?host=h2", 0),
+    ];
+    for (uri, expected) in filtered {
+        let (status, list) = call(&ctl, Method::GET, uri, None).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {list}");
+        assert_eq!(list.as_array().map(Vec::len), Some(expected), "{uri}: {list}");
+    }
 
     let (status, _) = call(&ctl, Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

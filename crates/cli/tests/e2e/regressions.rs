@@ -171,3 +171,19 @@ fn text_output_shows_ipv6() {
     let endpoints = host.endpoints();
     assert_eq!(endpoints[0]["ipv6"], "fd00:82::20", "JSON output lacks the IPv6 address: {endpoints:?}");
 }
+
+#[test]
+fn endpoint_ls_filters_by_host() {
+    let host = Host::start("tr-lshost");
+    host.create_network("blue", "web", "10.83.0.0/24");
+    let container = Netns::new("tr-hc1");
+    host.attach("blue", "web", &container, &[]);
+    let list_on = |name: &str| host.cli_json(&["endpoint", "ls", "--host", name]);
+
+    let on_this_host = list_on("e2e");
+    assert_eq!(on_this_host.as_array().map(Vec::len), Some(1), "endpoint ls --host e2e: {on_this_host}");
+    let on_other_host = list_on("h9");
+    assert_eq!(on_other_host.as_array().map(Vec::len), Some(0), "endpoint ls --host h9: {on_other_host}");
+    let both = host.cli_json(&["endpoint", "ls", "--host", "e2e", "--network", "other"]);
+    assert_eq!(both.as_array().map(Vec::len), Some(0), "endpoint ls --host e2e --network other: {both}");
+}
