@@ -16,7 +16,8 @@ pub(crate) struct PublishArgs {
     /// Endpoint whose port is published.
     endpoint: String,
     /// `[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]`, as Docker's `-p`; TCP when no protocol is given.
-    /// HOSTIP must be an IPv4 address, because publications are IPv4 only.
+    /// HOSTIP must be an IPv4 address, because publications are IPv4 only. Without HOSTIP,
+    /// or with 0.0.0.0, the port is bound to every IPv4 address of the host.
     mapping: String,
     /// Tenant of the endpoint.
     #[arg(long)]

@@ -18,6 +18,7 @@ impl Controller {
     /// against each other by a read before the transaction. Two such requests at the
     /// same moment can therefore both succeed, and the bound one then wins for its address.
     pub async fn publish(&self, tenant: &str, spec: PublicationSpec) -> Result<Publication, ControllerError> {
+        let spec = spec.normalized();
         spec.validate()?;
         let endpoint_key = keys::endpoint(tenant, &spec.endpoint);
         let Some((endpoint, endpoint_kv)) = self.read::<Endpoint>(&endpoint_key).await? else {

@@ -481,3 +481,30 @@ async fn publication_rejects_vxlan_port() {
     assert!(ctl.list_publications(Some("t1")).await.expect("list").is_empty());
     ctl.publish("t1", publication(PublishProtocol::Tcp)).await.expect("the same number over TCP is free");
 }
+
+/// 0.0.0.0 means every address of the host. Stored as a bound address, it would
+/// forward nothing and leave the port free for a publication bound to 127.0.0.1.
+#[tokio::test]
+async fn publication_unspecified_address_binds_every_address() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+    for name in ["web-1", "web-2"] {
+        let mut spec = endpoint_spec("web", "h1");
+        spec.name = Some(name.into());
+        ctl.create_endpoint("t1", spec).await.expect("endpoint");
+    }
+    let publication = |endpoint: &str, host_ip: &str| PublicationSpec {
+        endpoint: endpoint.into(),
+        host_ip: Some(host_ip.parse().expect("address")),
+        host_port: 8080,
+        port: 80,
+        protocol: PublishProtocol::Tcp,
+    };
+
+    let unbound = ctl.publish("t1", publication("web-1", "0.0.0.0")).await.expect("0.0.0.0");
+    assert_eq!(unbound.host_ip, None, "0.0.0.0 was stored as a bound address");
+    assert_eq!(unbound.name, "web-1-8080-tcp");
+    let err = ctl.publish("t1", publication("web-2", "127.0.0.1")).await.expect_err("8080 is taken on every address");
+    assert!(matches!(err, ControllerError::Taken { .. }), "{err}");
+    assert!(err.to_string().contains("web-1-8080-tcp"), "{err}");
+}

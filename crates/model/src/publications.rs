@@ -1,7 +1,7 @@
 //! Publications: a host port forwarded to an endpoint's port, Docker's `-p`.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -38,8 +38,8 @@ pub struct Publication {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PublicationSpec {
     pub endpoint: String,
-    /// IPv4 host address to bind, or every IPv4 address of the host when absent. An
-    /// IPv6 address is rejected.
+    /// IPv4 host address to bind, or every IPv4 address of the host when absent or
+    /// 0.0.0.0. An IPv6 address is rejected.
     #[schema(value_type = Option<String>)]
     #[serde(default)]
     pub host_ip: Option<IpAddr>,
@@ -104,9 +104,20 @@ impl PublicationSpec {
             host_port: host_port.parse().map_err(|_| invalid())?,
             port: port.parse().map_err(|_| invalid())?,
             protocol,
-        };
+        }
+        .normalized();
         spec.validate()?;
         Ok(spec)
+    }
+
+    /// Replaces the host address 0.0.0.0 with none. Both mean every IPv4 address of the
+    /// host, as in Docker's `-p 0.0.0.0:8080:80`, and the controller's host-port
+    /// allocation must see one form to find that they take the same port.
+    pub fn normalized(mut self) -> Self {
+        if self.host_ip == Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)) {
+            self.host_ip = None;
+        }
+        self
     }
 
     /// Checks the ports and the host address. Port 0 would let the kernel pick one,
@@ -148,6 +159,13 @@ mod tests {
         assert_eq!(spec.host_ip, Some("127.0.0.1".parse().expect("address")));
         assert_eq!(spec.protocol, PublishProtocol::Udp);
         assert_eq!(spec.name(), "dns-5353-udp");
+    }
+
+    #[test]
+    fn parse_reads_unspecified_as_every_address() {
+        let spec = PublicationSpec::parse("web", "0.0.0.0:8080:80").expect("valid");
+        assert_eq!(spec.host_ip, None);
+        assert_eq!(spec, PublicationSpec::parse("web", "8080:80").expect("valid"));
     }
 
     #[test]
