@@ -14,11 +14,16 @@ use cloison_model::{Endpoint, MacAddr};
 use crate::nft::{chain, ifname, Set, Table};
 use crate::PolicyInput;
 
-/// Rules of the prerouting chain. The ND offsets count from the ICMPv6 header: the
-/// target address of a neighbour advertisement is at byte 8, and the first option of
-/// a solicitation or advertisement at byte 24, its link-layer address at byte 26.
+/// Rules of the prerouting chain. Frames from ports other than endpoints' pass on a
+/// name prefix test, without a lookup. An IPv4 frame with the endpoint's MAC and
+/// address passes on one lookup, because most frames are such. The rules after it
+/// check every other frame. The ND offsets count from the ICMPv6 header: the target
+/// address of a neighbour advertisement is at byte 8, and the first option of a
+/// solicitation or advertisement at byte 24, its link-layer address at byte 26.
 const PREROUTING: &[&str] = &[
+    "iifname != \"cle*\" accept",
     "iifname != @ports accept",
+    "meta protocol ip iifname . ether saddr . ip saddr @port_mac_ipv4 accept",
     "iifname . ether saddr != @port_mac counter name spoof_dropped drop",
     "ether type != { ip, ip6, arp } counter name spoof_dropped drop",
     "arp operation { request, reply } iifname . arp saddr ether != @port_mac counter name spoof_dropped drop",
@@ -39,6 +44,7 @@ pub(crate) fn table(input: &PolicyInput<'_>) -> Table {
             Set::new("set", "ports", "type ifname;"),
             Set::new("set", "port_mac", "type ifname . ether_addr;"),
             Set::new("set", "port_ipv4", "type ifname . ipv4_addr;"),
+            Set::new("set", "port_mac_ipv4", "type ifname . ether_addr . ipv4_addr;"),
             Set::new("set", "port_ipv6", "type ifname . ipv6_addr; flags interval;"),
             Set::new("set", "port_nd_target", "typeof iifname . @th,64,128;"),
             Set::new("set", "port_lladdr", "typeof iifname . @th,208,48;"),
@@ -58,6 +64,7 @@ fn add_endpoint(table: &mut Table, endpoint: &Endpoint) {
     table.add("ports", port.clone());
     table.add("port_mac", format!("{port} . {}", endpoint.mac));
     table.add("port_ipv4", format!("{port} . {}", endpoint.ipv4));
+    table.add("port_mac_ipv4", format!("{port} . {} . {}", endpoint.mac, endpoint.ipv4));
     // Link-local sources are any fe80::/10 address, because the MAC check above
     // already ties the frame to the port; `::` is the source of duplicate address
     // detection.
@@ -87,4 +94,20 @@ fn hex128(address: Ipv6Addr) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chain recognises endpoint ports by the name prefix `cle`, so the
+    /// dataplane's endpoint ports must have it and its other bridge ports must not.
+    #[test]
+    fn endpoint_port_prefix_matches() {
+        assert!(PREROUTING[0].contains("\"cle*\""));
+        assert!(names::endpoint_host("9f1c2d3e-4b5a-4c6d-8e7f-a0b1c2d3e4f5").starts_with("cle"));
+        for other in [names::bridge(7), names::vxlan(7), names::gateway_host_port(7)] {
+            assert!(!other.starts_with("cle"), "{other} would be taken for an endpoint port");
+        }
+    }
 }

@@ -20,18 +20,19 @@ use crate::disjoint::{disjoint, protocol_span, protocol_text, span_text, Span};
 use crate::resolve::{endpoint_addresses, network_prefixes, peer_prefixes};
 use crate::PolicyInput;
 
-/// Rules of the forward chain, in order. Traffic to anything but a local endpoint
-/// passes, because the destination endpoint's own host filters it. Replies pass. The
-/// endpoint's own network and link-local traffic pass. Then the destination's
-/// ingress class decides (see the `ingress` module), then the egress rules of the
-/// source, one lookup per address family and port kind.
+/// Rules of the forward chain, in order. Traffic inside one network passes first,
+/// with one lookup, because it is the bulk of the traffic and never filtered. The
+/// raw chain exempted it from conntrack. Traffic to anything but a local endpoint
+/// passes, because the destination endpoint's own host filters it. Replies pass.
+/// Then the destination's ingress class decides (see the `ingress` module), then
+/// the egress rules of the source, one lookup per address family and port kind.
 const FORWARD: &[&str] = &[
+    "oifname . ip saddr . ip daddr @same4 accept",
+    "oifname . ip6 saddr . ip6 daddr @same6 accept",
     "meta nfproto ipv4 oifname . ip daddr != @local4 accept",
     "meta nfproto ipv6 oifname . ip6 daddr != @local6 accept",
     "ct state established,related accept",
     "ct state invalid counter name ingress_dropped drop",
-    "oifname . ip saddr @same4 accept",
-    "oifname . ip6 saddr @same6 accept",
     "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
     "oifname . ip daddr vmap @ingress4",
     "oifname . ip6 daddr vmap @ingress6",
@@ -43,15 +44,16 @@ const FORWARD: &[&str] = &[
     "counter name ingress_dropped drop",
 ];
 
-/// Rules of the raw prerouting chain. Conntrack skips flows between two addresses of
-/// one network, because the forward chain passes them and no NAT rule applies to them.
-/// It also skips the underlay's VXLAN datagrams, which the input chain checks without
-/// state. Every other bridged flow gets its network's conntrack zone. The zone rule
-/// comes last, because the kernel ignores `notrack` on a packet with a zone template.
+/// Rules of the raw prerouting chain. Conntrack skips the underlay's VXLAN datagrams,
+/// which the input chain checks without state. It also skips flows between two
+/// addresses of one network, because the forward chain passes them and no NAT rule
+/// applies to them. Every other bridged flow gets its network's conntrack zone. The
+/// zone rule comes last, because the kernel ignores `notrack` on a packet with a zone
+/// template.
 const RAW_PREROUTING: &[&str] = &[
-    "iifname != \"clb*\" udp dport @vxlan_port notrack",
-    "iifname . ip saddr @same4 iifname . ip daddr @same4 notrack accept",
-    "iifname . ip6 saddr @same6 iifname . ip6 daddr @same6 notrack accept",
+    "iifname != \"clb*\" udp dport @vxlan_port notrack accept",
+    "iifname . ip saddr . ip daddr @same4 notrack accept",
+    "iifname . ip6 saddr . ip6 daddr @same6 notrack accept",
     "ct zone set iifname map @bridge_zone",
 ];
 
@@ -100,8 +102,8 @@ fn skeleton() -> Table {
             Set::new("map", "bridge_zone", "typeof iifname : ct zone;"),
             Set::new("set", "local4", "type ifname . ipv4_addr;"),
             Set::new("set", "local6", "type ifname . ipv6_addr;"),
-            Set::new("set", "same4", "type ifname . ipv4_addr; flags interval;"),
-            Set::new("set", "same6", "type ifname . ipv6_addr; flags interval;"),
+            Set::new("set", "same4", "type ifname . ipv4_addr . ipv4_addr; flags interval;"),
+            Set::new("set", "same6", "type ifname . ipv6_addr . ipv6_addr; flags interval;"),
             Set::new("map", ingress::MAPS[0].0, ingress::MAPS[0].1),
             Set::new("map", ingress::MAPS[1].0, ingress::MAPS[1].1),
             Set::new("set", "allow4_ports", "type ifname . ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval;"),
@@ -127,7 +129,9 @@ fn skeleton() -> Table {
     }
 }
 
-/// Adds a network present on this host: its conntrack zone and its own prefixes.
+/// Adds a network present on this host: its conntrack zone and the source and
+/// destination prefix pairs of traffic inside it. Link-local IPv6 addresses count
+/// as the network's own.
 ///
 /// Limitation: the zone is the low 16 bits of the VNI, because conntrack zones have
 /// 16 bits. Two networks on one host whose VNIs differ by a multiple of 65536 share a
@@ -135,12 +139,18 @@ fn skeleton() -> Table {
 fn add_network(table: &mut Table, network: &Network) {
     let bridge = ifname(&names::bridge(network.vni));
     table.add("bridge_zone", format!("{bridge} : {}", network.vni & 0xffff));
-    table.add("same6", format!("{bridge} . fe80::/10"));
-    for prefix in network_prefixes(network) {
-        let set = if prefix.addr().is_ipv4() { "same4" } else { "same6" };
-        table.add(set, format!("{bridge} . {prefix}"));
+    let mut prefixes = network_prefixes(network);
+    prefixes.push(IpNet::V6(LINK_LOCAL));
+    for source in &prefixes {
+        for destination in prefixes.iter().filter(|d| d.addr().is_ipv4() == source.addr().is_ipv4()) {
+            let set = if source.addr().is_ipv4() { "same4" } else { "same6" };
+            table.add(set, format!("{bridge} . {source} . {destination}"));
+        }
     }
 }
+
+/// fe80::/10, the IPv6 link-local prefix.
+const LINK_LOCAL: ipnet::Ipv6Net = ipnet::Ipv6Net::new_assert(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10);
 
 /// Returns the IPv4 subnets of each tenant's present networks, none inside another.
 fn tenant_subnets<'a>(present: &BTreeMap<&str, &'a Network>) -> BTreeMap<&'a str, Vec<IpNet>> {
