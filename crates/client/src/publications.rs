@@ -20,7 +20,8 @@ impl Client {
         }
     }
 
-    /// Removes a publication named by its id or its name (`ENDPOINT-HOSTPORT-PROTOCOL`).
+    /// Removes a publication named by its id or its name: `ENDPOINT-HOSTPORT-PROTOCOL`, or
+    /// `ENDPOINT-HOSTIP-HOSTPORT-PROTOCOL` when it is bound to one host address.
     pub async fn unpublish(&self, tenant: &str, publication: &str) -> Result<(), ClientError> {
         self.delete(&format!("/v1/tenants/{}/publications/{}", segment(tenant), segment(publication))).await
     }

@@ -100,8 +100,11 @@ fn in_use(name: &str, networks: &[Network], groups: &[SecurityGroup], publicatio
     if let Some(first) = publications.first() {
         let names: Vec<&str> = publications.iter().take(5).map(|p| p.name.as_str()).collect();
         users.push(format!("{} publication(s): {}", publications.len(), names.join(", ")));
-        let command =
-            format!("cloison unpublish {} {}/{} --tenant {name}", first.endpoint, first.host_port, first.protocol);
+        let address = first.host_ip.map_or_else(String::new, |ip| format!(" --host-ip {ip}"));
+        let command = format!(
+            "cloison unpublish {} {}/{}{address} --tenant {name}",
+            first.endpoint, first.host_port, first.protocol
+        );
         remedy.step("remove those publications", command);
     }
     ControllerError::InUse {

@@ -508,3 +508,44 @@ async fn publication_unspecified_address_binds_every_address() {
     assert!(matches!(err, ControllerError::Taken { .. }), "{err}");
     assert!(err.to_string().contains("web-1-8080-tcp"), "{err}");
 }
+
+/// One endpoint may publish a host port on several addresses of its host, each as its
+/// own publication, while one address, port and protocol still has one holder.
+#[tokio::test]
+async fn publication_per_host_address() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+    for name in ["web-1", "web-2"] {
+        let mut spec = endpoint_spec("web", "h1");
+        spec.name = Some(name.into());
+        ctl.create_endpoint("t1", spec).await.expect("endpoint");
+    }
+    let publication = |endpoint: &str, host_ip: Option<&str>| PublicationSpec {
+        endpoint: endpoint.into(),
+        host_ip: host_ip.map(|ip| ip.parse().expect("address")),
+        host_port: 8080,
+        port: 80,
+        protocol: PublishProtocol::Tcp,
+    };
+
+    let first = ctl.publish("t1", publication("web-1", Some("127.0.0.1"))).await.expect("8080 on 127.0.0.1");
+    let second = ctl.publish("t1", publication("web-1", Some("127.0.0.2"))).await.expect("8080 on 127.0.0.2");
+    assert_eq!(first.name, "web-1-127.0.0.1-8080-tcp");
+    assert_eq!(second.name, "web-1-127.0.0.2-8080-tcp");
+    assert_eq!(ctl.list_publications(Some("t1")).await.expect("list").len(), 2);
+
+    for (endpoint, host_ip) in [("web-1", Some("127.0.0.1")), ("web-2", Some("127.0.0.2")), ("web-1", None)] {
+        let err = ctl.publish("t1", publication(endpoint, host_ip)).await.expect_err("a taken address");
+        assert!(matches!(err, ControllerError::Taken { .. }), "{endpoint} {host_ip:?}: {err}");
+    }
+
+    let err = ctl.delete_tenant("t1").await.expect_err("tenant in use");
+    assert!(err.to_string().contains("--host-ip 127.0.0.1 --tenant t1`"), "{err}");
+
+    ctl.unpublish("t1", &first.name).await.expect("unpublish 127.0.0.1");
+    let left = ctl.list_publications(Some("t1")).await.expect("list");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].name, second.name);
+    ctl.publish("t1", publication("web-2", Some("127.0.0.1"))).await.expect("127.0.0.1 is free again");
+    ctl.unpublish("t1", &second.name).await.expect("unpublish 127.0.0.2");
+}

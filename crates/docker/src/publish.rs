@@ -41,12 +41,13 @@ impl Driver {
         }
         let binding = self.binding(&request.network_id).await?;
         // Docker repeats the call for an endpoint it restores, so publications
-        // that already exist with the same mapping are kept.
+        // that already exist with the same mapping are kept. Fields are compared, not
+        // names, because a bound publication may carry a name without its address.
         let existing = self.backend.list_publications(&binding.tenant).await?;
         let mut created = Vec::new();
         for spec in specs {
             let same = existing.iter().any(|p| {
-                p.name == spec.name() && p.port == spec.port && p.host_ip == spec.host_ip
+                p.forwards(&spec.endpoint, spec.host_port, spec.protocol) && p.port == spec.port && p.host_ip == spec.host_ip
             });
             if same {
                 continue;
@@ -101,7 +102,7 @@ fn publication_specs(endpoint: &str, ports: &Value) -> Result<Vec<PublicationSpe
         let spec = publication_spec(endpoint, &binding)?;
         // Docker 20.10 may list one binding per address family for `-p 8080:80`,
         // and both mean every address of the host here.
-        let duplicate = specs.iter().any(|s| s.name() == spec.name() && s.host_ip == spec.host_ip);
+        let duplicate = specs.iter().any(|s| s.name() == spec.name());
         if !duplicate {
             specs.push(spec);
         }

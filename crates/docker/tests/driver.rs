@@ -183,7 +183,7 @@ async fn published_ports_become_publications() {
     let reply = call(&driver, "NetworkDriver.ProgramExternalConnectivity", body.clone()).await;
     assert_eq!(reply, json!({}));
     let endpoint = format!("docker-{}", &EP_ID[..12]);
-    let expected = vec![format!("blue/{endpoint}-5353-udp"), format!("blue/{endpoint}-8080-tcp")];
+    let expected = vec![format!("blue/{endpoint}-127.0.0.1-5353-udp"), format!("blue/{endpoint}-8080-tcp")];
     assert_eq!(backend.publication_names(), expected);
 
     let again = call(&driver, "NetworkDriver.ProgramExternalConnectivity", body).await;
@@ -196,6 +196,53 @@ async fn published_ports_become_publications() {
     assert!(backend.publication_names().is_empty(), "{:?}", backend.publication_names());
     let reply = call(&driver, "NetworkDriver.RevokeExternalConnectivity", revoke).await;
     assert_eq!(reply, json!({}), "revoking twice is not an error");
+}
+
+#[tokio::test]
+async fn one_port_on_two_addresses() {
+    let backend = Arc::new(FakeBackend::default());
+    let driver = driver(backend.clone());
+    create_endpoint(&driver).await;
+    let ports = json!([
+        {"Proto": 6, "Port": 80, "HostIP": "127.0.0.1", "HostPort": 8080},
+        {"Proto": 6, "Port": 80, "HostIP": "127.0.0.2", "HostPort": 8080}
+    ]);
+    let body = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "Options": {"com.docker.network.portmap": ports}});
+    let reply = call(&driver, "NetworkDriver.ProgramExternalConnectivity", body).await;
+    assert_eq!(reply, json!({}));
+    let endpoint = format!("docker-{}", &EP_ID[..12]);
+    let expected = vec![format!("blue/{endpoint}-127.0.0.1-8080-tcp"), format!("blue/{endpoint}-127.0.0.2-8080-tcp")];
+    assert_eq!(backend.publication_names(), expected);
+}
+
+/// A bound publication stored before names included the host address keeps its
+/// short name. Docker's repeated call must find it by its fields, or the driver
+/// would publish the port again and fail on its own publication.
+#[tokio::test]
+async fn repeat_keeps_short_named_publication() {
+    let backend = Arc::new(FakeBackend::default());
+    let driver = driver(backend.clone());
+    create_endpoint(&driver).await;
+    let endpoint = format!("docker-{}", &EP_ID[..12]);
+    let stored = backend.endpoint("blue", &endpoint).expect("the endpoint");
+    backend.add_publication(cloison_model::Publication {
+        id: "p1".into(),
+        tenant: "blue".into(),
+        name: format!("{endpoint}-8080-tcp"),
+        endpoint: endpoint.clone(),
+        endpoint_id: stored.id,
+        host: stored.host,
+        host_ip: Some("127.0.0.1".parse().expect("address")),
+        host_port: 8080,
+        port: 80,
+        protocol: cloison_model::PublishProtocol::Tcp,
+        resource_version: 1,
+    });
+    let ports = json!([{"Proto": 6, "Port": 80, "HostIP": "127.0.0.1", "HostPort": 8080}]);
+    let body = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "Options": {"com.docker.network.portmap": ports}});
+    let reply = call(&driver, "NetworkDriver.ProgramExternalConnectivity", body).await;
+    assert_eq!(reply, json!({}), "the existing publication was not recognized");
+    assert_eq!(backend.publication_names(), vec![format!("blue/{endpoint}-8080-tcp")]);
 }
 
 #[tokio::test]

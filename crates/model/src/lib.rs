@@ -11,7 +11,7 @@ mod validate;
 pub use error::ValidationError;
 pub use groups::{Direction, Peer, Protocol, Rule, SecurityGroup, SecurityGroupSpec};
 pub use mac::MacAddr;
-pub use publications::{publication_name, Publication, PublicationSpec, PublishProtocol};
+pub use publications::{Publication, PublicationSpec, PublishProtocol};
 pub use resources::{
     Endpoint, EndpointSpec, EndpointUpdate, Host, HostSpec, Labels, Network, NetworkSpec, Status, Tenant, TenantSpec,
     WatchEvent, WatchObject,

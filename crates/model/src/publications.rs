@@ -14,7 +14,9 @@ use crate::ValidationError;
 pub struct Publication {
     pub id: String,
     pub tenant: String,
-    /// `ENDPOINT-HOSTPORT-PROTOCOL`, unique in the tenant.
+    /// Unique in the tenant: `ENDPOINT-HOSTPORT-PROTOCOL`, or
+    /// `ENDPOINT-HOSTIP-HOSTPORT-PROTOCOL` when bound to one host address. A bound
+    /// publication stored before host addresses were part of names keeps the short form.
     pub name: String,
     /// Name of the endpoint.
     pub endpoint: String,
@@ -32,6 +34,15 @@ pub struct Publication {
     pub protocol: PublishProtocol,
     #[serde(default)]
     pub resource_version: u64,
+}
+
+impl Publication {
+    /// Tells whether this publication forwards `host_port` over `protocol` to `endpoint`,
+    /// on any host address. It compares fields, not names, because a bound publication
+    /// may carry a name without its host address.
+    pub fn forwards(&self, endpoint: &str, host_port: u16, protocol: PublishProtocol) -> bool {
+        self.endpoint == endpoint && self.host_port == host_port && self.protocol == protocol
+    }
 }
 
 /// Request body that publishes a port of an endpoint.
@@ -136,15 +147,17 @@ impl PublicationSpec {
         Ok(())
     }
 
-    /// Returns the publication's name: `ENDPOINT-HOSTPORT-PROTOCOL`.
+    /// Returns the publication's name: `ENDPOINT-HOSTPORT-PROTOCOL`, or
+    /// `ENDPOINT-HOSTIP-HOSTPORT-PROTOCOL` when bound, so that one endpoint can publish
+    /// a host port on several addresses of its host. Two different publications never
+    /// share a name, because an IPv4 address contains `.` and an endpoint name does not.
     pub fn name(&self) -> String {
-        publication_name(&self.endpoint, self.host_port, self.protocol)
+        let (endpoint, host_port, protocol) = (&self.endpoint, self.host_port, self.protocol);
+        match self.host_ip {
+            Some(address) => format!("{endpoint}-{address}-{host_port}-{protocol}"),
+            None => format!("{endpoint}-{host_port}-{protocol}"),
+        }
     }
-}
-
-/// Returns the name of the publication of `host_port` on `endpoint`.
-pub fn publication_name(endpoint: &str, host_port: u16, protocol: PublishProtocol) -> String {
-    format!("{endpoint}-{host_port}-{protocol}")
 }
 
 #[cfg(test)]
@@ -158,7 +171,26 @@ mod tests {
         let spec = PublicationSpec::parse("dns", "127.0.0.1:5353:53/udp").expect("valid");
         assert_eq!(spec.host_ip, Some("127.0.0.1".parse().expect("address")));
         assert_eq!(spec.protocol, PublishProtocol::Udp);
-        assert_eq!(spec.name(), "dns-5353-udp");
+        assert_eq!(spec.name(), "dns-127.0.0.1-5353-udp");
+    }
+
+    #[test]
+    fn name_includes_bound_address() {
+        let names: Vec<String> = ["8080:80", "127.0.0.1:8080:80", "127.0.0.2:8080:80", "8080:80/udp"]
+            .iter()
+            .map(|text| PublicationSpec::parse("web-1", text).expect(text).name())
+            .collect();
+        assert_eq!(names, ["web-1-8080-tcp", "web-1-127.0.0.1-8080-tcp", "web-1-127.0.0.2-8080-tcp", "web-1-8080-udp"]);
+    }
+
+    #[test]
+    fn record_without_host_address_loads() {
+        let text = r#"{"id":"p1","tenant":"blue","name":"web-1-8080-tcp","endpoint":"web-1","endpoint_id":"e1",
+            "host":"h1","host_port":8080,"port":80,"protocol":"tcp","resource_version":7}"#;
+        let publication: Publication = serde_json::from_str(text).expect("a record without host_ip");
+        assert_eq!(publication.host_ip, None);
+        assert!(publication.forwards("web-1", 8080, PublishProtocol::Tcp));
+        assert!(!publication.forwards("web-1", 8080, PublishProtocol::Udp));
     }
 
     #[test]

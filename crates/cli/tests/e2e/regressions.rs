@@ -187,3 +187,37 @@ fn endpoint_ls_filters_by_host() {
     let both = host.cli_json(&["endpoint", "ls", "--host", "e2e", "--network", "other"]);
     assert_eq!(both.as_array().map(Vec::len), Some(0), "endpoint ls --host e2e --network other: {both}");
 }
+
+#[test]
+fn publish_one_port_on_two_addresses() {
+    let host = Host::start("tr-pub2");
+    host.create_network("blue", "web", "10.84.0.0/24");
+    let (c1, c2) = (Netns::new("tr-pc1"), Netns::new("tr-pc2"));
+    let endpoint = text(&host.attach("blue", "web", &c1, &[]), "name");
+    let other = text(&host.attach("blue", "web", &c2, &[]), "name");
+    let publish = |endpoint: &str, mapping: &str| host.cli(&["publish", endpoint, mapping, "--tenant", "blue"]);
+    let unpublish = |extra: &[&str]| {
+        let mut args = vec!["unpublish", endpoint.as_str(), "8080", "--tenant", "blue"];
+        args.extend_from_slice(extra);
+        host.cli(&args)
+    };
+    let names = || -> Vec<String> {
+        let listed = host.cli_json(&["publication", "ls", "--tenant", "blue"]);
+        listed.as_array().expect("a list").iter().map(|p| text(p, "name")).collect()
+    };
+
+    for address in ["127.0.0.1", "127.0.0.2"] {
+        let out = publish(&endpoint, &format!("{address}:8080:80"));
+        assert!(out.success, "publish on {address} failed: {}", out.stderr);
+    }
+    publish(&other, "127.0.0.1:8080:80").expect_error(&["already taken", &format!("{endpoint}-127.0.0.1-8080-tcp")]);
+    unpublish(&[]).expect_error(&["several host addresses", "127.0.0.1 and 127.0.0.2", "--host-ip"]);
+    unpublish(&["--host-ip", "127.0.0.3"]).expect_error(&["not on 127.0.0.3"]);
+
+    let removed = unpublish(&["--host-ip", "127.0.0.1"]);
+    assert!(removed.success, "unpublish --host-ip 127.0.0.1 failed: {}", removed.stderr);
+    assert_eq!(names(), [format!("{endpoint}-127.0.0.2-8080-tcp")]);
+    let removed = unpublish(&[]);
+    assert!(removed.success, "unpublish of the last address failed: {}", removed.stderr);
+    assert!(names().is_empty(), "publications left: {:?}", names());
+}

@@ -35,7 +35,8 @@ pub(crate) async fn list_all_publications(State(c): Ctl) -> ApiResult<Json<Vec<P
     Ok(Json(c.list_publications(None).await?))
 }
 
-/// Removes a publication named by its id or its name (`ENDPOINT-HOSTPORT-PROTOCOL`).
+/// Removes a publication named by its id or its name: `ENDPOINT-HOSTPORT-PROTOCOL`, or
+/// `ENDPOINT-HOSTIP-HOSTPORT-PROTOCOL` when it is bound to one host address.
 #[utoipa::path(delete, path = "/v1/tenants/{tenant}/publications/{publication}", tag = "publications",
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub(crate) async fn unpublish(State(c): Ctl, Path((tenant, publication)): Path<(String, String)>) -> ApiResult<StatusCode> {

@@ -68,6 +68,12 @@ impl FakeBackend {
         self.endpoints.lock().expect("lock").insert(key(tenant, name), endpoint);
     }
 
+    /// Stores a publication as it is, such as one with a name of an older version.
+    pub(crate) fn add_publication(&self, publication: Publication) {
+        let key = key(&publication.tenant, &publication.name);
+        self.publications.lock().expect("lock").insert(key, publication);
+    }
+
     pub(crate) fn network_names(&self) -> Vec<String> {
         self.networks.lock().expect("lock").keys().cloned().collect()
     }
@@ -151,9 +157,12 @@ impl Backend for FakeBackend {
             .endpoint(tenant, &spec.endpoint)
             .ok_or_else(|| not_found(format!("endpoint {}", spec.endpoint)))?;
         let mut publications = self.publications.lock().expect("lock");
-        let holder = publications
-            .values()
-            .find(|p| p.host == endpoint.host && p.host_port == spec.host_port && p.protocol == spec.protocol);
+        // As in the controller: one address, port and protocol has one holder, and an
+        // unbound publication takes the port on every address.
+        let overlaps = |p: &Publication| p.host_ip.is_none() || spec.host_ip.is_none() || p.host_ip == spec.host_ip;
+        let holder = publications.values().find(|p| {
+            p.host == endpoint.host && p.host_port == spec.host_port && p.protocol == spec.protocol && overlaps(p)
+        });
         if let Some(holder) = holder {
             return Err(DriverError::Cloison {
                 status: Some(409),
