@@ -43,6 +43,16 @@ pub enum ControllerError {
     /// A requested VNI, address or MAC is valid but already allocated.
     #[error("{what} is already taken by {owner}")]
     Taken { what: String, owner: String },
+    /// A publication would give one host port of one host two targets in the tenant's
+    /// router, whose port map finds the target by protocol and host port alone.
+    #[error("host port {host_port}/{protocol} on host {host} already leads to {target} through publication {holder}. Publications of one tenant that share a host port on one host must lead to the same endpoint port, because the tenant's router finds the endpoint by host port alone. Publish {target} on this address, or choose another host port")]
+    PortTarget {
+        host_port: u16,
+        protocol: String,
+        host: String,
+        target: String,
+        holder: String,
+    },
     /// A gateway, address, MAC or VNI was rejected by the allocation rules, or the
     /// pool is exhausted.
     #[error(transparent)]

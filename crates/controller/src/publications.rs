@@ -17,6 +17,8 @@ impl Controller {
     /// Limitation: an unbound and a bound publication of the same port are checked
     /// against each other by a read before the transaction. Two such requests at the
     /// same moment can therefore both succeed, and the bound one then wins for its address.
+    /// The check that one tenant's publications of a host port share one target is such
+    /// a read too.
     pub async fn publish(&self, tenant: &str, spec: PublicationSpec) -> Result<Publication, ControllerError> {
         let spec = spec.normalized();
         spec.validate()?;
@@ -39,6 +41,7 @@ impl Controller {
         };
         self.check_not_vxlan(&publication).await?;
         self.check_port_free(&publication).await?;
+        self.check_router_target(&publication).await?;
         let key = keys::publication(tenant, &publication.name);
         let port_key = keys::host_port(&publication);
         let compares = vec![
@@ -95,6 +98,30 @@ impl Controller {
             }
         }
         Ok(())
+    }
+
+    /// Fails when another publication of the tenant forwards the same host port of the
+    /// same host, on another address, to another endpoint or port. The tenant's router
+    /// receives both on its transit address and finds the target by protocol and host
+    /// port alone, so its port map cannot hold two targets for them.
+    async fn check_router_target(&self, publication: &Publication) -> Result<(), ControllerError> {
+        let publications: Vec<Publication> = self.list(&keys::publications_of(&publication.tenant)).await?;
+        let other_target = publications.iter().find(|p| {
+            p.host == publication.host
+                && p.host_port == publication.host_port
+                && p.protocol == publication.protocol
+                && (p.endpoint_id != publication.endpoint_id || p.port != publication.port)
+        });
+        match other_target {
+            Some(holder) => Err(ControllerError::PortTarget {
+                host_port: publication.host_port,
+                protocol: publication.protocol.to_string(),
+                host: publication.host.clone(),
+                target: format!("{}:{}", holder.endpoint, holder.port),
+                holder: holder.name.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     pub async fn list_publications(&self, tenant: Option<&str>) -> Result<Vec<Publication>, ControllerError> {

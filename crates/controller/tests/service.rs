@@ -546,6 +546,43 @@ async fn publication_per_host_address() {
     let left = ctl.list_publications(Some("t1")).await.expect("list");
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].name, second.name);
-    ctl.publish("t1", publication("web-2", Some("127.0.0.1"))).await.expect("127.0.0.1 is free again");
+    ctl.publish("t1", publication("web-1", Some("127.0.0.1"))).await.expect("127.0.0.1 is free again");
     ctl.unpublish("t1", &second.name).await.expect("unpublish 127.0.0.2");
+}
+
+/// A tenant's router finds a publication's endpoint by protocol and host port alone,
+/// so the tenant's publications of one host port on one host must share one target.
+#[tokio::test]
+async fn publication_router_target_shared() {
+    let (ctl, _) = controller().await;
+    for tenant in ["t1", "t2"] {
+        ctl.create_network(tenant, network_spec("web", "10.1.0.0/24")).await.expect("network");
+    }
+    for (tenant, name, host) in [("t1", "web-1", "h1"), ("t1", "web-2", "h1"), ("t1", "web-3", "h2"), ("t2", "web-1", "h1")] {
+        let mut spec = endpoint_spec("web", host);
+        spec.name = Some(name.into());
+        ctl.create_endpoint(tenant, spec).await.expect("endpoint");
+    }
+    let publication = |endpoint: &str, host_ip: &str, port: u16, protocol| PublicationSpec {
+        endpoint: endpoint.into(),
+        host_ip: Some(host_ip.parse().expect("address")),
+        host_port: 8080,
+        port,
+        protocol,
+    };
+    let tcp = PublishProtocol::Tcp;
+    ctl.publish("t1", publication("web-1", "127.0.0.1", 80, tcp)).await.expect("web-1:80 on 127.0.0.1");
+
+    for (endpoint, port) in [("web-2", 80), ("web-1", 81)] {
+        let err = ctl.publish("t1", publication(endpoint, "127.0.0.2", port, tcp)).await.expect_err("another target");
+        assert!(matches!(err, ControllerError::PortTarget { .. }), "{endpoint}:{port}: {err}");
+        let message = err.to_string();
+        assert!(message.contains("already leads to web-1:80 through publication web-1-127.0.0.1-8080-tcp"), "{message}");
+        assert!(message.contains("choose another host port"), "{message}");
+    }
+
+    ctl.publish("t1", publication("web-1", "127.0.0.2", 80, tcp)).await.expect("the same target on 127.0.0.2");
+    ctl.publish("t1", publication("web-2", "127.0.0.3", 80, PublishProtocol::Udp)).await.expect("UDP is another port");
+    ctl.publish("t1", publication("web-3", "127.0.0.3", 80, tcp)).await.expect("another host");
+    ctl.publish("t2", publication("web-1", "127.0.0.3", 80, tcp)).await.expect("another tenant's router");
 }

@@ -1,9 +1,11 @@
 //! Reproductions of bugs users hit. A test whose bug is still open is ignored with the
 //! reason; run those with `cargo test -p cloison --test e2e -- --ignored`.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::harness::{text, Host, Netns};
+use crate::probe::{eventually, tcp_reaches, TcpServer};
 
 #[test]
 fn flushed_anti_spoofing_set_restored() {
@@ -210,7 +212,14 @@ fn publish_one_port_on_two_addresses() {
         let out = publish(&endpoint, &format!("{address}:8080:80"));
         assert!(out.success, "publish on {address} failed: {}", out.stderr);
     }
+    // Both addresses forward, so the tenant's router took both publications.
+    let _server = TcpServer::start(&c1, 80);
+    for address in ["127.0.0.1:8080", "127.0.0.2:8080"] {
+        let address: SocketAddr = address.parse().expect("socket address");
+        assert!(eventually(Duration::from_secs(10), || tcp_reaches(&host.ns, address)), "{address} does not forward");
+    }
     publish(&other, "127.0.0.1:8080:80").expect_error(&["already taken", &format!("{endpoint}-127.0.0.1-8080-tcp")]);
+    publish(&other, "127.0.0.3:8080:80").expect_error(&["already leads to", "choose another host port"]);
     unpublish(&[]).expect_error(&["several host addresses", "127.0.0.1 and 127.0.0.2", "--host-ip"]);
     unpublish(&["--host-ip", "127.0.0.3"]).expect_error(&["not on 127.0.0.3"]);
 

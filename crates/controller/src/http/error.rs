@@ -39,7 +39,7 @@ impl ControllerError {
             AlreadyExists { .. } => (StatusCode::CONFLICT, "already_exists"),
             InUse { .. } => (StatusCode::CONFLICT, "in_use"),
             Overlap { .. } | UnderlayOverlap { .. } => (StatusCode::CONFLICT, "overlap"),
-            Taken { .. } => (StatusCode::CONFLICT, "taken"),
+            Taken { .. } | PortTarget { .. } => (StatusCode::CONFLICT, "taken"),
             Ipam(IpamError::Exhausted { .. } | IpamError::VnisExhausted) => (StatusCode::CONFLICT, "exhausted"),
             Ipam(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
             StaleVersion { .. } => (StatusCode::CONFLICT, "stale_version"),
