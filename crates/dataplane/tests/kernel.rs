@@ -56,6 +56,26 @@ async fn endpoints_on_one_network_ping() {
     assert!(s2.ping("fd00:1::1"), "e2 cannot reach its IPv6 gateway");
 }
 
+/// Removal returns once both ends left their namespaces, before the kernel's
+/// cleanup ends, so the same names can be taken again at once.
+#[tokio::test]
+async fn removed_names_are_free_at_once() {
+    require_root();
+    let host = Host::new("host");
+    let net = host.with_network(VTEP1).await;
+    let s1 = Netns::new("s1");
+    let e1 = endpoint(&net, 2, &s1.path());
+    for round in 0..5 {
+        host.dataplane.ensure_local_endpoint(&e1).await.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        host.dataplane.remove_local_endpoint(&e1.host_ifname).await.unwrap_or_else(|e| panic!("round {round}: {e}"));
+
+        assert!(!host.netns.has_link(&e1.host_ifname), "round {round}: host end still listed");
+        assert!(!s1.has_link("eth0"), "round {round}: container end still listed");
+    }
+    host.dataplane.ensure_local_endpoint(&e1).await.expect("attach after the last removal");
+    assert!(s1.ping("10.1.0.1"), "endpoint attached again cannot reach its gateway");
+}
+
 #[tokio::test]
 async fn ensure_twice_changes_nothing() {
     require_root();

@@ -7,6 +7,13 @@
 //! stalls a tokio worker and every request queued behind it on the connection.
 //! Sent on a socket of its own from a blocking thread, deletions wait side by side
 //! and attaches go on meanwhile.
+//!
+//! The kernel takes the link and its veth peer out of their namespaces before those
+//! waits, under the RTNL lock. So a deletion is done for its caller once the link's
+//! index is gone: the names are free and nothing forwards through it. The rest of
+//! the kernel's cleanup goes on in the background. The failures we know of (no
+//! permission, no such link) come before the link is taken out, and the
+//! acknowledgement that ends a deletion is logged when it reports one anyway.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,8 +25,11 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
 use nix::sys::time::TimeVal;
+use rtnetlink::Handle;
+use tokio::task::{JoinError, JoinHandle};
+use tracing::warn;
 
-use super::namespace;
+use super::{links, namespace};
 use crate::DataplaneError;
 
 /// How long to wait for the kernel's acknowledgement. It is queued before `send`
@@ -27,19 +37,44 @@ use crate::DataplaneError;
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Deletes the link with index `index` in the namespace `netns` (`None` for the
-/// process's own) and succeeds when it is already gone. `name` only labels errors.
-/// Like `ip link del NAME`.
-pub(super) async fn delete(netns: Option<&Path>, index: u32, name: &str) -> Result<(), DataplaneError> {
+/// process's own), which `handle` reaches, and succeeds when it is already gone.
+/// Returns once the kernel has removed the link from the namespace (see the module
+/// documentation). `name` only labels errors. Like `ip link del NAME`.
+pub(super) async fn delete(handle: &Handle, netns: Option<&Path>, index: u32, name: &str) -> Result<(), DataplaneError> {
     let socket = match netns {
         Some(path) => namespace::run_in(&namespace::open(path)?, open_socket).await??,
         None => open_socket()?,
     };
     let op = format!("ip link del {name}");
-    let joined = tokio::task::spawn_blocking(move || request(&socket, index, &op)).await;
+    let mut deletion = tokio::task::spawn_blocking(move || request(&socket, index, &op));
+    loop {
+        tokio::select! {
+            joined = &mut deletion => return joined_result(joined, name),
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+        if !links::exists(handle, index).await? {
+            tokio::spawn(log_late_failure(deletion, name.to_string()));
+            return Ok(());
+        }
+    }
+}
+
+/// How often [`delete`] checks whether the link left its namespace.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+fn joined_result(joined: Result<Result<(), DataplaneError>, JoinError>, name: &str) -> Result<(), DataplaneError> {
     joined.map_err(|e| DataplaneError::Io {
         op: format!("ip link del {name} on a blocking thread"),
         source: std::io::Error::other(e),
     })?
+}
+
+/// Waits for the acknowledgement of a deletion whose link is gone already, and logs
+/// it when it reports a failure.
+async fn log_late_failure(deletion: JoinHandle<Result<(), DataplaneError>>, name: String) {
+    if let Err(e) = joined_result(deletion.await, &name) {
+        warn!(ifname = %name, error = %e, "the kernel reported a failure after removing the link");
+    }
 }
 
 /// Opens a route netlink socket in the calling thread's namespace.
