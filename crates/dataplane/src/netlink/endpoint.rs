@@ -64,7 +64,7 @@ pub(super) async fn remove(host: &Handle, host_netns: Option<&Path>, host_ifname
             alias: link.alias,
         });
     }
-    unlink::delete(host, host_netns, link.index, &link.name).await
+    unlink::delete(host_netns, link.index, &link.name).await
 }
 
 /// Returns the index of the network's bridge. Like `ip link show BRIDGE`.

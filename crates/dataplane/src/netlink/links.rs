@@ -77,17 +77,6 @@ pub(super) async fn find(handle: &Handle, name: &str) -> Result<Option<Link>, Da
     }
 }
 
-/// Returns whether a link with this index is in the namespace. Like `ip link show`
-/// with the index.
-pub(super) async fn exists(handle: &Handle, index: u32) -> Result<bool, DataplaneError> {
-    let mut request = std::pin::pin!(handle.link().get().match_index(index).execute());
-    match request.try_next().await {
-        Ok(message) => Ok(message.is_some()),
-        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(false),
-        Err(source) => Err(netlink(format!("ip link show index {index}"), source)),
-    }
-}
-
 /// Lists every link of the namespace. Like `ip -d link show`.
 pub(super) async fn dump(handle: &Handle) -> Result<Vec<Link>, DataplaneError> {
     let messages: Vec<LinkMessage> = handle

@@ -15,6 +15,7 @@
 //! permission, no such link) come before the link is taken out, and the
 //! acknowledgement that ends a deletion is logged when it reports one anyway.
 
+use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,11 +26,10 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
 use nix::sys::time::TimeVal;
-use rtnetlink::Handle;
 use tokio::task::{JoinError, JoinHandle};
 use tracing::warn;
 
-use super::{links, namespace};
+use super::namespace;
 use crate::DataplaneError;
 
 /// How long to wait for the kernel's acknowledgement. It is queued before `send`
@@ -37,14 +37,15 @@ use crate::DataplaneError;
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Deletes the link with index `index` in the namespace `netns` (`None` for the
-/// process's own), which `handle` reaches, and succeeds when it is already gone.
+/// process's own) and succeeds when it is already gone.
 /// Returns once the kernel has removed the link from the namespace (see the module
 /// documentation). `name` only labels errors. Like `ip link del NAME`.
-pub(super) async fn delete(handle: &Handle, netns: Option<&Path>, index: u32, name: &str) -> Result<(), DataplaneError> {
+pub(super) async fn delete(netns: Option<&Path>, index: u32, name: &str) -> Result<(), DataplaneError> {
     let socket = match netns {
         Some(path) => namespace::run_in(&namespace::open(path)?, open_socket).await??,
         None => open_socket()?,
     };
+    let namespace = netns.map(namespace::open).transpose()?;
     let op = format!("ip link del {name}");
     let mut deletion = tokio::task::spawn_blocking(move || request(&socket, index, &op));
     loop {
@@ -52,7 +53,7 @@ pub(super) async fn delete(handle: &Handle, netns: Option<&Path>, index: u32, na
             joined = &mut deletion => return joined_result(joined, name),
             () = tokio::time::sleep(POLL_INTERVAL) => {}
         }
-        if !links::exists(handle, index).await? {
+        if !listed(namespace.as_ref(), name, index).await? {
             tokio::spawn(log_late_failure(deletion, name.to_string()));
             return Ok(());
         }
@@ -61,6 +62,23 @@ pub(super) async fn delete(handle: &Handle, netns: Option<&Path>, index: u32, na
 
 /// How often [`delete`] checks whether the link left its namespace.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Returns whether the link `name` with index `index` is still in the namespace
+/// `netns` (`None` for the process's own). The check is an `SIOCGIFINDEX` ioctl,
+/// which reads under RCU, where a netlink request would wait for the RTNL lock
+/// that concurrent deletions hold.
+async fn listed(netns: Option<&File>, name: &str, index: u32) -> Result<bool, DataplaneError> {
+    let owned = name.to_string();
+    let found = match netns {
+        Some(file) => namespace::run_in(file, move || nix::net::if_::if_nametoindex(owned.as_str())).await?,
+        None => nix::net::if_::if_nametoindex(owned.as_str()),
+    };
+    match found {
+        Ok(found) => Ok(found == index),
+        Err(Errno::ENODEV) => Ok(false),
+        Err(source) => Err(DataplaneError::Sys { op: format!("look up the index of {name}"), source }),
+    }
+}
 
 fn joined_result(joined: Result<Result<(), DataplaneError>, JoinError>, name: &str) -> Result<(), DataplaneError> {
     joined.map_err(|e| DataplaneError::Io {
