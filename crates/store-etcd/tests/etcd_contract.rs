@@ -60,6 +60,12 @@ async fn racing_creates_have_one_winner() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_increments_all_land() {
+    let cluster = cluster().await;
+    contract::racing_increments_all_land(Arc::new(cluster.store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watch_replays_then_follows_live() {
     let cluster = cluster().await;
     contract::watch_replays_then_follows_live(Arc::new(cluster.store().await)).await;

@@ -269,6 +269,44 @@ pub async fn racing_creates_have_one_winner(store: Arc<dyn Store>) {
     );
 }
 
+/// Checks that 40 tasks each adding one to a counter with a compare-and-swap, retrying
+/// when another got in first, leave it at 40, every success with its own revision.
+/// A store that commits concurrent transactions together must still check each
+/// comparison against the writes before it.
+pub async fn racing_increments_all_land(store: Arc<dyn Store>) {
+    let key = "/contract/counter";
+    write(store.as_ref(), vec![put(key, "0")]).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move { increment(store.as_ref(), key).await });
+    }
+
+    let mut revisions = BTreeSet::new();
+    while let Some(joined) = tasks.join_next().await {
+        revisions.insert(joined.expect("incrementing task panicked"));
+    }
+    assert_eq!(revisions.len(), 40, "two increments reported one revision");
+    assert_eq!(value_of(store.as_ref(), key).await, Some(b"40".to_vec()));
+}
+
+/// Adds one to the decimal counter at `key`, retrying until its compare-and-swap
+/// succeeds, and returns the revision of that write.
+async fn increment(store: &dyn Store, key: &str) -> u64 {
+    loop {
+        let current = store.get(key).await.expect("get failed").expect("counter missing");
+        let value: u64 = String::from_utf8_lossy(&current.value).parse().expect("counter is not a number");
+        let next = (value + 1).to_string();
+        let response = store
+            .txn(vec![Compare::ModRevision(key.to_string(), current.mod_revision)], vec![put(key, &next)])
+            .await
+            .expect("txn failed");
+        if response.succeeded {
+            return response.revision;
+        }
+    }
+}
+
 /// Checks that a watch replays the history after its start revision and then follows
 /// four concurrent writers, with every write under the prefix seen once and in order, and
 /// nothing outside the prefix.

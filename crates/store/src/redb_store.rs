@@ -1,14 +1,15 @@
 //! `RedbStore`: the embedded store, one redb file in the controller's state directory.
 //!
-//! The on-disk layout is described in the `codec` module. Every write goes through one
+//! The on-disk layout is described in the `codec` module. Every write goes through a
 //! redb write transaction with redb's default durability (`Immediate`, an fsync before
 //! `commit` returns), so an acknowledged transaction survives a crash and a torn one is
-//! never visible. Each committed revision is also published on a broadcast channel that
+//! never visible. Concurrent writes share one such transaction and its fsync. Each committed revision is also published on a broadcast channel that
 //! feeds live watches (see `redb_watch`).
 
 use std::num::NonZeroU64;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
@@ -65,8 +66,18 @@ struct Inner {
     /// Held from the start of a write transaction until its commit is published, so
     /// watches receive commits in revision order.
     write_lock: Mutex<()>,
+    /// Transactions waiting for the next group commit (see [`Inner::txn`]).
+    queue: Mutex<Vec<Queued>>,
     commits: broadcast::Sender<Arc<Commit>>,
     history_revisions: u64,
+}
+
+/// A transaction waiting for the next group commit, and where its result goes.
+#[derive(Debug)]
+struct Queued {
+    compares: Vec<Compare>,
+    ops: Vec<Op>,
+    reply: SyncSender<Result<TxnResponse, StoreError>>,
 }
 
 /// Outcome of staging a write transaction, before it is committed or aborted.
@@ -101,6 +112,7 @@ impl RedbStore {
             inner: Arc::new(Inner {
                 db: Arc::new(db),
                 write_lock: Mutex::new(()),
+                queue: Mutex::new(Vec::new()),
                 commits,
                 history_revisions: options.history_revisions.get(),
             }),
@@ -174,7 +186,11 @@ impl Inner {
         read_meta(&txn.open_table(META)?, META_REVISION)
     }
 
-    fn txn(&self, compares: &[Compare], mut ops: Vec<Op>) -> Result<TxnResponse, StoreError> {
+    /// Runs one transaction. Transactions that arrive while another group commits
+    /// queue up, and the first of them to take the write lock commits them all in one
+    /// redb transaction, so concurrent writers share one fsync. Each keeps its own
+    /// revision, comparisons and result, as if run alone in queue order.
+    fn txn(&self, compares: Vec<Compare>, mut ops: Vec<Op>) -> Result<TxnResponse, StoreError> {
         ops.sort_by(|a, b| op_key(a).cmp(op_key(b)));
         if let Some(pair) = ops
             .windows(2)
@@ -185,10 +201,69 @@ impl Inner {
             });
         }
 
-        let _serial = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let (reply, result) = sync_channel(1);
+        lock(&self.queue).push(Queued { compares, ops, reply });
+        let _serial = lock(&self.write_lock);
+        // The previous holder of the lock may have committed this one already: it
+        // replies to its whole group before it lets go of the lock.
+        if let Ok(done) = result.try_recv() {
+            return done;
+        }
+        let group = std::mem::take(&mut *lock(&self.queue));
+        self.commit_group(group);
+        result.recv().unwrap_or_else(|_| {
+            Err(StoreError::Unavailable("the group commit ended without a result for this transaction".into()))
+        })
+    }
+
+    /// Commits a group of queued transactions and replies to each. When the group
+    /// fails as a whole, each is run again on its own, so one transaction's error
+    /// fails only that one.
+    fn commit_group(&self, group: Vec<Queued>) {
+        if group.len() > 1 {
+            if let Ok(responses) = self.commit_together(&group) {
+                for (queued, response) in group.into_iter().zip(responses) {
+                    let _ = queued.reply.send(Ok(response));
+                }
+                return;
+            }
+        }
+        for queued in group {
+            let _ = queued.reply.send(self.commit_alone(&queued.compares, queued.ops));
+        }
+    }
+
+    /// Stages every transaction of `group` in one redb write transaction, commits it
+    /// and publishes the commits in revision order.
+    fn commit_together(&self, group: &[Queued]) -> Result<Vec<TxnResponse>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut responses = Vec::with_capacity(group.len());
+        let mut commits = Vec::new();
+        for queued in group {
+            let response = match self.stage(&txn, &queued.compares, queued.ops.clone())? {
+                Staged::Rejected(revision) => TxnResponse { succeeded: false, revision },
+                Staged::Unchanged(revision) => TxnResponse { succeeded: true, revision },
+                Staged::Applied(commit) => {
+                    let response = TxnResponse { succeeded: true, revision: commit.revision };
+                    commits.push(commit);
+                    response
+                }
+            };
+            responses.push(response);
+        }
+        if commits.is_empty() {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
+        for commit in commits {
+            // An error only means that no watch is listening right now.
+            let _ = self.commits.send(Arc::new(commit));
+        }
+        Ok(responses)
+    }
+
+    fn commit_alone(&self, compares: &[Compare], ops: Vec<Op>) -> Result<TxnResponse, StoreError> {
         let txn = self.db.begin_write()?;
         match self.stage(&txn, compares, ops)? {
             Staged::Rejected(revision) => {
@@ -267,6 +342,11 @@ impl Inner {
     }
 }
 
+/// Locks a mutex whose data stays valid if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn op_key(op: &Op) -> &str {
     match op {
         Op::Put { key, .. } | Op::Delete { key } => key,
@@ -340,7 +420,7 @@ impl Store for RedbStore {
     }
 
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResponse, StoreError> {
-        self.blocking(move |inner| inner.txn(&compares, ops)).await
+        self.blocking(move |inner| inner.txn(compares, ops)).await
     }
 
     async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream, StoreError> {

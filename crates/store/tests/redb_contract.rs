@@ -71,6 +71,12 @@ async fn racing_creates_have_one_winner() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_increments_all_land() {
+    let dir = TempDir::new().expect("tempdir");
+    contract::racing_increments_all_land(Arc::new(open(&dir))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watch_replays_then_follows_live() {
     let dir = TempDir::new().expect("tempdir");
     contract::watch_replays_then_follows_live(Arc::new(open(&dir))).await;
