@@ -47,6 +47,8 @@ pub struct NetlinkDataplane {
     /// Connection to the host namespace, opened on first use so that the
     /// constructors need no tokio runtime.
     host: OnceCell<Handle>,
+    /// The nftables netlink socket of the host namespace, kept between batches.
+    host_nft: nft_elements::KeptSocket,
 }
 
 impl NetlinkDataplane {
@@ -56,6 +58,7 @@ impl NetlinkDataplane {
             host_netns: None,
             run_dir,
             host: OnceCell::new(),
+            host_nft: nft_elements::KeptSocket::default(),
         })
     }
 
@@ -67,6 +70,7 @@ impl NetlinkDataplane {
             host_netns: Some(host_netns),
             run_dir,
             host: OnceCell::new(),
+            host_nft: nft_elements::KeptSocket::default(),
         })
     }
 
@@ -143,7 +147,7 @@ impl Dataplane for NetlinkDataplane {
     }
 
     async fn apply_nftables_elements(&self, plan: &NftElementsPlan) -> Result<(), DataplaneError> {
-        nft_elements::apply(self.host_netns.as_deref(), plan).await
+        nft_elements::apply(self.host_netns.as_deref(), &self.host_nft, plan).await
     }
 
     async fn list_nftables(&self, namespace: Option<&std::path::Path>) -> Result<Vec<String>, DataplaneError> {

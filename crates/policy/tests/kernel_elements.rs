@@ -123,6 +123,35 @@ async fn rejected_batch_keeps_errno() {
     assert_eq!(error.errno(), Some(libc::ENOENT), "{error}");
 }
 
+/// Host table changes reuse one kept socket. A rejected batch in between must not
+/// leave acknowledgements that the next batch reads as its own.
+#[tokio::test]
+async fn kept_socket_survives_rejected_batch() {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test creates network namespaces; run it as root");
+    let host = Netns::new("kept");
+    let run_dir = std::env::temp_dir().join(format!("clelem-{}", std::process::id()));
+    let dataplane = NetlinkDataplane::in_namespace(host.path(), run_dir).expect("dataplane");
+    let small = generate(&dual_stack(4, 1).as_input()).host;
+    let large = generate(&dual_stack(4, 3).as_input()).host;
+    let grow = element_changes(&large, &small).expect("only elements differ");
+    let shrink = element_changes(&small, &large).expect("only elements differ");
+    let on_host = |changes: &Vec<_>| NftElementsPlan { namespace: None, changes: changes.clone() };
+    load(&dataplane, &host, &small).await;
+
+    for round in 0..3 {
+        dataplane.apply_nftables_elements(&on_host(&grow)).await.unwrap_or_else(|e| panic!("round {round}: grow: {e}"));
+        dataplane.apply_nftables_elements(&on_host(&shrink)).await.unwrap_or_else(|e| panic!("round {round}: shrink: {e}"));
+        let again = dataplane.apply_nftables_elements(&on_host(&shrink)).await;
+        assert_eq!(again.expect_err("elements are gone already").errno(), Some(libc::ENOENT), "round {round}");
+    }
+    dataplane.apply_nftables_elements(&on_host(&grow)).await.expect("grow after the rounds");
+
+    let reference = Netns::new("kept-ref");
+    load(&dataplane, &reference, &large).await;
+    assert_eq!(host.list(&large), reference.list(&large), "host elements after the rounds");
+}
+
 /// Returns the sets (with their sorted elements) and chains (with their rules) of
 /// every table, as `nft -j` lists them, so two tables compare equal whatever the
 /// order in which their objects were created.

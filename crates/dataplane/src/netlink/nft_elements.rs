@@ -6,6 +6,7 @@
 //! and the first error returned carries the kernel's errno.
 
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
@@ -50,17 +51,55 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Applies element changes in one transaction, like `nft -f` with a script of
 /// `add element FAMILY TABLE SET { … }` and `delete element …` lines.
 /// `host_netns` is the namespace playing the host, `None` for the process's own.
-pub(super) async fn apply(host_netns: Option<&Path>, plan: &NftElementsPlan) -> Result<(), DataplaneError> {
+/// Changes of the host's tables go through `host_socket`, which stays open after
+/// a batch that succeeded (see [`KeptSocket`]).
+pub(super) async fn apply(host_netns: Option<&Path>, host_socket: &KeptSocket, plan: &NftElementsPlan) -> Result<(), DataplaneError> {
     if plan.changes.is_empty() {
         return Ok(());
     }
-    let socket = match plan.namespace.as_deref().or(host_netns) {
-        Some(path) => namespace::run_in(&namespace::open(path)?, open_socket).await??,
-        None => open_socket()?,
+    let host_table = plan.namespace.is_none();
+    let socket = match (host_table.then(|| host_socket.take()).flatten(), plan.namespace.as_deref().or(host_netns)) {
+        (Some(socket), _) => socket,
+        (None, Some(path)) => namespace::run_in(&namespace::open(path)?, open_socket).await??,
+        (None, None) => open_socket()?,
     };
     let result = send_batch(&socket, &encode_batch(&plan.changes, 1), &plan.changes);
-    close_in_background(socket);
+    if host_table && result.is_ok() {
+        host_socket.put(socket);
+    } else {
+        // A failed batch may leave acknowledgements unread, which the next batch on
+        // this socket would take for its own.
+        close_in_background(socket);
+    }
     result
+}
+
+/// A `NETLINK_NETFILTER` socket kept open between batches. Closing one waits for
+/// an RCU grace period inside the nftables commit mutex: off-CPU stacks on Linux
+/// 6.18 show `nft_rcv_nl_event` flushing work there. A link deletion takes that
+/// mutex under the RTNL lock, so each close stalled concurrent detaches and
+/// attaches. Only the host namespace's socket is kept, because a socket keeps its
+/// namespace alive and router namespaces are removed.
+#[derive(Debug, Default)]
+pub(super) struct KeptSocket {
+    socket: Mutex<Option<Socket>>,
+}
+
+impl KeptSocket {
+    fn take(&self) -> Option<Socket> {
+        self.socket.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// Keeps `socket` unless another one is kept already, which is then closed.
+    fn put(&self, socket: Socket) {
+        let mut slot = self.socket.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(socket);
+            return;
+        }
+        drop(slot);
+        close_in_background(socket);
+    }
 }
 
 /// Opens a `NETLINK_NETFILTER` socket in the calling thread's namespace.
