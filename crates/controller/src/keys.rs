@@ -16,6 +16,7 @@
 //! | `/alloc/port/<host>/<protocol>/<port>/<address or any>` | owner of the host port (a publication) |
 //! | `/guards/tenant/<tenant>` | empty; rewritten by every network create and delete and every security group create |
 //! | `/guards/network/<network-id>` | empty; rewritten by every endpoint create and delete |
+//! | `/guards/port/<host>/<protocol>/<port>` | empty; rewritten by every publication of the host port |
 //!
 //! The store has no "this prefix is empty" comparison. A delete that must not race
 //! with a create below it (a tenant with a new network, a network with a new endpoint)
@@ -120,6 +121,12 @@ pub(crate) fn mac(network_id: &str, mac: MacAddr) -> String {
 
 pub(crate) fn tenant_guard(tenant: &str) -> String {
     format!("/guards/tenant/{tenant}")
+}
+
+/// Guard of one host port and protocol on one host. A publication's checks read
+/// every publication of the port, so its transaction compares and rewrites this key.
+pub(crate) fn host_port_guard(publication: &Publication) -> String {
+    format!("/guards/port/{}/{}/{}", publication.host, publication.protocol, publication.host_port)
 }
 
 pub(crate) fn network_guard(network_id: &str) -> String {

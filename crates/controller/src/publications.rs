@@ -7,21 +7,33 @@
 use cloison_model::{Endpoint, Publication, PublicationSpec, PublishProtocol};
 use cloison_store::{Compare, KeyValue, Op};
 
-use crate::controller::new_id;
+use crate::controller::{new_id, pause_before_retry, TXN_ATTEMPTS};
+use crate::networks::compare_unchanged;
 use crate::records::{decode_raw, encode, encode_raw, Owner};
 use crate::{keys, Controller, ControllerError};
 
 impl Controller {
     /// Publishes a port of an existing endpoint on the endpoint's host.
     ///
-    /// Limitation: an unbound and a bound publication of the same port are checked
-    /// against each other by a read before the transaction. Two such requests at the
-    /// same moment can therefore both succeed, and the bound one then wins for its address.
-    /// The check that one tenant's publications of a host port share one target is such
-    /// a read too.
+    /// The checks against the port's other publications are reads before the
+    /// transaction. The transaction rewrites the port's guard key and fails when
+    /// another publication of the port rewrote it since, and the checks then run again.
     pub async fn publish(&self, tenant: &str, spec: PublicationSpec) -> Result<Publication, ControllerError> {
         let spec = spec.normalized();
         spec.validate()?;
+        for attempt in 0..TXN_ATTEMPTS {
+            pause_before_retry(attempt).await;
+            if let Some(publication) = self.try_publish(tenant, &spec).await? {
+                tracing::info!(tenant.name = %tenant, publication.name = %publication.name, host.name = %publication.host, "port published");
+                return Ok(publication);
+            }
+        }
+        Err(ControllerError::Contention { what: format!("publishing {} in tenant {tenant}", spec.name()) })
+    }
+
+    /// Reads the endpoint and the port's publications, checks them and writes the
+    /// publication. Returns `None` when the transaction lost a race and must be retried.
+    async fn try_publish(&self, tenant: &str, spec: &PublicationSpec) -> Result<Option<Publication>, ControllerError> {
         let endpoint_key = keys::endpoint(tenant, &spec.endpoint);
         let Some((endpoint, endpoint_kv)) = self.read::<Endpoint>(&endpoint_key).await? else {
             return Err(ControllerError::NotFound { kind: "endpoint", name: format!("{} in tenant {tenant}", spec.endpoint) });
@@ -39,6 +51,10 @@ impl Controller {
             protocol: spec.protocol,
             resource_version: 0,
         };
+        // Read the guard before the checks, so a publication written after their reads
+        // has rewritten it and fails the transaction below.
+        let guard_key = keys::host_port_guard(&publication);
+        let guard_kv = self.store.get(&guard_key).await?;
         self.check_not_vxlan(&publication).await?;
         self.check_port_free(&publication).await?;
         self.check_router_target(&publication).await?;
@@ -48,20 +64,19 @@ impl Controller {
             Compare::Absent(key.clone()),
             Compare::Absent(port_key.clone()),
             Compare::ModRevision(endpoint_kv.key, endpoint_kv.mod_revision),
+            compare_unchanged(&guard_key, guard_kv.as_ref()),
         ];
         let ops = vec![
             Op::Put { key, value: encode(&publication) },
             Op::Put { key: port_key, value: encode_raw(&Owner::publication(&publication)) },
+            Op::Put { key: guard_key, value: b"{}".to_vec() },
         ];
         let response = self.store.txn(compares, ops).await?;
         if !response.succeeded {
-            // Something changed since the reads: name the holder if the port was taken.
-            self.check_port_free(&publication).await?;
-            return Err(ControllerError::AlreadyExists { kind: "publication", name: format!("{} in tenant {tenant}", publication.name) });
+            return Ok(None);
         }
         publication.resource_version = response.revision;
-        tracing::info!(tenant.name = %tenant, publication.name = %publication.name, host.name = %publication.host, "port published");
-        Ok(publication)
+        Ok(Some(publication))
     }
 
     /// Fails when the publication would take the UDP port its host's VXLAN tunnels

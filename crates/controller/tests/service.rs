@@ -586,3 +586,48 @@ async fn publication_router_target_shared() {
     ctl.publish("t1", publication("web-3", "127.0.0.3", 80, tcp)).await.expect("another host");
     ctl.publish("t2", publication("web-1", "127.0.0.3", 80, tcp)).await.expect("another tenant's router");
 }
+
+/// Two publications of one host port that exclude each other, sent at the same
+/// moment, must not both succeed: an unbound and a bound one, or two bound ones of
+/// one tenant with different targets. Both pairs would leave the tenant's router
+/// with two targets for one protocol and port, which nftables rejects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publication_conflicts_rejected_concurrently() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+    for name in ["web-1", "web-2"] {
+        let mut spec = endpoint_spec("web", "h1");
+        spec.name = Some(name.into());
+        ctl.create_endpoint("t1", spec).await.expect("endpoint");
+    }
+    let publication = |endpoint: &str, host_ip: Option<&str>, host_port: u16| PublicationSpec {
+        endpoint: endpoint.into(),
+        host_ip: host_ip.map(|ip| ip.parse().expect("address")),
+        host_port,
+        port: 80,
+        protocol: PublishProtocol::Tcp,
+    };
+
+    for host_port in 9000..9060 {
+        let second_address = if host_port % 2 == 0 { None } else { Some("127.0.0.2") };
+        let first = tokio::spawn({
+            let ctl = ctl.clone();
+            let spec = publication("web-1", Some("127.0.0.1"), host_port);
+            async move { ctl.publish("t1", spec).await }
+        });
+        let second = tokio::spawn({
+            let ctl = ctl.clone();
+            let spec = publication("web-2", second_address, host_port);
+            async move { ctl.publish("t1", spec).await }
+        });
+        let results = [first.await.expect("join"), second.await.expect("join")];
+        let succeeded = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(succeeded, 1, "port {host_port}: {results:?}");
+        for err in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert!(
+                matches!(err, ControllerError::Taken { .. } | ControllerError::PortTarget { .. }),
+                "port {host_port}: {err}"
+            );
+        }
+    }
+}
