@@ -10,6 +10,7 @@ use cloison_store::{Compare, KeyValue, Op};
 
 use crate::alloc::Cursor;
 use crate::controller::{new_id, pause_before_retry, TXN_ATTEMPTS};
+use crate::networks::compare_unchanged;
 use crate::records::{decode_raw, encode, encode_raw, Owner};
 use crate::{keys, Controller, ControllerError, EndpointFilter};
 
@@ -252,14 +253,22 @@ impl Controller {
         for attempt in 0..TXN_ATTEMPTS {
             pause_before_retry(attempt).await;
             let (endpoint, kv) = self.read_endpoint(tenant, name).await?;
+            // Read the guard before the publications, so a publication written after
+            // their read has rewritten it and fails the transaction below.
+            let guard_key = keys::endpoint_guard(&endpoint.id);
+            let guard_kv = self.store.get(&guard_key).await?;
             let mut ops = vec![
                 Op::Delete { key: kv.key.clone() },
                 Op::Put { key: keys::network_guard(&endpoint.network_id), value: b"{}".to_vec() },
+                Op::Delete { key: guard_key.clone() },
             ];
             ops.extend(allocation_keys(&endpoint).into_iter().map(|key| Op::Delete { key }));
             // The endpoint's publications go with it, so their host ports are free again.
             ops.extend(self.publication_deletes_of(&endpoint).await?);
-            let compares = vec![Compare::ModRevision(kv.key, kv.mod_revision)];
+            let compares = vec![
+                Compare::ModRevision(kv.key, kv.mod_revision),
+                compare_unchanged(&guard_key, guard_kv.as_ref()),
+            ];
             if self.store.txn(compares, ops).await?.succeeded {
                 tracing::info!(tenant.name = %tenant, endpoint.name = %name, endpoint.id = %endpoint.id, "endpoint deleted");
                 return Ok(());

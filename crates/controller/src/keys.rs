@@ -17,10 +17,11 @@
 //! | `/guards/tenant/<tenant>` | empty; rewritten by every network create and delete and every security group create |
 //! | `/guards/network/<network-id>` | empty; rewritten by every endpoint create and delete |
 //! | `/guards/port/<host>/<protocol>/<port>` | empty; rewritten by every publication of the host port |
+//! | `/guards/endpoint/<endpoint-id>` | empty; rewritten by every publication of the endpoint, deleted with the endpoint |
 //!
 //! The store has no "this prefix is empty" comparison. A delete that must not race
-//! with a create below it (a tenant with a new network, a network with a new endpoint)
-//! therefore compares the guard key's revision instead. The create rewrites the guard,
+//! with a create below it (a tenant with a new network, a network with a new endpoint,
+//! an endpoint with a new publication) therefore compares the guard key's revision instead. The create rewrites the guard,
 //! so the delete's transaction fails and re-reads.
 //!
 //! Names are path segments: [`cloison_model::validate_name`] allows only `[a-z0-9-]`,
@@ -127,6 +128,12 @@ pub(crate) fn tenant_guard(tenant: &str) -> String {
 /// every publication of the port, so its transaction compares and rewrites this key.
 pub(crate) fn host_port_guard(publication: &Publication) -> String {
     format!("/guards/port/{}/{}/{}", publication.host, publication.protocol, publication.host_port)
+}
+
+/// Guard of one endpoint's publications. An endpoint's delete lists them before its
+/// transaction, so each publish rewrites this key and the delete compares it.
+pub(crate) fn endpoint_guard(endpoint_id: &str) -> String {
+    format!("/guards/endpoint/{endpoint_id}")
 }
 
 pub(crate) fn network_guard(network_id: &str) -> String {

@@ -70,6 +70,7 @@ impl Controller {
             Op::Put { key, value: encode(&publication) },
             Op::Put { key: port_key, value: encode_raw(&Owner::publication(&publication)) },
             Op::Put { key: guard_key, value: b"{}".to_vec() },
+            Op::Put { key: keys::endpoint_guard(&publication.endpoint_id), value: b"{}".to_vec() },
         ];
         let response = self.store.txn(compares, ops).await?;
         if !response.succeeded {

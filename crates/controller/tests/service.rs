@@ -587,6 +587,41 @@ async fn publication_router_target_shared() {
     ctl.publish("t2", publication("web-1", "127.0.0.3", 80, tcp)).await.expect("another tenant's router");
 }
 
+/// An endpoint's delete removes its publications in the same transaction, so a
+/// publication written while the delete runs must not outlive the endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publication_never_outlives_endpoint() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.1.0.0/24")).await.expect("network");
+
+    for round in 0..100u16 {
+        let name = format!("web-{round}");
+        let mut spec = endpoint_spec("web", "h1");
+        spec.name = Some(name.clone());
+        ctl.create_endpoint("t1", spec).await.expect("endpoint");
+        let mut publishes = Vec::new();
+        for offset in 0..4u16 {
+            let ctl = ctl.clone();
+            let spec = PublicationSpec {
+                endpoint: name.clone(),
+                host_ip: None,
+                host_port: 10_000 + round * 10 + offset,
+                port: 80,
+                protocol: PublishProtocol::Tcp,
+            };
+            publishes.push(tokio::spawn(async move { ctl.publish("t1", spec).await }));
+        }
+        ctl.delete_endpoint("t1", &name).await.expect("delete endpoint");
+        for publish in publishes {
+            // A publish that ran after the delete fails with not_found.
+            let _ = publish.await.expect("join");
+        }
+
+        let left = ctl.list_publications(Some("t1")).await.expect("list");
+        assert!(left.is_empty(), "round {round}: publications of a deleted endpoint: {left:?}");
+    }
+}
+
 /// Two publications of one host port that exclude each other, sent at the same
 /// moment, must not both succeed: an unbound and a bound one, or two bound ones of
 /// one tenant with different targets. Both pairs would leave the tenant's router
