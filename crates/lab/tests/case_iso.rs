@@ -124,6 +124,79 @@ fn forged_sources_are_dropped() {
     assert_eq!(ttls(a3, ipv4_of(a2)), [*a2_ttl; 3], "a3 still reaches a2 after a1 sent with a2's MAC");
 }
 
+/// A VLAN-tagged frame carrying the port's own MAC and IPv4 address is dropped like
+/// any frame that is not untagged IPv4, IPv6 or ARP. The kernel reads `meta
+/// protocol` past the tag, so only `ether type` distinguishes such a frame from IPv4.
+#[test]
+fn vlan_tagged_frames_are_dropped() {
+    let lab = common::lab("case-isov", 2);
+    let scene = scene(&lab);
+    let (a1, _) = &scene[0];
+    let (a2, _) = &scene[1];
+    wait_reachable(a1, a2.endpoint.ipv4);
+
+    let frame = tagged_echo_request(a1, a2, 5);
+    let before = spoof_dropped(&lab, "h1");
+    for _ in 0..3 {
+        send_raw_frame(&a1.netns, "eth0", &frame);
+    }
+    assert_eq!(spoof_dropped(&lab, "h1"), before + 3, "h1 let a1's frames tagged with VLAN 5 through");
+}
+
+/// Builds an Ethernet frame tagged with `vid` that carries an ICMP echo request
+/// from `from`'s MAC and IPv4 address to `to`'s.
+fn tagged_echo_request(from: &Container, to: &Container, vid: u16) -> Vec<u8> {
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&to.endpoint.mac.0);
+    frame.extend_from_slice(&from.endpoint.mac.0);
+    frame.extend_from_slice(&[0x81, 0x00]);
+    frame.extend_from_slice(&vid.to_be_bytes());
+    frame.extend_from_slice(&[0x08, 0x00]);
+    // IPv4 header: version 4, length 28, TTL 64, ICMP, checksum left zero.
+    frame.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0]);
+    frame.extend_from_slice(&from.endpoint.ipv4.octets());
+    frame.extend_from_slice(&to.endpoint.ipv4.octets());
+    // ICMP echo request, checksum left zero.
+    frame.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+    frame
+}
+
+/// Sends `frame` as it is out of interface `ifname` of the namespace at `netns`,
+/// from a thread that enters the namespace.
+fn send_raw_frame(netns: &Path, ifname: &str, frame: &[u8]) {
+    let (netns, ifname, frame) = (netns.to_path_buf(), ifname.to_string(), frame.to_vec());
+    let sender = std::thread::spawn(move || {
+        let file = std::fs::File::open(&netns).unwrap_or_else(|e| panic!("open {}: {e}", netns.display()));
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter the container's namespace");
+        let index = nix::net::if_::if_nametoindex(ifname.as_str()).expect("index of the container's interface");
+        // SAFETY: socket(2) takes no pointers; the result is checked before use.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
+        // SAFETY: sockaddr_ll is plain data, for which all zero bytes are valid.
+        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_ifindex = index as i32;
+        address.sll_halen = 6;
+        // SAFETY: fd is an open socket, frame and address outlive the call, and the
+        // lengths passed are theirs.
+        let sent = unsafe {
+            libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                std::ptr::addr_of!(address).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        let error = std::io::Error::last_os_error();
+        // SAFETY: fd is open and owned here, and not used after this call.
+        unsafe { libc::close(fd) };
+        assert_eq!(sent, frame.len() as isize, "send the raw frame: {error}");
+    });
+    sender.join().expect("frame sender panicked");
+}
+
 /// Returns the TTL of the member of `from`'s own network (same network id, `from`
 /// included) that owns `address`, the only container allowed to reply to a ping to it.
 fn own_network_owner(scene: &[(Container, u8)], from: &Container, address: IpAddr) -> Option<u8> {

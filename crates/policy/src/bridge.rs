@@ -23,7 +23,7 @@ use crate::PolicyInput;
 const PREROUTING: &[&str] = &[
     "iifname != \"cle*\" accept",
     "iifname != @ports accept",
-    "meta protocol ip iifname . ether saddr . ip saddr @port_mac_ipv4 accept",
+    "ether type ip iifname . ether saddr . ip saddr @port_mac_ipv4 accept",
     "iifname . ether saddr != @port_mac counter name spoof_dropped drop",
     "ether type != { ip, ip6, arp } counter name spoof_dropped drop",
     "arp operation { request, reply } iifname . arp saddr ether != @port_mac counter name spoof_dropped drop",
