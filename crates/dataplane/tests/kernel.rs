@@ -76,6 +76,26 @@ async fn removed_names_are_free_at_once() {
     assert!(s1.ping("10.1.0.1"), "endpoint attached again cannot reach its gateway");
 }
 
+/// An agent stopped between creating a pair and marking it leaves an unmarked host
+/// end, down and on no bridge. The next ensure replaces it instead of reporting a
+/// foreign link for ever.
+#[tokio::test]
+async fn unmarked_pair_is_replaced() {
+    require_root();
+    let host = Host::new("host");
+    let net = host.with_network(VTEP1).await;
+    let s1 = Netns::new("s1");
+    let e1 = endpoint(&net, 2, &s1.path());
+    host.netns.ip(&["link", "add", &e1.host_ifname, "type", "veth", "peer", "name", "eth0", "netns", &s1.name]);
+
+    host.dataplane.ensure_local_endpoint(&e1).await.expect("ensure over the unmarked pair");
+
+    assert!(s1.ping("10.1.0.1"), "the endpoint cannot reach its gateway");
+    let shown = host.netns.ip(&["-d", "link", "show", &e1.host_ifname]);
+    assert!(shown.contains("alias cloison:endpoint:"), "host end unmarked: {shown}");
+    assert!(shown.contains(&format!("master {}", net.bridge)), "host end off the bridge: {shown}");
+}
+
 #[tokio::test]
 async fn ensure_twice_changes_nothing() {
     require_root();

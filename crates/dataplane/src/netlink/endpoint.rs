@@ -5,7 +5,7 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use netlink_packet_route::link::{InfoData, InfoVeth};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth};
 
 use super::interface::{self, Settings};
@@ -133,6 +133,11 @@ async fn adopt(
     let Some(link) = links::find(host, &plan.host_ifname).await? else {
         return Ok(None);
     };
+    if interrupted_creation(&link) {
+        tracing::warn!(endpoint.id = %plan.endpoint_id, ifname = %link.name, "removing the unmarked host end of an interrupted creation");
+        links::delete(host, link.index).await?;
+        return Ok(None);
+    }
     links::check_owner(&link, &names::endpoint_alias(&plan.endpoint_id))?;
     links::repair(host, &link, Desired { mtu: plan.mtu, master: Some(bridge) }).await?;
     let peer = links::find(&sandbox.netlink, &plan.ifname).await?;
@@ -142,6 +147,13 @@ async fn adopt(
     tracing::warn!(endpoint.id = %plan.endpoint_id, "recreating endpoint whose container end is missing");
     links::delete(host, link.index).await?;
     Ok(None)
+}
+
+/// Returns true for a host end that [`add_pair`] created but [`finish`] never
+/// marked, because the agent stopped in between: a veth without alias, down and
+/// on no bridge, under the name derived from the endpoint's id.
+fn interrupted_creation(link: &Link) -> bool {
+    link.alias.is_none() && link.master.is_none() && !link.up && link.kind == Some(InfoKind::Veth)
 }
 
 /// Creates the pair with its container end already in the sandbox, then marks
@@ -155,12 +167,12 @@ async fn create(
     plan: &LocalEndpointPlan,
     bridge: u32,
 ) -> Result<Option<Link>, DataplaneError> {
-    match add_pair(host, sandbox_file, plan, bridge).await {
+    match add_pair(host, sandbox_file, plan).await {
         Ok(()) => {}
         Err(e) if e.errno() == Some(libc::EEXIST) => return exists_error(host, plan).await,
         Err(e) => return Err(e),
     }
-    let result = finish(host, sandbox, plan).await;
+    let result = finish(host, sandbox, plan, bridge).await;
     if result.is_err() {
         links::delete_by_name(host, &plan.host_ifname).await?;
     }
@@ -180,11 +192,14 @@ async fn exists_error(host: &Handle, plan: &LocalEndpointPlan) -> Result<Option<
     })
 }
 
-/// Marks the new host end as cloison's and configures the container end.
-async fn finish(host: &Handle, sandbox: &Sandbox, plan: &LocalEndpointPlan) -> Result<Link, DataplaneError> {
+/// Marks the new host end as cloison's, puts it on the bridge and brings it up,
+/// all in one message, and configures the container end. A host end that carries
+/// traffic therefore always carries the alias, which the policy and the repair
+/// pass go by, even when the agent is killed in between.
+async fn finish(host: &Handle, sandbox: &Sandbox, plan: &LocalEndpointPlan, bridge: u32) -> Result<Link, DataplaneError> {
     let alias = names::endpoint_alias(&plan.endpoint_id);
-    let mark = LinkUnspec::new_with_name(&plan.host_ifname).alias(&alias).build();
-    let op = format!("ip link set {} alias {alias}", plan.host_ifname);
+    let mark = LinkUnspec::new_with_name(&plan.host_ifname).alias(&alias).controller(bridge).up().build();
+    let op = format!("ip link set {} alias {alias} master {} up", plan.host_ifname, plan.bridge);
     let (_, peer) = futures::try_join!(
         links::set(host, mark, &op),
         links::find(&sandbox.netlink, &plan.ifname)
@@ -199,11 +214,11 @@ async fn finish(host: &Handle, sandbox: &Sandbox, plan: &LocalEndpointPlan) -> R
 /// Creates the pair in one message, with the container end created directly in
 /// the sandbox under its final name. Moving a link between namespaces instead
 /// waits for an RCU grace period, which took about 15 ms under strace on a 2-core
-/// VM running Linux 6.18. The container end stays down here, because the kernel
-/// rejects bringing a veth end up before its peer exists (`ENOTCONN`), and
-/// `configure_inside` brings it up. Like `ip link add HOST_IFNAME mtu M master BR
-/// up type veth peer name IFNAME address MAC mtu M netns SANDBOX`.
-async fn add_pair(host: &Handle, sandbox_file: &File, plan: &LocalEndpointPlan, bridge: u32) -> Result<(), DataplaneError> {
+/// VM running Linux 6.18. Both ends stay down and off the bridge here: [`finish`]
+/// marks the host end and then joins it to the bridge, and `configure_inside`
+/// brings the container end up. Like `ip link add HOST_IFNAME mtu M type veth peer
+/// name IFNAME address MAC mtu M netns SANDBOX`.
+async fn add_pair(host: &Handle, sandbox_file: &File, plan: &LocalEndpointPlan) -> Result<(), DataplaneError> {
     let peer = LinkUnspec::new_with_name(&plan.ifname)
         .address(plan.mac.0.to_vec())
         .mtu(plan.mtu)
@@ -212,13 +227,10 @@ async fn add_pair(host: &Handle, sandbox_file: &File, plan: &LocalEndpointPlan, 
     let message = LinkVeth::new(&plan.host_ifname, &plan.ifname)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .mtu(plan.mtu)
-        .controller(bridge)
-        .up()
         .build();
     let op = format!(
-        "ip link add {} master {} up type veth peer {} address {} netns {}",
+        "ip link add {} type veth peer {} address {} netns {}",
         plan.host_ifname,
-        plan.bridge,
         plan.ifname,
         plan.mac,
         plan.sandbox.display()
