@@ -90,7 +90,7 @@ impl Reconciler {
     pub async fn preload_endpoints(&self, network_id: &str, endpoints: Vec<Endpoint>) {
         let mut inner = self.inner.lock().await;
         for endpoint in endpoints.into_iter().filter(|e| e.network_id == network_id) {
-            if !inner.desired.endpoints.contains_key(&endpoint.id) {
+            if !inner.desired.endpoints.contains_key(&endpoint.id) && !inner.desired.is_detached(&endpoint.id) {
                 inner.desired.insert_endpoint(endpoint);
             }
         }

@@ -19,6 +19,11 @@ pub struct DesiredState {
     /// [`DesiredState::insert_endpoint`] keeps it complete; an id left behind by a
     /// direct removal from `endpoints` is skipped by the readers.
     endpoints_by_host: BTreeMap<String, BTreeSet<String>>,
+    /// Endpoints that a detach on this host deleted before the watch delivered the
+    /// deletion, by id, with their network id. The watch may still carry them in a
+    /// put or a snapshot older than the deletion, which must not bring them back.
+    /// Ids are never reused, so such a put is always stale.
+    detached: BTreeMap<String, String>,
 }
 
 /// Part of the desired state one watch event changed, so the reconciler touches only that.
@@ -51,7 +56,10 @@ impl DesiredState {
             } => {
                 self.revision = revision;
                 self.networks = networks.into_iter().map(|n| (n.id.clone(), n)).collect();
-                self.endpoints = endpoints.into_iter().map(|e| (e.id.clone(), e)).collect();
+                // A detached endpoint the snapshot no longer lists is deleted for good.
+                self.detached.retain(|id, _| endpoints.iter().any(|e| e.id == *id));
+                let current = endpoints.into_iter().filter(|e| !self.detached.contains_key(&e.id));
+                self.endpoints = current.map(|e| (e.id.clone(), e)).collect();
                 self.endpoints_by_host = BTreeMap::new();
                 for endpoint in self.endpoints.values() {
                     let ids = self.endpoints_by_host.entry(endpoint.host.clone()).or_default();
@@ -76,6 +84,7 @@ impl DesiredState {
                 self.networks.insert(id.clone(), n);
                 Delta::Network(id)
             }
+            WatchObject::Endpoint(e) if self.is_detached(&e.id) => Delta::None,
             WatchObject::Endpoint(e) => {
                 let network = e.network_id.clone();
                 self.insert_endpoint(e);
@@ -108,6 +117,7 @@ impl DesiredState {
         match object {
             WatchObject::Network(n) => {
                 self.networks.remove(&n.id);
+                self.detached.retain(|_, network| *network != n.id);
                 let gone: Vec<String> = self.endpoints_of(&n.id).map(|e| e.id.clone()).collect();
                 for id in gone {
                     self.remove_endpoint(&id);
@@ -115,6 +125,7 @@ impl DesiredState {
                 Delta::Network(n.id)
             }
             WatchObject::Endpoint(e) => {
+                self.detached.remove(&e.id);
                 self.remove_endpoint(&e.id);
                 Delta::Network(e.network_id)
             }
@@ -143,6 +154,20 @@ impl DesiredState {
             }
         }
         self.endpoints_by_host.entry(host).or_default().insert(id);
+    }
+
+    /// Removes an endpoint whose record a detach on this host deleted, and keeps
+    /// older watch events that still carry it from adding it again until the watch
+    /// delivers the deletion.
+    pub fn remove_detached(&mut self, endpoint: &Endpoint) {
+        self.detached.insert(endpoint.id.clone(), endpoint.network_id.clone());
+        self.remove_endpoint(&endpoint.id);
+    }
+
+    /// Returns true for an endpoint that a detach deleted and the watch may still
+    /// carry (see [`DesiredState::remove_detached`]).
+    pub fn is_detached(&self, id: &str) -> bool {
+        self.detached.contains_key(id)
     }
 
     /// Removes an endpoint and returns it, or `None` when it was not there.

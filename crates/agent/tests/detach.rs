@@ -115,6 +115,29 @@ fn count(log: &[Recorded], wanted: &Recorded) -> usize {
     log.iter().filter(|r| *r == wanted).count()
 }
 
+/// The watch can lag behind a detach: the put that created the endpoint, or a
+/// snapshot taken before its deletion, may arrive after the detach returned. They
+/// must not recreate it, and the deletion event ends the wait for them.
+#[tokio::test]
+async fn late_events_after_detach_ignored() {
+    let (a1, a2) = (endpoint("a1", "a", "sa", 2), endpoint("a2", "b", "sb", 3));
+    let (fake, reconciler) = programmed(vec![a2.clone()]).await;
+    reconciler.attach(network(), a1.clone()).await.expect("attach a1");
+    reconciler.detach(&a1).await.expect("detach a1");
+    fake.take_log();
+
+    let late = WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(a1.clone()) };
+    reconciler.apply_event(late).await;
+    reconciler.apply_event(snapshot(7, vec![a1.clone(), a2.clone()])).await;
+    let log = fake.take_log();
+    assert_eq!(count(&log, &Recorded::EnsureLocalEndpoint("a1".into())), 0, "a1 recreated: {log:?}");
+    assert!(!reconciler.desired().await.endpoints.contains_key("a1"), "a1 is desired again");
+
+    let deleted = WatchEvent::Delete { revision: 8, object: WatchObject::Endpoint(a1.clone()) };
+    reconciler.apply_event(deleted).await;
+    assert!(!reconciler.desired().await.is_detached("a1"), "a1 still awaits its deletion event");
+}
+
 #[tokio::test]
 async fn detaching_endpoint_not_recreated_or_collected() {
     let (a1, a2) = (endpoint("a1", "a", "sa", 2), endpoint("a2", "b", "sb", 3));

@@ -69,9 +69,9 @@ impl Reconciler {
 
         let mut inner = self.inner.lock().await;
         inner.in_flight.finish(&endpoint.id);
-        // A snapshot or a late watch event applied meanwhile may carry the endpoint
-        // again. Its record is gone, so convergence must not recreate it.
-        inner.desired.remove_endpoint(&endpoint.id);
+        // A snapshot or a late watch event, applied meanwhile or later, may carry the
+        // endpoint again. Its record is gone, so convergence must not recreate it.
+        inner.desired.remove_detached(endpoint);
         inner.applied.broken.remove(&endpoint.id);
         match (removed, pending.applied) {
             (Some(Ok(())), Some((_, plan))) => {
