@@ -221,6 +221,40 @@ fn published_udp_and_loopback_ports() {
     assert!(result.is_err(), "an endpoint reached the loopback-bound port: {result:?}");
 }
 
+/// A publication bound to one host address is reached through that address only,
+/// also by another tenant's external endpoint that sends straight to the serving
+/// router's transit address, which the host routes like any other.
+#[test]
+fn bound_publication_kept_from_other_routers() {
+    let lab = common::lab("nat-bound", 1);
+    let scene = publish_scene(&lab);
+    lab.create_network("t2", "ext", "10.64.0.0/24", &["--external"]).expect("network t2/ext");
+    let attacker = container(&lab, "h1", "e2", "t2", "ext", "10.64.0.10");
+    let _server = serve(&scene.server.netns, "0.0.0.0", &["tcp/70"]);
+    publish(&lab, "s1", "127.0.0.1:7070:70", "t1");
+    let seen = request_within(&netns_of(&lab, "h1"), "tcp", "127.0.0.1", 7070);
+    assert!(seen.is_ok(), "h1 itself to 127.0.0.1:7070: {seen:?}");
+
+    let routers = router_transit_addresses(&lab, "h1");
+    assert_eq!(routers.len(), 2, "transit links of t1 and t2 on h1: {routers:?}");
+    for router in routers {
+        let result = request(&attacker.netns, "tcp", &router, 7070);
+        assert!(result.is_err(), "another tenant reached the loopback-bound port through router address {router}: {result:?}");
+    }
+}
+
+/// Returns the router end's address of every transit link on `host`: the other
+/// address of the /31 on the host end (`clh*`).
+fn router_transit_addresses(lab: &Lab, host: &str) -> Vec<String> {
+    let out = lab.exec_in_container(&netns_of(lab, host), &["ip", "-4", "-o", "addr", "show"]).expect("list the host's addresses");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .filter(|line| line.split_whitespace().nth(1).is_some_and(|name| name.starts_with("clh")))
+        .filter_map(|line| line.split_whitespace().nth(3)?.split('/').next()?.parse::<std::net::Ipv4Addr>().ok())
+        .map(|address| std::net::Ipv4Addr::from(u32::from(address) ^ 1).to_string())
+        .collect()
+}
+
 #[test]
 fn taken_host_port_rejected() {
     let lab = common::lab("nat-taken", 1);

@@ -22,13 +22,15 @@ use crate::PolicyInput;
 
 /// Rules of the forward chain, in order. Traffic inside one network passes first,
 /// with one lookup, because it is the bulk of the traffic and never filtered. The
-/// raw chain exempted it from conntrack. Traffic to anything but a local endpoint
-/// passes, because the destination endpoint's own host filters it. Replies pass.
+/// raw chain exempted it from conntrack. New flows to a router's transit address
+/// pass only when the host DNATed them there. Traffic to anything but a local
+/// endpoint passes, because the destination endpoint's own host filters it. Replies pass.
 /// Then the destination's ingress class decides (see the `ingress` module), then
 /// the egress rules of the source, one lookup per address family and port kind.
 const FORWARD: &[&str] = &[
     "oifname . ip saddr . ip daddr @same4 accept",
     "oifname . ip6 saddr . ip6 daddr @same6 accept",
+    nat::HOST_FORWARD_ROUTERS,
     "meta nfproto ipv4 oifname . ip daddr != @local4 accept",
     "meta nfproto ipv6 oifname . ip6 daddr != @local6 accept",
     "ct state established,related accept",

@@ -60,6 +60,12 @@ pub(crate) const HOST_POSTROUTING: &[&str] = &[
 pub(crate) const HOST_FORWARD_PUBLISHED: &str =
     "oifname . ip saddr != @tenant4 oifname . ip daddr . meta l4proto . th dport @published4 accept";
 
+/// The rule of the host's forward chain that keeps new flows from reaching a router's
+/// transit address unless the host DNATed them to it. The router DNATs by protocol
+/// and port alone, so a flow sent there directly would bypass a publication's host
+/// address and the host's own checks. Replies of egress flows are not new.
+pub(crate) const HOST_FORWARD_ROUTERS: &str = "ct state new ip daddr @routers4 ct status ! dnat counter name ingress_dropped drop";
+
 /// Rules the router's forward chain starts with: replies of egress flows and flows
 /// DNATed to a published endpoint pass.
 pub(crate) const ROUTER_FORWARD_FIRST: &[&str] = &["ct state established,related accept", "ct status dnat accept"];
