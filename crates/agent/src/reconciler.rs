@@ -6,6 +6,7 @@
 //! re-ensures everything, which adopts existing objects instead of recreating them.
 
 mod applied;
+mod attach;
 mod converge;
 mod detach;
 mod inflight;
@@ -119,7 +120,8 @@ impl Reconciler {
     /// cannot be applied, the endpoint would have neither anti-spoofing nor its
     /// groups, so it is removed again and the attach fails.
     pub async fn attach(&self, network: Network, endpoint: Endpoint) -> Result<(), AgentError> {
-        let mut inner = self.lock_clear_of(&self.ctx.local_endpoint_plan(&network, &endpoint)).await;
+        let plan = self.ctx.local_endpoint_plan(&network, &endpoint);
+        let mut inner = self.lock_clear_of(&plan).await;
         let network_id = network.id.clone();
         let endpoint_id = endpoint.id.clone();
         inner.desired.networks.insert(network_id.clone(), network);
@@ -127,7 +129,14 @@ impl Reconciler {
         // The watch may have delivered this endpoint first and failed on it. Unless the
         // failure is forgotten, converge skips the endpoint and the kernel's error is lost.
         inner.applied.broken.remove(&endpoint_id);
-        let mut result = self.converge_with_tenant(&mut inner, &network_id).await;
+        let unlocked = self.network_ready(&inner, &network_id) && !inner.applied.local.contains_key(&endpoint_id);
+        let mut result = if unlocked {
+            let (relocked, result) = self.ensure_unlocked(inner, &network_id, &endpoint_id, plan).await;
+            inner = relocked;
+            result
+        } else {
+            self.converge_with_tenant(&mut inner, &network_id).await
+        };
         if inner.applied.local.contains_key(&endpoint_id) {
             match self.sync_policy(&mut inner).await {
                 Ok(()) => return Ok(()),

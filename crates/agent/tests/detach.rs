@@ -115,6 +115,38 @@ fn count(log: &[Recorded], wanted: &Recorded) -> usize {
     log.iter().filter(|r| *r == wanted).count()
 }
 
+/// An attach to a network programmed here already creates its interface without
+/// the reconciler's lock, so another attach does not wait for it.
+#[tokio::test]
+async fn attaches_create_side_by_side() {
+    let a2 = endpoint("a2", "b", "sb", 3);
+    let (fake, reconciler) = programmed(vec![a2]).await;
+    let (slow, fast) = (endpoint("slow1", "s", "ss", 4), endpoint("fast1", "f", "sf", 5));
+    fake.hold_creation_of("slow");
+    let slow_attach = tokio::spawn({
+        let reconciler = reconciler.clone();
+        async move { reconciler.attach(network(), slow).await }
+    });
+    let creating = Recorded::EnsureLocalEndpoint("slow1".into());
+    let mut log = Vec::new();
+    let started = tokio::time::timeout(Duration::from_secs(5), async {
+        while !log.contains(&creating) {
+            log.extend(fake.take_log());
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(started.is_ok(), "the slow attach never started its creation");
+
+    let second = tokio::time::timeout(Duration::from_secs(2), reconciler.attach(network(), fast)).await;
+    assert!(matches!(second, Ok(Ok(()))), "the second attach waited for the first one's creation: {second:?}");
+    fake.release_creations();
+    slow_attach.await.expect("slow attach panicked").expect("slow attach");
+    let desired = reconciler.desired().await;
+    assert!(desired.endpoints.contains_key("slow1"), "slow1 is not desired");
+    assert!(desired.endpoints.contains_key("fast1"), "fast1 is not desired");
+}
+
 /// The watch can lag behind a detach: the put that created the endpoint, or a
 /// snapshot taken before its deletion, may arrive after the detach returned. They
 /// must not recreate it, and the deletion event ends the wait for them.

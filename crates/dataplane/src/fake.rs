@@ -37,6 +37,9 @@ struct FakeKernel {
     routers: BTreeSet<PathBuf>,
     /// See [`FakeDataplane::fail_local_removals`].
     failing_removals: bool,
+    /// Id prefix of the endpoint creations that wait, see
+    /// [`FakeDataplane::hold_creation_of`].
+    held_creations: Option<String>,
     networks: BTreeMap<u32, NetworkPlan>,
     endpoints: BTreeMap<String, LocalEndpointPlan>,
     remote: BTreeSet<RemoteEndpointPlan>,
@@ -61,9 +64,11 @@ struct FakeKernel {
 pub struct FakeDataplane {
     kernel: Mutex<FakeKernel>,
     removal_hold: RemovalHold,
+    creation_hold: RemovalHold,
 }
 
-/// True while endpoint removals wait, see [`FakeDataplane::hold_local_removals`].
+/// True while endpoint removals (or creations) wait, see
+/// [`FakeDataplane::hold_local_removals`] and [`FakeDataplane::hold_creation_of`].
 #[derive(Debug)]
 struct RemovalHold(tokio::sync::watch::Sender<bool>);
 
@@ -182,6 +187,20 @@ impl FakeDataplane {
         self.removal_hold.0.send_replace(false);
     }
 
+    /// Makes every later creation of a local endpoint whose id starts with `prefix`
+    /// wait, after it is recorded and before it changes the fake kernel, until
+    /// [`FakeDataplane::release_creations`], as a slow kernel would.
+    pub fn hold_creation_of(&self, prefix: &str) {
+        self.lock().held_creations = Some(prefix.to_string());
+        self.creation_hold.0.send_replace(true);
+    }
+
+    /// Lets held and later endpoint creations proceed.
+    pub fn release_creations(&self) {
+        self.lock().held_creations = None;
+        self.creation_hold.0.send_replace(false);
+    }
+
     /// Makes every later endpoint removal fail with `EIO` while `fail` is true.
     pub fn fail_local_removals(&self, fail: bool) {
         self.lock().failing_removals = fail;
@@ -229,9 +248,17 @@ impl Dataplane for FakeDataplane {
     }
 
     async fn ensure_local_endpoint(&self, plan: &LocalEndpointPlan) -> Result<(), DataplaneError> {
-        let mut k = self.lock();
-        k.log.push(Recorded::EnsureLocalEndpoint(plan.endpoint_id.clone()));
-        k.endpoints.insert(plan.endpoint_id.clone(), plan.clone());
+        let waits = {
+            let mut k = self.lock();
+            k.log.push(Recorded::EnsureLocalEndpoint(plan.endpoint_id.clone()));
+            k.held_creations.as_ref().is_some_and(|prefix| plan.endpoint_id.starts_with(prefix.as_str()))
+        };
+        if waits {
+            let mut hold = self.creation_hold.0.subscribe();
+            // The fake owns the sender, so the wait ends only by a release.
+            let _ = hold.wait_for(|held| !held).await;
+        }
+        self.lock().endpoints.insert(plan.endpoint_id.clone(), plan.clone());
         Ok(())
     }
 
