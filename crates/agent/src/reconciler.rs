@@ -124,8 +124,19 @@ impl Reconciler {
         let mut inner = self.lock_clear_of(&plan).await;
         let network_id = network.id.clone();
         let endpoint_id = endpoint.id.clone();
+        // A detach of this endpoint may have run while the attach waited for the lock.
+        if inner.desired.is_detached(&endpoint_id) {
+            return Err(AgentError::NotFound {
+                what: format!("endpoint {} (detached while it was being attached)", endpoint.name),
+            });
+        }
         inner.desired.networks.insert(network_id.clone(), network);
-        inner.desired.insert_endpoint(endpoint);
+        // The watch may have delivered a newer version of the record already, for
+        // instance with groups updated meanwhile.
+        let newer_known = inner.desired.endpoints.get(&endpoint_id).is_some_and(|known| known.resource_version > endpoint.resource_version);
+        if !newer_known {
+            inner.desired.insert_endpoint(endpoint);
+        }
         // The watch may have delivered this endpoint first and failed on it. Unless the
         // failure is forgotten, converge skips the endpoint and the kernel's error is lost.
         inner.applied.broken.remove(&endpoint_id);

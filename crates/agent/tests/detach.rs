@@ -147,6 +147,39 @@ async fn attaches_create_side_by_side() {
     assert!(desired.endpoints.contains_key("fast1"), "fast1 is not desired");
 }
 
+/// An attach that waited for the lock while a detach of the same endpoint ran must
+/// not bring it back: its record is gone and its addresses are free again.
+#[tokio::test]
+async fn attach_after_its_detach_fails() {
+    let a1 = endpoint("a1", "a", "sa", 2);
+    let (fake, reconciler) = programmed(vec![]).await;
+    reconciler.attach(network(), a1.clone()).await.expect("attach a1");
+    reconciler.detach(&a1).await.expect("detach a1");
+    fake.take_log();
+
+    let again = reconciler.attach(network(), a1.clone()).await;
+    assert!(again.is_err(), "the attach of a detached endpoint succeeded");
+    assert_eq!(count(&fake.take_log(), &Recorded::EnsureLocalEndpoint("a1".into())), 0, "a1 recreated");
+    assert!(!reconciler.desired().await.endpoints.contains_key("a1"), "a1 is desired again");
+}
+
+/// An attach carries the record as created. A newer version that the watch
+/// delivered first, with other groups, is kept.
+#[tokio::test]
+async fn attach_keeps_newer_record() {
+    let (_fake, reconciler) = programmed(vec![]).await;
+    let mut updated = endpoint("a1", "a", "sa", 2);
+    updated.groups = vec!["g2".into()];
+    updated.resource_version = 9;
+    reconciler.apply_event(WatchEvent::Put { revision: 9, object: WatchObject::Endpoint(updated) }).await;
+
+    let mut created = endpoint("a1", "a", "sa", 2);
+    created.groups = vec!["g1".into()];
+    reconciler.attach(network(), created).await.expect("attach a1");
+    let desired = reconciler.desired().await;
+    assert_eq!(desired.endpoints.get("a1").map(|e| e.groups.clone()), Some(vec!["g2".to_string()]));
+}
+
 /// The watch can lag behind a detach: the put that created the endpoint, or a
 /// snapshot taken before its deletion, may arrive after the detach returned. They
 /// must not recreate it, and the deletion event ends the wait for them.

@@ -48,7 +48,11 @@ impl Reconciler {
     pub async fn cancel_detach(&self, pending: PendingDetach) {
         let mut inner = self.inner.lock().await;
         let id = &pending.endpoint.id;
-        inner.in_flight.finish(id);
+        // Without an applied interface nothing was marked, and a mark under this id
+        // belongs to an attach still creating the interface.
+        if pending.applied.is_some() {
+            inner.in_flight.finish(id);
+        }
         if let Some(applied) = pending.applied {
             inner.applied.local.insert(id.clone(), applied);
         }
@@ -68,7 +72,10 @@ impl Reconciler {
         };
 
         let mut inner = self.inner.lock().await;
-        inner.in_flight.finish(&endpoint.id);
+        // As in `cancel_detach`: only a mark this detach made is taken back.
+        if pending.applied.is_some() {
+            inner.in_flight.finish(&endpoint.id);
+        }
         // A snapshot or a late watch event, applied meanwhile or later, may carry the
         // endpoint again. Its record is gone, so convergence must not recreate it.
         inner.desired.remove_detached(endpoint);
