@@ -54,7 +54,8 @@ fn endpoint(id: &str, name: &str, sandbox: &str, last_octet: u8) -> Endpoint {
         sandbox: format!("/run/netns/{sandbox}"),
         groups: vec![],
         labels: BTreeMap::new(),
-        resource_version: 1,
+        // Created after every revision the tests' watch events carry.
+        resource_version: 100,
     }
 }
 
@@ -163,6 +164,22 @@ async fn attach_after_its_detach_fails() {
     assert!(!reconciler.desired().await.endpoints.contains_key("a1"), "a1 is desired again");
 }
 
+/// When the watch delivered the endpoint's deletion before the attach took the
+/// lock, no detach mark is left, but the watch has passed the record's creation
+/// without carrying it: the attach must fail all the same.
+#[tokio::test]
+async fn attach_after_deletion_event_fails() {
+    let a1 = endpoint("a1", "a", "sa", 2);
+    let (fake, reconciler) = programmed(vec![]).await;
+    reconciler.apply_event(WatchEvent::Put { revision: 100, object: WatchObject::Endpoint(a1.clone()) }).await;
+    reconciler.apply_event(WatchEvent::Delete { revision: 101, object: WatchObject::Endpoint(a1.clone()) }).await;
+    fake.take_log();
+
+    let late = reconciler.attach(network(), a1).await;
+    assert!(late.is_err(), "the attach of a deleted endpoint succeeded");
+    assert_eq!(count(&fake.take_log(), &Recorded::EnsureLocalEndpoint("a1".into())), 0, "a1 recreated");
+}
+
 /// An attach carries the record as created. A newer version that the watch
 /// delivered first, with other groups, is kept.
 #[tokio::test]
@@ -170,8 +187,8 @@ async fn attach_keeps_newer_record() {
     let (_fake, reconciler) = programmed(vec![]).await;
     let mut updated = endpoint("a1", "a", "sa", 2);
     updated.groups = vec!["g2".into()];
-    updated.resource_version = 9;
-    reconciler.apply_event(WatchEvent::Put { revision: 9, object: WatchObject::Endpoint(updated) }).await;
+    updated.resource_version = 109;
+    reconciler.apply_event(WatchEvent::Put { revision: 109, object: WatchObject::Endpoint(updated) }).await;
 
     let mut created = endpoint("a1", "a", "sa", 2);
     created.groups = vec!["g1".into()];

@@ -50,7 +50,9 @@ fn endpoint(id: &str, last_octet: u8) -> Endpoint {
         sandbox: format!("/run/netns/{id}"),
         groups: vec!["web".into()],
         labels: BTreeMap::new(),
-        resource_version: 1,
+        // Created after every revision the tests' watch events carry, as an attach's
+        // record is newer than what the watch delivered before it.
+        resource_version: 100,
     }
 }
 
