@@ -124,11 +124,8 @@ impl Reconciler {
         let mut inner = self.lock_clear_of(&plan).await;
         let network_id = network.id.clone();
         let endpoint_id = endpoint.id.clone();
-        // A detach of this endpoint may have run while the attach waited. The watch
-        // may even have delivered the deletion already: it has passed the record's
-        // creation and no longer carries it.
-        let passed = inner.desired.revision >= endpoint.resource_version && !inner.desired.endpoints.contains_key(&endpoint_id);
-        if inner.desired.is_detached(&endpoint_id) || passed {
+        // A detach of this endpoint may have run while the attach waited.
+        if inner.desired.is_detached(&endpoint_id) {
             return Err(AgentError::NotFound {
                 what: format!("endpoint {} (detached while it was being attached)", endpoint.name),
             });

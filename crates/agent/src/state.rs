@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use cloison_model::{Endpoint, Host, Network, Publication, SecurityGroup, WatchEvent, WatchObject};
 
@@ -19,11 +19,39 @@ pub struct DesiredState {
     /// [`DesiredState::insert_endpoint`] keeps it complete; an id left behind by a
     /// direct removal from `endpoints` is skipped by the readers.
     endpoints_by_host: BTreeMap<String, BTreeSet<String>>,
-    /// Endpoints that a detach on this host deleted before the watch delivered the
-    /// deletion, by id, with their network id. The watch may still carry them in a
-    /// put or a snapshot older than the deletion, which must not bring them back.
-    /// Ids are never reused, so such a put is always stale.
-    detached: BTreeMap<String, String>,
+    /// The last [`DETACHED_KEPT`] endpoints that a detach on this host deleted. The
+    /// watch may still carry one in a put or a snapshot older than the deletion, and
+    /// an attach that waited for the detach may still carry its record: neither may
+    /// bring it back. Ids are never reused, so such a record is always stale.
+    detached: DetachedIds,
+}
+
+/// How many detached endpoint ids [`DesiredState`] keeps.
+pub(crate) const DETACHED_KEPT: usize = 4096;
+
+/// The ids of the most recently detached endpoints, the oldest dropped first.
+#[derive(Debug, Clone, Default)]
+struct DetachedIds {
+    order: VecDeque<String>,
+    ids: BTreeSet<String>,
+}
+
+impl DetachedIds {
+    fn insert(&mut self, id: &str) {
+        if !self.ids.insert(id.to_string()) {
+            return;
+        }
+        self.order.push_back(id.to_string());
+        if self.order.len() > DETACHED_KEPT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.ids.remove(&oldest);
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
 }
 
 /// Part of the desired state one watch event changed, so the reconciler touches only that.
@@ -56,9 +84,7 @@ impl DesiredState {
             } => {
                 self.revision = revision;
                 self.networks = networks.into_iter().map(|n| (n.id.clone(), n)).collect();
-                // A detached endpoint the snapshot no longer lists is deleted for good.
-                self.detached.retain(|id, _| endpoints.iter().any(|e| e.id == *id));
-                let current = endpoints.into_iter().filter(|e| !self.detached.contains_key(&e.id));
+                let current = endpoints.into_iter().filter(|e| !self.detached.contains(&e.id));
                 self.endpoints = current.map(|e| (e.id.clone(), e)).collect();
                 self.endpoints_by_host = BTreeMap::new();
                 for endpoint in self.endpoints.values() {
@@ -117,7 +143,6 @@ impl DesiredState {
         match object {
             WatchObject::Network(n) => {
                 self.networks.remove(&n.id);
-                self.detached.retain(|_, network| *network != n.id);
                 let gone: Vec<String> = self.endpoints_of(&n.id).map(|e| e.id.clone()).collect();
                 for id in gone {
                     self.remove_endpoint(&id);
@@ -125,7 +150,6 @@ impl DesiredState {
                 Delta::Network(n.id)
             }
             WatchObject::Endpoint(e) => {
-                self.detached.remove(&e.id);
                 self.remove_endpoint(&e.id);
                 Delta::Network(e.network_id)
             }
@@ -157,17 +181,16 @@ impl DesiredState {
     }
 
     /// Removes an endpoint whose record a detach on this host deleted, and keeps
-    /// older watch events that still carry it from adding it again until the watch
-    /// delivers the deletion.
+    /// stale records that still carry it from adding it again.
     pub fn remove_detached(&mut self, endpoint: &Endpoint) {
-        self.detached.insert(endpoint.id.clone(), endpoint.network_id.clone());
+        self.detached.insert(&endpoint.id);
         self.remove_endpoint(&endpoint.id);
     }
 
-    /// Returns true for an endpoint that a detach deleted and the watch may still
-    /// carry (see [`DesiredState::remove_detached`]).
+    /// Returns true for an endpoint that a detach on this host deleted (see
+    /// [`DesiredState::remove_detached`]).
     pub fn is_detached(&self, id: &str) -> bool {
-        self.detached.contains_key(id)
+        self.detached.contains(id)
     }
 
     /// Removes an endpoint and returns it, or `None` when it was not there.
@@ -230,4 +253,21 @@ impl DesiredState {
 /// Returns the key of a group in [`DesiredState::groups`].
 pub(crate) fn group_key(tenant: &str, name: &str) -> String {
     format!("{tenant}/{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detached_ids_keep_the_latest() {
+        let mut detached = DetachedIds::default();
+        for n in 0..=DETACHED_KEPT {
+            detached.insert(&format!("e{n}"));
+        }
+        assert!(!detached.contains("e0"), "the oldest id is kept beyond the limit");
+        assert!(detached.contains("e1"));
+        assert!(detached.contains(&format!("e{DETACHED_KEPT}")));
+        assert_eq!(detached.order.len(), DETACHED_KEPT);
+    }
 }

@@ -164,13 +164,14 @@ async fn attach_after_its_detach_fails() {
     assert!(!reconciler.desired().await.endpoints.contains_key("a1"), "a1 is desired again");
 }
 
-/// When the watch delivered the endpoint's deletion before the attach took the
-/// lock, no detach mark is left, but the watch has passed the record's creation
-/// without carrying it: the attach must fail all the same.
+/// The watch may deliver the endpoint's deletion before an attach that waited for
+/// the detach takes the lock. The attach must fail all the same.
 #[tokio::test]
 async fn attach_after_deletion_event_fails() {
     let a1 = endpoint("a1", "a", "sa", 2);
     let (fake, reconciler) = programmed(vec![]).await;
+    reconciler.attach(network(), a1.clone()).await.expect("attach a1");
+    reconciler.detach(&a1).await.expect("detach a1");
     reconciler.apply_event(WatchEvent::Put { revision: 100, object: WatchObject::Endpoint(a1.clone()) }).await;
     reconciler.apply_event(WatchEvent::Delete { revision: 101, object: WatchObject::Endpoint(a1.clone()) }).await;
     fake.take_log();
@@ -199,7 +200,7 @@ async fn attach_keeps_newer_record() {
 
 /// The watch can lag behind a detach: the put that created the endpoint, or a
 /// snapshot taken before its deletion, may arrive after the detach returned. They
-/// must not recreate it, and the deletion event ends the wait for them.
+/// must not recreate it.
 #[tokio::test]
 async fn late_events_after_detach_ignored() {
     let (a1, a2) = (endpoint("a1", "a", "sa", 2), endpoint("a2", "b", "sb", 3));
@@ -217,7 +218,7 @@ async fn late_events_after_detach_ignored() {
 
     let deleted = WatchEvent::Delete { revision: 8, object: WatchObject::Endpoint(a1.clone()) };
     reconciler.apply_event(deleted).await;
-    assert!(!reconciler.desired().await.is_detached("a1"), "a1 still awaits its deletion event");
+    assert!(reconciler.desired().await.is_detached("a1"), "a1's mark went with its deletion event");
 }
 
 #[tokio::test]
