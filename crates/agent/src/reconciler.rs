@@ -125,6 +125,8 @@ impl Reconciler {
         let network_id = network.id.clone();
         let endpoint_id = endpoint.id.clone();
         // A detach of this endpoint may have run while the attach waited.
+        // NOTE: a deletion made through another host's agent leaves no mark here, so
+        // an attach racing it can still bring the endpoint back until the next snapshot.
         if inner.desired.is_detached(&endpoint_id) {
             return Err(AgentError::NotFound {
                 what: format!("endpoint {} (detached while it was being attached)", endpoint.name),

@@ -100,16 +100,23 @@ async fn start_held_detach(
         async move { reconciler.detach(&endpoint).await }
     });
     let removal = Recorded::RemoveLocalEndpoint(names::endpoint_host(&endpoint.id));
+    let log = wait_for_request(fake, &removal).await;
+    assert!(log.contains(&removal), "the detach never removed the interface: {log:?}");
+    (detach, log)
+}
+
+/// Collects the fake's log until it contains `wanted`, for at most 5 s, and
+/// returns what it collected.
+async fn wait_for_request(fake: &FakeDataplane, wanted: &Recorded) -> Vec<Recorded> {
     let mut log = Vec::new();
-    let started = tokio::time::timeout(Duration::from_secs(5), async {
-        while !log.contains(&removal) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while !log.contains(wanted) {
             log.extend(fake.take_log());
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     })
     .await;
-    assert!(started.is_ok(), "the detach never removed the interface: {log:?}");
-    (detach, log)
+    log
 }
 
 fn count(log: &[Recorded], wanted: &Recorded) -> usize {
@@ -129,15 +136,8 @@ async fn attaches_create_side_by_side() {
         async move { reconciler.attach(network(), slow).await }
     });
     let creating = Recorded::EnsureLocalEndpoint("slow1".into());
-    let mut log = Vec::new();
-    let started = tokio::time::timeout(Duration::from_secs(5), async {
-        while !log.contains(&creating) {
-            log.extend(fake.take_log());
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
-    assert!(started.is_ok(), "the slow attach never started its creation");
+    let log = wait_for_request(&fake, &creating).await;
+    assert!(log.contains(&creating), "the slow attach never started its creation: {log:?}");
 
     let second = tokio::time::timeout(Duration::from_secs(2), reconciler.attach(network(), fast)).await;
     assert!(matches!(second, Ok(Ok(()))), "the second attach waited for the first one's creation: {second:?}");

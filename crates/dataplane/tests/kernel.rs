@@ -91,9 +91,9 @@ async fn unmarked_pair_is_replaced() {
     host.dataplane.ensure_local_endpoint(&e1).await.expect("ensure over the unmarked pair");
 
     assert!(s1.ping("10.1.0.1"), "the endpoint cannot reach its gateway");
-    let shown = host.netns.ip(&["-d", "link", "show", &e1.host_ifname]);
-    assert!(shown.contains("alias cloison:endpoint:"), "host end unmarked: {shown}");
-    assert!(shown.contains(&format!("master {}", net.bridge)), "host end off the bridge: {shown}");
+    let details = host.netns.ip(&["-d", "link", "show", &e1.host_ifname]);
+    assert!(details.contains("alias cloison:endpoint:"), "host end unmarked: {details}");
+    assert!(details.contains(&format!("master {}", net.bridge)), "host end off the bridge: {details}");
 }
 
 #[tokio::test]

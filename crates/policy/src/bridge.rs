@@ -15,8 +15,8 @@ use crate::nft::{chain, ifname, Set, Table};
 use crate::PolicyInput;
 
 /// Rules of the prerouting chain. Frames from ports other than endpoints' pass on a
-/// name prefix test, without a lookup. An IPv4 frame with the endpoint's MAC and
-/// address passes on one lookup, because most frames are such. The rules after it
+/// name prefix test, without a lookup. An untagged IPv4 frame with the endpoint's
+/// MAC and address passes on one lookup, because most frames are such. The rules after it
 /// check every other frame. The ND offsets count from the ICMPv6 header: the target
 /// address of a neighbour advertisement is at byte 8, and the first option of a
 /// solicitation or advertisement at byte 24, its link-layer address at byte 26.

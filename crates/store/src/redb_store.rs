@@ -216,9 +216,9 @@ impl Inner {
         })
     }
 
-    /// Commits a group of queued transactions and replies to each. When the group
-    /// fails as a whole, each is run again on its own, so one transaction's error
-    /// fails only that one.
+    /// Commits a group of queued transactions and replies to each. When staging or
+    /// committing the group fails, nothing of it was written, so each transaction is
+    /// run again on its own and an error fails only the transaction that causes it.
     fn commit_group(&self, group: Vec<Queued>) {
         if group.len() > 1 {
             if let Ok(responses) = self.commit_together(&group) {
