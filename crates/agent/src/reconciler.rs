@@ -21,6 +21,7 @@ use std::sync::Arc;
 use cloison_dataplane::Dataplane;
 use cloison_model::{Endpoint, Network, WatchEvent};
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use crate::state::Delta;
 use crate::{AgentError, DesiredState, HostContext};
@@ -119,7 +120,19 @@ impl Reconciler {
     /// attach returns once the interface is usable. When the host's nftables rules
     /// cannot be applied, the endpoint would have neither anti-spoofing nor its
     /// groups, so it is removed again and the attach fails.
-    pub async fn attach(&self, network: Network, endpoint: Endpoint) -> Result<(), AgentError> {
+    ///
+    /// The work runs as a task of its own, so a caller that goes away (a client that
+    /// hangs up, a timeout) cannot stop it half-way. A stopped attach would leave the
+    /// endpoint marked in flight, and every later attach into its namespace would wait.
+    pub async fn attach(self: &Arc<Self>, network: Network, endpoint: Endpoint) -> Result<(), AgentError> {
+        let this = Arc::clone(self);
+        let task = async move { this.attach_now(network, endpoint).await };
+        tokio::spawn(task.instrument(tracing::Span::current()))
+            .await
+            .unwrap_or_else(|e| Err(AgentError::Aborted { what: "attach".into(), reason: e.to_string() }))
+    }
+
+    async fn attach_now(&self, network: Network, endpoint: Endpoint) -> Result<(), AgentError> {
         let plan = self.ctx.local_endpoint_plan(&network, &endpoint);
         let mut inner = self.lock_clear_of(&plan).await;
         let network_id = network.id.clone();

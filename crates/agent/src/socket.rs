@@ -13,6 +13,7 @@ use cloison_dataplane::DataplaneError;
 use cloison_model::{Endpoint, EndpointSpec, Network};
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -89,9 +90,32 @@ fn bind(path: &Path) -> Result<UnixListener, AgentError> {
 
 async fn attach(State(app): State<AppState>, Json(request): Json<AttachRequest>) -> Response {
     let span = info_span!("attach", tenant = %request.tenant, net.name = %request.network);
-    match do_attach(&app, request).instrument(span).await {
-        Ok(endpoint) => (StatusCode::CREATED, Json(endpoint)).into_response(),
-        Err(e) => error_response(e),
+    // The attach runs as a task of its own, so a caller that hangs up cannot stop it
+    // half-way. The result goes through `reply`. When the caller is gone by then,
+    // the attach is undone, because no client knows the endpoint's name or address.
+    let (reply, answer) = oneshot::channel();
+    tokio::spawn(
+        async move {
+            let result = do_attach(&app, request).await;
+            if let Err(Ok(attached)) = reply.send(result) {
+                undo_attach(&app, attached).await;
+            }
+        }
+        .instrument(span),
+    );
+    match answer.await {
+        Ok(Ok(endpoint)) => (StatusCode::CREATED, Json(endpoint)).into_response(),
+        Ok(Err(e)) => error_response(e),
+        Err(e) => error_response(AgentError::Aborted { what: "attach".into(), reason: e.to_string() }),
+    }
+}
+
+/// Detaches an endpoint whose caller hung up before its attach returned.
+async fn undo_attach(app: &AppState, attached: LocalAttachment) {
+    let endpoint = attached.endpoint;
+    info!(endpoint.id = %endpoint.id, "the caller hung up before the attach returned; detaching the endpoint");
+    if let Err(e) = detach_record(app, endpoint.clone()).await {
+        warn!(endpoint.id = %endpoint.id, error = %e, "undoing the attach failed");
     }
 }
 
@@ -121,7 +145,7 @@ async fn do_attach(app: &AppState, request: AttachRequest) -> Result<LocalAttach
         Err(e) => {
             // Nothing half-made stays behind: the kernel side was rolled back by the
             // reconciler, the record and its addresses go too.
-            if let Err(cleanup) = app.control.delete_endpoint(&endpoint.tenant, &endpoint.name).await {
+            if let Err(cleanup) = app.control.delete_endpoint(&endpoint.tenant, &endpoint.name, Some(&endpoint.id)).await {
                 warn!(endpoint.id = %endpoint.id, error = %cleanup, "rollback of failed attach failed");
             }
             return Err(e);
@@ -181,13 +205,20 @@ async fn detach(State(app): State<AppState>, Json(request): Json<DetachRequest>)
 /// interface to this call, which deletes it without the reconciler's lock.
 async fn do_detach(app: AppState, request: DetachRequest) -> Result<Endpoint, AgentError> {
     let endpoint = app.control.get_endpoint(&request.tenant, &request.endpoint).await?;
+    detach_record(&app, endpoint).await
+}
+
+/// Deletes the record of `endpoint`, only if its name still refers to this very
+/// endpoint, and its interface when it is on this host.
+async fn detach_record(app: &AppState, endpoint: Endpoint) -> Result<Endpoint, AgentError> {
+    let delete = || app.control.delete_endpoint(&endpoint.tenant, &endpoint.name, Some(&endpoint.id));
     if endpoint.host != app.reconciler.context().host {
-        app.control.delete_endpoint(&request.tenant, &request.endpoint).await?;
+        delete().await?;
         info!(endpoint.id = %endpoint.id, "detached");
         return Ok(endpoint);
     }
     let pending = app.reconciler.begin_detach(&endpoint).await;
-    if let Err(e) = app.control.delete_endpoint(&request.tenant, &request.endpoint).await {
+    if let Err(e) = delete().await {
         app.reconciler.cancel_detach(pending).await;
         return Err(e);
     }

@@ -10,32 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloison_agent::Reconciler;
-use common::{ctx, ME};
+use common::{ctx, network, ME};
 use cloison_dataplane::{names, FakeDataplane, Recorded};
-use cloison_model::{Endpoint, Host, MacAddr, Network, WatchEvent, WatchObject};
+use cloison_model::{Endpoint, Host, MacAddr, WatchEvent, WatchObject};
 
 /// Long enough for a task that is not blocked to finish on a loaded machine.
 const SETTLE: Duration = Duration::from_millis(100);
 
-
-fn network() -> Network {
-    Network {
-        id: "n1".into(),
-        tenant: "t1".into(),
-        name: "web".into(),
-        vni: 42,
-        subnet: "10.10.0.0/24".parse().expect("subnet"),
-        subnet6: None,
-        gateway: Ipv4Addr::new(10, 10, 0, 1),
-        gateway6: None,
-        gateway_mac: MacAddr::local_from_u64(42),
-        mtu: None,
-        external: false,
-        flood: false,
-        labels: BTreeMap::new(),
-        resource_version: 1,
-    }
-}
 
 /// Builds an endpoint of `network()` on this host, in the sandbox `/run/netns/SANDBOX`.
 fn endpoint(id: &str, name: &str, sandbox: &str, last_octet: u8) -> Endpoint {
@@ -146,6 +127,40 @@ async fn attaches_create_side_by_side() {
     let desired = reconciler.desired().await;
     assert!(desired.endpoints.contains_key("slow1"), "slow1 is not desired");
     assert!(desired.endpoints.contains_key("fast1"), "fast1 is not desired");
+}
+
+/// A caller that goes away while its attach creates the interface (a client that
+/// hangs up, a timeout) leaves neither a half-made endpoint nor a mark that makes
+/// later attaches into the namespace wait.
+#[tokio::test]
+async fn abandoned_attach_completes() {
+    let a2 = endpoint("a2", "b", "sb", 3);
+    let (fake, reconciler) = programmed(vec![a2]).await;
+    let slow = endpoint("slow1", "s", "ss", 4);
+    fake.hold_creation_of("slow");
+    let caller = tokio::spawn({
+        let (reconciler, slow) = (reconciler.clone(), slow.clone());
+        async move { reconciler.attach(network(), slow).await }
+    });
+    let creating = Recorded::EnsureLocalEndpoint("slow1".into());
+    let log = wait_for_request(&fake, &creating).await;
+    assert!(log.contains(&creating), "the attach never started its creation: {log:?}");
+    caller.abort();
+    let _ = caller.await;
+    fake.release_creations();
+
+    let done = tokio::time::timeout(Duration::from_secs(5), async {
+        while !fake.endpoint_ids().contains(&"slow1".to_string()) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "the abandoned attach stopped half-way: {:?}", fake.endpoint_ids());
+    reconciler.detach(&slow).await.expect("detach");
+    let next = endpoint("next1", "n", "ss", 5);
+    let attached = tokio::time::timeout(Duration::from_secs(5), reconciler.attach(network(), next)).await;
+    attached.expect("the attach waited for a mark left behind").expect("attach");
+    assert_eq!(fake.endpoint_ids(), vec!["a2".to_string(), "next1".to_string()]);
 }
 
 /// An attach that waited for the lock while a detach of the same endpoint ran must

@@ -222,6 +222,7 @@ async fn emptied_set_after_element_update_is_replaced() {
 #[tokio::test]
 async fn attach_fails_when_host_rules_fail() {
     let (fake, reconciler) = synced().await;
+    let reconciler = Arc::new(reconciler);
     fake.fail_host_nftables(true);
 
     let failed = reconciler.attach(network(), endpoint("e2", 3)).await;

@@ -394,6 +394,7 @@ async fn last_local_endpoint_gone_removes_tenant_networks() {
 #[tokio::test]
 async fn detach_of_last_endpoint_removes_tenant_networks() {
     let (fake, reconciler) = setup();
+    let reconciler = Arc::new(reconciler);
     let (networks, endpoints) = two_networks_one_local();
     let a1 = endpoints[0].clone();
     reconciler.apply_event(snapshot(5, networks, endpoints)).await;

@@ -66,8 +66,8 @@ impl ControlPlane for HttpControlPlane {
             .map_err(agent_error)
     }
 
-    async fn delete_endpoint(&self, tenant: &str, endpoint: &str) -> Result<(), AgentError> {
-        self.client.delete_endpoint(tenant, endpoint).await
+    async fn delete_endpoint(&self, tenant: &str, endpoint: &str, id: Option<&str>) -> Result<(), AgentError> {
+        self.client.delete_endpoint(tenant, endpoint, id).await
             .map_err(agent_error)
     }
 

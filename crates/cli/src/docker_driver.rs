@@ -144,7 +144,7 @@ impl Backend for AgentBackend {
         let network = self.control.get_network(tenant, &spec.network).await.map_err(from_agent)?;
         let endpoint = self.control.create_endpoint(tenant, spec).await.map_err(from_agent)?;
         if let Err(e) = self.reconciler.attach(network.clone(), endpoint.clone()).await {
-            if let Err(cleanup) = self.control.delete_endpoint(tenant, &endpoint.name).await {
+            if let Err(cleanup) = self.control.delete_endpoint(tenant, &endpoint.name, Some(&endpoint.id)).await {
                 warn!(endpoint.id = %endpoint.id, error = %cleanup, "rollback of failed Docker attach failed");
             }
             return Err(from_agent(e));
@@ -155,7 +155,7 @@ impl Backend for AgentBackend {
 
     async fn detach(&self, tenant: &str, endpoint: &str) -> Result<(), DriverError> {
         let record = self.control.get_endpoint(tenant, endpoint).await.map_err(from_agent)?;
-        self.control.delete_endpoint(tenant, endpoint).await.map_err(from_agent)?;
+        self.control.delete_endpoint(tenant, endpoint, Some(&record.id)).await.map_err(from_agent)?;
         if record.host == self.host {
             self.reconciler.detach(&record).await.map_err(from_agent)?;
         }

@@ -86,8 +86,14 @@ impl Client {
         self.patch(&format!("/v1/tenants/{}/endpoints/{}", segment(tenant), segment(endpoint)), update).await
     }
 
-    pub async fn delete_endpoint(&self, tenant: &str, endpoint: &str) -> Result<(), ClientError> {
-        self.delete(&format!("/v1/tenants/{}/endpoints/{}", segment(tenant), segment(endpoint))).await
+    /// Deletes an endpoint by name; with `id`, only if the name still refers to
+    /// the endpoint of that id (404 otherwise).
+    pub async fn delete_endpoint(&self, tenant: &str, endpoint: &str, id: Option<&str>) -> Result<(), ClientError> {
+        let mut path = format!("/v1/tenants/{}/endpoints/{}", segment(tenant), segment(endpoint));
+        if let Some(id) = id {
+            path.push_str(&format!("?id={}", segment(id)));
+        }
+        self.delete(&path).await
     }
 
     /// Registers the host or refreshes its heartbeat.

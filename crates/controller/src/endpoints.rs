@@ -249,10 +249,18 @@ impl Controller {
     }
 
     /// Deletes an endpoint and releases its addresses and MAC in the same transaction.
-    pub async fn delete_endpoint(&self, tenant: &str, name: &str) -> Result<(), ControllerError> {
+    /// With `id`, only the endpoint of that id is deleted. When the name now refers to
+    /// another endpoint, the one meant is gone and the call fails with NotFound.
+    pub async fn delete_endpoint(&self, tenant: &str, name: &str, id: Option<&str>) -> Result<(), ControllerError> {
         for attempt in 0..TXN_ATTEMPTS {
             pause_before_retry(attempt).await;
             let (endpoint, kv) = self.read_endpoint(tenant, name).await?;
+            if id.is_some_and(|id| id != endpoint.id) {
+                return Err(ControllerError::NotFound {
+                    kind: "endpoint",
+                    name: format!("{name} with id {} in tenant {tenant} (the name refers to another endpoint now)", id.unwrap_or_default()),
+                });
+            }
             // Read the guard before the publications, so a publication written after
             // their read has rewritten it and fails the transaction below.
             let guard_key = keys::endpoint_guard(&endpoint.id);

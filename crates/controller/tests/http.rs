@@ -111,7 +111,10 @@ async fn network_endpoint_flow_and_conflicts() {
         assert_eq!(list.as_array().map(Vec::len), Some(expected), "{uri}: {list}");
     }
 
-    let (status, _) = call(&ctl, Method::DELETE, &path, None).await;
+    let (status, body) = call(&ctl, Method::DELETE, &format!("{path}?id=0000"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a deletion naming another id must spare the endpoint: {body}");
+    let id = created["id"].as_str().expect("id");
+    let (status, _) = call(&ctl, Method::DELETE, &format!("{path}?id={id}"), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = call(&ctl, Method::DELETE, "/v1/tenants/t1/networks/web", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use cloison_controller::{ControllerError, EndpointFilter};
 use cloison_model::{
-    Direction, EndpointUpdate, MacAddr, Peer, Protocol, PublicationSpec, PublishProtocol, Rule, SecurityGroupSpec,
+    Direction, EndpointSpec, EndpointUpdate, MacAddr, Peer, Protocol, PublicationSpec, PublishProtocol, Rule, SecurityGroupSpec,
     TenantSpec,
 };
 use common::{controller, endpoint_spec, network_spec};
@@ -44,10 +44,29 @@ async fn deleted_endpoint_releases_address() {
     assert!(matches!(err, ControllerError::Ipam(cloison_ipam::IpamError::Exhausted { .. })), "{err}");
     assert!(err.to_string().contains("10.0.0.0/30"), "{err}");
     assert!(err.to_string().contains("all 1 allocatable"), "{err}");
-    ctl.delete_endpoint("t1", &first.name).await.expect("delete");
+    ctl.delete_endpoint("t1", &first.name, None).await.expect("delete");
     assert_eq!(ctl.free_ipv4_count("t1", "small").await.expect("count"), 1);
     let again = ctl.create_endpoint("t1", endpoint_spec("small", "h1")).await.expect("reuse");
     assert_eq!(again.ipv4, first.ipv4);
+}
+
+/// A deletion that names the endpoint's id spares another endpoint created under
+/// the same name since, as the rollback of an attach or a racing detach needs.
+#[tokio::test]
+async fn deletion_by_id_spares_new_holder_of_name() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.0.0.0/24")).await.expect("network");
+    let spec = EndpointSpec { name: Some("db".into()), ..endpoint_spec("web", "h1") };
+    let first = ctl.create_endpoint("t1", spec.clone()).await.expect("first");
+    ctl.delete_endpoint("t1", "db", Some(&first.id)).await.expect("delete the first by id");
+    let second = ctl.create_endpoint("t1", spec).await.expect("second");
+    assert_ne!(first.id, second.id);
+
+    let err = ctl.delete_endpoint("t1", "db", Some(&first.id)).await.expect_err("stale id");
+    assert!(matches!(err, ControllerError::NotFound { .. }), "{err}");
+    assert!(err.to_string().contains("refers to another endpoint"), "{err}");
+    assert_eq!(ctl.get_endpoint("t1", "db").await.expect("second kept").id, second.id);
+    ctl.delete_endpoint("t1", "db", Some(&second.id)).await.expect("delete the second by id");
 }
 
 #[tokio::test]
@@ -178,7 +197,7 @@ async fn delete_rejected_while_in_use() {
     assert!(err.to_string().contains(&endpoint.name), "{err}");
     let err = ctl.delete_tenant("t1").await.expect_err("tenant in use");
     assert!(err.to_string().contains("1 network(s): web"), "{err}");
-    ctl.delete_endpoint("t1", &endpoint.name).await.expect("delete endpoint");
+    ctl.delete_endpoint("t1", &endpoint.name, None).await.expect("delete endpoint");
     ctl.delete_network("t1", "web").await.expect("delete network");
     ctl.delete_tenant("t1").await.expect("delete tenant");
     let err = ctl.get_tenant("t1").await.expect_err("gone");
@@ -340,7 +359,7 @@ async fn group_in_use_cannot_be_deleted() {
     let err = ctl.delete_group("t1", "web").await.expect_err("group in use");
     assert!(matches!(err, ControllerError::InUse { .. }), "{err}");
     assert!(err.to_string().contains(&endpoint.name), "{err}");
-    ctl.delete_endpoint("t1", &endpoint.name).await.expect("delete endpoint");
+    ctl.delete_endpoint("t1", &endpoint.name, None).await.expect("delete endpoint");
     ctl.delete_group("t1", "web").await.expect("delete group");
     assert!(ctl.list_groups("t1").await.expect("list").is_empty());
 }
@@ -611,7 +630,7 @@ async fn publication_never_outlives_endpoint() {
             };
             publishes.push(tokio::spawn(async move { ctl.publish("t1", spec).await }));
         }
-        ctl.delete_endpoint("t1", &name).await.expect("delete endpoint");
+        ctl.delete_endpoint("t1", &name, None).await.expect("delete endpoint");
         for publish in publishes {
             // A publish that ran after the delete fails with not_found.
             let _ = publish.await.expect("join");

@@ -1,10 +1,12 @@
 //! Detaching a local endpoint. The interface is deleted without the reconciler's
 //! lock (see [`super::inflight`]), and the bookkeeping is done with it.
 
+use std::sync::Arc;
+
 use cloison_dataplane::LocalEndpointPlan;
 use cloison_model::Endpoint;
 use tokio::sync::MutexGuard;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use super::inflight::{namespace_id, NamespaceId};
 use super::{Inner, Reconciler};
@@ -24,9 +26,18 @@ pub struct PendingDetach {
 impl Reconciler {
     /// Removes a local endpoint from the kernel without waiting for the watch. Its
     /// record must be deleted already: the endpoint is never programmed again.
-    pub async fn detach(&self, endpoint: &Endpoint) -> Result<(), AgentError> {
-        let pending = self.begin_detach(endpoint).await;
-        self.finish_detach(pending).await
+    ///
+    /// Like an attach, the work runs as a task of its own, so a caller that goes
+    /// away cannot leave the endpoint marked.
+    pub async fn detach(self: &Arc<Self>, endpoint: &Endpoint) -> Result<(), AgentError> {
+        let (this, endpoint) = (Arc::clone(self), endpoint.clone());
+        let task = async move {
+            let pending = this.begin_detach(&endpoint).await;
+            this.finish_detach(pending).await
+        };
+        tokio::spawn(task.instrument(tracing::Span::current()))
+            .await
+            .unwrap_or_else(|e| Err(AgentError::Aborted { what: "detach".into(), reason: e.to_string() }))
     }
 
     /// Marks a local endpoint as being detached, changing nothing in the kernel.

@@ -1,9 +1,13 @@
 //! Setup shared by the reconciler tests, which run against the recording fake.
 
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use cloison_agent::HostContext;
+use cloison_model::{MacAddr, Network};
 
 /// Name of the host the reconciler under test runs on.
 pub(crate) const ME: &str = "h1";
@@ -16,5 +20,25 @@ pub(crate) fn ctx() -> HostContext {
         underlay_mtu: 1500,
         vxlan_port: 4789,
         run_dir: PathBuf::from("/run/cloison-test"),
+    }
+}
+
+/// Returns network `web` (id `n1`, VNI 42, 10.10.0.0/24) of tenant `t1`.
+pub(crate) fn network() -> Network {
+    Network {
+        id: "n1".into(),
+        tenant: "t1".into(),
+        name: "web".into(),
+        vni: 42,
+        subnet: "10.10.0.0/24".parse().expect("subnet"),
+        subnet6: None,
+        gateway: Ipv4Addr::new(10, 10, 0, 1),
+        gateway6: None,
+        gateway_mac: MacAddr::local_from_u64(42),
+        mtu: None,
+        external: false,
+        flood: false,
+        labels: BTreeMap::new(),
+        resource_version: 1,
     }
 }

@@ -34,6 +34,13 @@ pub(crate) struct EndpointQuery {
     host: Option<String>,
 }
 
+/// Condition of an endpoint deletion.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub(crate) struct DeleteEndpointQuery {
+    /// Delete only the endpoint of this id; 404 when the name refers to another one.
+    id: Option<String>,
+}
+
 /// Position to resume a host watch from.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 pub(crate) struct WatchQuery {
@@ -152,10 +159,15 @@ pub(crate) async fn update_endpoint(
     Ok(Json(c.update_endpoint(&tenant, &name, update).await?))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{tenant}/endpoints/{endpoint}", tag = "endpoints",
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/endpoints/{endpoint}", params(DeleteEndpointQuery), tag = "endpoints",
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub(crate) async fn delete_endpoint(State(c): Ctl, Path((tenant, name)): Path<(String, String)>) -> ApiResult<StatusCode> {
-    c.delete_endpoint(&tenant, &name).await?;
+pub(crate) async fn delete_endpoint(
+    State(c): Ctl,
+    Path((tenant, name)): Path<(String, String)>,
+    query: Result<Query<DeleteEndpointQuery>, QueryRejection>,
+) -> Result<StatusCode, Response> {
+    let Query(query) = query.map_err(query_rejection)?;
+    c.delete_endpoint(&tenant, &name, query.id.as_deref()).await.map_err(IntoResponse::into_response)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
