@@ -58,10 +58,12 @@ const RESERVED4: [(&str, &str); 5] = [
     ("240.0.0.0/4", "reserved and broadcast"),
 ];
 
-/// IPv6 ranges an overlay subnet must not overlap, with what each is for.
-const RESERVED6: [(&str, &str); 4] = [
+/// IPv6 ranges an overlay subnet must not overlap, with what each is for. An AF_INET6
+/// socket sends to an IPv4-mapped address (`::ffff:a.b.c.d`) as IPv4, not as IPv6.
+const RESERVED6: [(&str, &str); 5] = [
     ("::/96", "unspecified and IPv4-compatible"),
     ("::1/128", "loopback"),
+    ("::ffff:0:0/96", "IPv4-mapped"),
     ("fe80::/10", "link-local"),
     ("ff00::/8", "multicast"),
 ];
@@ -182,6 +184,7 @@ mod tests {
     fn subnet6_rejects_reserved_ranges() {
         let cases = [
             ("::/120", "::/96"),
+            ("::ffff:10.0.0.0/120", "::ffff:0:0/96"),
             ("fe80::/64", "fe80::/10"),
             ("ff02::/64", "ff00::/8"),
         ];
