@@ -5,7 +5,7 @@ use cloison_store::{Compare, KeyValue, Op};
 
 use crate::controller::{new_id, pause_before_retry, TXN_ATTEMPTS};
 use crate::records::encode;
-use crate::remedy::Remedy;
+use crate::remedy::{name_users, Remedy};
 use crate::rule_refs::{self, RuleRef};
 use crate::{keys, Controller, ControllerError};
 
@@ -210,8 +210,7 @@ fn in_use(tenant: &str, name: &str, members: &[&str], referrers: &[RuleRef]) -> 
     let mut users = Vec::new();
     let mut remedy = Remedy::default();
     if let Some(first) = members.first() {
-        let shown: Vec<&str> = members.iter().take(5).copied().collect();
-        users.push(format!("{} endpoint(s): {}", members.len(), shown.join(", ")));
+        users.push(format!("{} endpoint(s): {}", members.len(), name_users(members)));
         let command = format!("cloison endpoint update {first} --no-groups --tenant {tenant}");
         let alternative = "`--group GROUP` for each group to keep in place of `--no-groups`";
         remedy.step_or("take the group off those endpoints", command, alternative);

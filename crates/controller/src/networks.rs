@@ -11,7 +11,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use crate::alloc::gateway_mac;
 use crate::controller::{new_id, pause_before_retry, TXN_ATTEMPTS};
 use crate::records::{decode_raw, encode, encode_raw, Owner};
-use crate::remedy::Remedy;
+use crate::remedy::{name_users, Remedy};
 use crate::rule_refs::{self, RuleRef};
 use crate::{keys, underlay, Controller, ControllerError};
 
@@ -297,8 +297,8 @@ fn in_use(network: &Network, endpoints: &[&Endpoint], rules: &[RuleRef]) -> Cont
     let mut users = Vec::new();
     let mut remedy = Remedy::default();
     if let Some(first) = endpoints.first() {
-        let names: Vec<&str> = endpoints.iter().take(5).map(|e| e.name.as_str()).collect();
-        users.push(format!("{} endpoint(s): {}", endpoints.len(), names.join(", ")));
+        let names: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
+        users.push(format!("{} endpoint(s): {}", endpoints.len(), name_users(&names)));
         let command = format!("cloison detach {} --tenant {}", first.name, network.tenant);
         remedy.step("detach those endpoints on their hosts", command);
     }

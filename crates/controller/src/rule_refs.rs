@@ -3,6 +3,8 @@
 
 use cloison_model::{Direction, Peer, Protocol, Rule, SecurityGroup};
 
+use crate::remedy::name_users;
+
 /// One rule of a group that names a resource which is about to be deleted.
 #[derive(Debug, Clone)]
 pub(crate) struct RuleRef {
@@ -28,8 +30,8 @@ pub(crate) fn rules_naming(groups: &[SecurityGroup], peer: &Peer) -> Vec<RuleRef
 /// `1 security group rule(s): "ingress from network:web tcp port 80" of security group g1`.
 pub(crate) fn describe(refs: &[RuleRef]) -> String {
     let descriptions: Vec<String> =
-        refs.iter().take(5).map(|r| format!("\"{}\" of security group {}", r.rule, r.group)).collect();
-    format!("{} security group rule(s): {}", refs.len(), descriptions.join(", "))
+        refs.iter().map(|r| format!("\"{}\" of security group {}", r.rule, r.group)).collect();
+    format!("{} security group rule(s): {}", refs.len(), name_users(&descriptions))
 }
 
 /// Returns the `cloison group rule rm` command that removes `rule` from `group`.

@@ -3,7 +3,7 @@ use cloison_store::{Compare, Op};
 
 use crate::controller::{new_id, pause_before_retry, TXN_ATTEMPTS};
 use crate::records::encode;
-use crate::remedy::Remedy;
+use crate::remedy::{name_users, Remedy};
 use crate::{keys, Controller, ControllerError};
 
 impl Controller {
@@ -88,18 +88,18 @@ fn in_use(name: &str, networks: &[Network], groups: &[SecurityGroup], publicatio
     let mut users = Vec::new();
     let mut remedy = Remedy::default();
     if let Some(first) = networks.first() {
-        let names: Vec<&str> = networks.iter().take(5).map(|n| n.name.as_str()).collect();
-        users.push(format!("{} network(s): {}", networks.len(), names.join(", ")));
+        let names: Vec<&str> = networks.iter().map(|n| n.name.as_str()).collect();
+        users.push(format!("{} network(s): {}", networks.len(), name_users(&names)));
         remedy.step("delete those networks", format!("cloison network rm {} --tenant {name}", first.name));
     }
     if let Some(first) = groups.first() {
-        let names: Vec<&str> = groups.iter().take(5).map(|g| g.name.as_str()).collect();
-        users.push(format!("{} security group(s): {}", groups.len(), names.join(", ")));
+        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        users.push(format!("{} security group(s): {}", groups.len(), name_users(&names)));
         remedy.step("delete those security groups", format!("cloison group rm {} --tenant {name}", first.name));
     }
     if let Some(first) = publications.first() {
-        let names: Vec<&str> = publications.iter().take(5).map(|p| p.name.as_str()).collect();
-        users.push(format!("{} publication(s): {}", publications.len(), names.join(", ")));
+        let names: Vec<&str> = publications.iter().map(|p| p.name.as_str()).collect();
+        users.push(format!("{} publication(s): {}", publications.len(), name_users(&names)));
         let address = first.host_ip.map_or_else(String::new, |ip| format!(" --host-ip {ip}"));
         let command = format!(
             "cloison unpublish {} {}/{}{address} --tenant {name}",
