@@ -83,7 +83,8 @@ pub fn check_prev_result(prev_result: Option<&Value>, attachment: &LocalAttachme
     };
     let listed_mac = list(Some(prev), "interfaces")[index].get("mac").and_then(Value::as_str).map(str::to_lowercase);
     if listed_mac.as_deref() != Some(mac.as_str()) {
-        return Err(failed(format!("interface {} has MAC {mac}, prevResult lists {listed_mac:?}", endpoint.ifname)));
+        let listed = listed_mac.map_or_else(|| "no MAC".to_string(), |listed| format!("MAC {listed}"));
+        return Err(failed(format!("interface {} has MAC {mac}, but prevResult lists {listed}", endpoint.ifname)));
     }
     let address4 = format!("{}/{}", endpoint.ipv4, attachment.subnet.prefix_len());
     let listed = list(Some(prev), "ips")
@@ -171,5 +172,18 @@ mod tests {
         other["interfaces"][1]["mac"] = json!("02:00:00:00:00:06");
         let err = check_prev_result(Some(&other), &a, "/run/netns/c1").expect_err("MAC differs");
         assert_eq!(err.code.number(), 102);
+        assert_eq!(err.details, "interface eth0 has MAC 02:00:00:00:00:05, but prevResult lists MAC 02:00:00:00:00:06");
+    }
+
+    #[test]
+    fn check_names_missing_prev_result_mac() {
+        let a = attachment();
+        let mut r = add_result(SpecVersion::V1_0_0, &a, "/run/netns/c1", None);
+        if let Some(interface) = r["interfaces"][1].as_object_mut() {
+            interface.remove("mac");
+        }
+        let err = check_prev_result(Some(&r), &a, "/run/netns/c1").expect_err("MAC missing");
+        assert_eq!(err.code.number(), 102);
+        assert_eq!(err.details, "interface eth0 has MAC 02:00:00:00:00:05, but prevResult lists no MAC");
     }
 }
