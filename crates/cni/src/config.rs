@@ -106,6 +106,12 @@ impl NetConf {
         if conf.name.is_empty() {
             return Err(CniError::config("name is missing; it names the CNI network"));
         }
+        if conf.tenant.is_empty() {
+            return Err(CniError::config("tenant is missing; it names the cloison tenant that owns the network"));
+        }
+        if conf.network.is_empty() {
+            return Err(CniError::config("network is missing; it names the cloison network the containers join"));
+        }
         validate_name("tenant", &conf.tenant).map_err(|e| CniError::config(e.to_string()))?;
         validate_name("network", &conf.network).map_err(|e| CniError::config(e.to_string()))?;
         Ok(conf)
@@ -172,6 +178,21 @@ mod tests {
     fn wrong_type_is_code_seven() {
         let err = conf(serde_json::json!({"type": "bridge"})).expect_err("wrong type");
         assert_eq!(err.code.number(), 7);
+    }
+
+    #[test]
+    fn missing_network_and_tenant_named() {
+        for key in ["network", "tenant"] {
+            let mut value = serde_json::json!({
+                "cniVersion": "1.1.0", "name": "web", "type": "cloison", "network": "front", "tenant": "acme"
+            });
+            if let Some(object) = value.as_object_mut() {
+                object.remove(key);
+            }
+            let err = NetConf::from_value(value).expect_err(key);
+            assert_eq!(err.code.number(), 7, "{key}");
+            assert!(err.details.starts_with(&format!("{key} is missing")), "{key}: {}", err.details);
+        }
     }
 
     #[test]
