@@ -33,8 +33,11 @@ pub fn resolve_target(target: &str) -> Result<PathBuf, AgentError> {
     } else {
         return Err(invalid("unknown form"));
     };
-    if !path.exists() {
-        return Err(invalid(&format!("{} does not exist", path.display())));
+    match path.try_exists() {
+        Ok(true) => {}
+        Ok(false) => return Err(invalid(&format!("{} does not exist", path.display()))),
+        // stat of /proc/PID/ns/net fails with EACCES when the agent may not ptrace PID.
+        Err(e) => return Err(invalid(&format!("{} cannot be read: {e}", path.display()))),
     }
     if !is_namespace_file(&path) {
         return Err(invalid(&format!(
@@ -77,6 +80,19 @@ mod tests {
     fn missing_namespace_is_named() {
         let err = resolve_target("netns:cloison-test-does-not-exist").expect_err("missing");
         assert!(err.to_string().contains("/run/netns/cloison-test-does-not-exist does not exist"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_path_is_not_called_missing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let looped = dir.path().join("loop");
+        std::os::unix::fs::symlink(&looped, &looped).expect("symlink to itself");
+        let target = looped.display().to_string();
+
+        let err = resolve_target(&target).expect_err("symlink loop");
+        let text = err.to_string();
+        assert!(text.contains(&format!("{target} cannot be read: ")), "{text}");
+        assert!(!text.contains("does not exist"), "{text}");
     }
 
     #[test]
