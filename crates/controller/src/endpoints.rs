@@ -85,7 +85,7 @@ impl Controller {
             ipv6: allocation.ipv6,
             ifname: spec.ifname.clone().unwrap_or_else(|| DEFAULT_IFNAME.to_string()),
             sandbox: spec.sandbox.clone(),
-            groups: spec.groups.clone(),
+            groups: unique_groups(&spec.groups),
             labels: spec.labels.clone(),
             resource_version: 0,
         };
@@ -308,7 +308,7 @@ impl Controller {
         }
         if let Some(groups) = &update.groups {
             self.require_groups(tenant, groups).await?;
-            endpoint.groups = groups.clone();
+            endpoint.groups = unique_groups(groups);
         }
         if let Some(labels) = &update.labels {
             endpoint.labels = labels.clone();
@@ -357,6 +357,13 @@ fn check_spec(spec: &EndpointSpec) -> Result<(), ControllerError> {
         ));
     }
     check_groups(&spec.groups)
+}
+
+/// Drops repeated group names, keeping the first of each, so that
+/// `--group db --group db` stores the endpoint in db once.
+fn unique_groups(groups: &[String]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    groups.iter().filter(|group| seen.insert(group.as_str())).cloned().collect()
 }
 
 fn check_groups(groups: &[String]) -> Result<(), ControllerError> {
