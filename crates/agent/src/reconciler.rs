@@ -34,7 +34,12 @@ pub struct Reconciler {
     dataplane: Arc<dyn Dataplane>,
     ctx: HostContext,
     inner: Mutex<Inner>,
+    /// True once the first snapshot was applied, for attaches that wait for it.
+    synced: tokio::sync::watch::Sender<bool>,
 }
+
+/// How long an attach waits for the agent's first snapshot.
+const FIRST_SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -55,6 +60,7 @@ impl Reconciler {
             dataplane,
             ctx,
             inner: Mutex::new(Inner::default()),
+            synced: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -133,6 +139,12 @@ impl Reconciler {
     }
 
     async fn attach_now(&self, network: Network, endpoint: Endpoint) -> Result<(), AgentError> {
+        // Until the first snapshot the desired state lacks the host's other endpoints,
+        // and the policy generated from it would drop their ports from the host's tables.
+        let mut synced = self.synced.subscribe();
+        if !matches!(tokio::time::timeout(FIRST_SNAPSHOT_WAIT, synced.wait_for(|s| *s)).await, Ok(Ok(_))) {
+            return Err(AgentError::NotSynced { waited: FIRST_SNAPSHOT_WAIT });
+        }
         let plan = self.ctx.local_endpoint_plan(&network, &endpoint);
         let mut inner = self.lock_clear_of(&plan).await;
         let network_id = network.id.clone();

@@ -301,6 +301,7 @@ fn error_response(error: AgentError) -> Response {
         AgentError::Dataplane(DataplaneError::IfnameTaken { .. }) => (StatusCode::CONFLICT, "ifname_taken".to_string()),
         AgentError::Dataplane(_) => (StatusCode::INTERNAL_SERVER_ERROR, "kernel_error".to_string()),
         AgentError::Policy { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "policy_error".to_string()),
+        AgentError::NotSynced { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_synced".to_string()),
         AgentError::Drift { .. } => (StatusCode::CONFLICT, "drift".to_string()),
         AgentError::Socket { .. } | AgentError::Aborted { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal".to_string()),
     };

@@ -5,14 +5,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cloison_agent::Reconciler;
-use common::{ctx, network, ME};
+use common::{ctx, network, snapshot, ME};
 use cloison_dataplane::{names, FakeDataplane, Recorded};
-use cloison_model::{Endpoint, Host, MacAddr, WatchEvent, WatchObject};
+use cloison_model::{Endpoint, MacAddr, WatchEvent, WatchObject};
 
 /// Long enough for a task that is not blocked to finish on a loaded machine.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -37,24 +37,6 @@ fn endpoint(id: &str, name: &str, sandbox: &str, last_octet: u8) -> Endpoint {
         labels: BTreeMap::new(),
         // Created after every revision the tests' watch events carry.
         resource_version: 100,
-    }
-}
-
-fn snapshot(revision: u64, endpoints: Vec<Endpoint>) -> WatchEvent {
-    WatchEvent::Snapshot {
-        revision,
-        networks: vec![network()],
-        endpoints,
-        hosts: vec![Host {
-            name: ME.into(),
-            underlay_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-            underlay_mtu: 1500,
-            vxlan_port: 4789,
-            last_heartbeat: 0,
-            resource_version: 1,
-        }],
-        groups: vec![],
-        publications: vec![],
     }
 }
 
@@ -383,4 +365,62 @@ async fn cancelled_detach_keeps_endpoint() {
     let attached = tokio::time::timeout(Duration::from_secs(5), reconciler.attach(network(), next)).await;
     attached.expect("the attach waited for a cancelled mark").expect("attach");
     assert_eq!(fake.endpoint_ids(), vec!["a1".to_string(), "b1".to_string()]);
+}
+
+/// Before the first snapshot the desired state lacks the host's other endpoints,
+/// so an attach waits for it rather than apply a policy that leaves them out.
+#[tokio::test]
+async fn attach_waits_for_first_snapshot() {
+    let fake = Arc::new(FakeDataplane::new());
+    let reconciler = Arc::new(Reconciler::new(fake.clone(), ctx()));
+    let early = tokio::spawn({
+        let reconciler = reconciler.clone();
+        async move { reconciler.attach(network(), endpoint("e2", "b", "sb", 3)).await }
+    });
+    tokio::time::sleep(SETTLE).await;
+    assert!(fake.endpoint_ids().is_empty(), "the attach went ahead without the snapshot");
+    assert!(fake.nftables_scripts(None).is_empty(), "a policy was applied without the snapshot");
+
+    reconciler.apply_event(snapshot(5, vec![endpoint("e1", "a", "sa", 2)])).await;
+    early.await.expect("attach panicked").expect("attach after the snapshot");
+    assert_eq!(fake.endpoint_ids(), vec!["e1".to_string(), "e2".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn attach_without_snapshot_times_out() {
+    let fake = Arc::new(FakeDataplane::new());
+    let reconciler = Arc::new(Reconciler::new(fake.clone(), ctx()));
+    let error = reconciler.attach(network(), endpoint("e2", "b", "sb", 3)).await.expect_err("no snapshot came");
+    assert!(matches!(error, cloison_agent::AgentError::NotSynced { .. }), "{error}");
+    assert!(error.to_string().contains("cloison status"), "{error}");
+    assert!(fake.endpoint_ids().is_empty());
+}
+
+/// The bridge drops every frame of an endpoint port the host's tables do not list,
+/// so the port is listed before its interface is created, on the first attach to a
+/// network here and on later ones alike.
+#[tokio::test]
+async fn port_listed_before_creation() {
+    let (fake, reconciler) = programmed(vec![]).await;
+    for (id, octet) in [("first1", 2), ("second1", 3)] {
+        reconciler.attach(network(), endpoint(id, id, id, octet)).await.expect("attach");
+        let log = fake.take_log();
+        let port = names::endpoint_host(id);
+        let created = log.iter().position(|r| *r == Recorded::EnsureLocalEndpoint(id.into()));
+        let listed = log.iter().position(|r| lists_port(r, &port));
+        assert!(created.is_some(), "{id} was not created: {log:?}");
+        assert!(listed.is_some(), "{id}'s port was never listed: {log:?}");
+        assert!(listed < created, "{id} was created before its port was listed: {log:?}");
+    }
+}
+
+/// Returns true when `request` adds `port` to the host's set of endpoint ports.
+fn lists_port(request: &Recorded, port: &str) -> bool {
+    match request {
+        Recorded::ApplyNftables(plan) => plan.namespace.is_none() && plan.script.contains(&format!("\"{port}\"")),
+        Recorded::ApplyNftablesElements(plan) => plan.namespace.is_none() && plan.changes.iter().any(|change| {
+            change.set == "ports" && !change.delete && change.elements.iter().any(|e| e.key.starts_with(port.as_bytes()))
+        }),
+        _ => false,
+    }
 }

@@ -119,6 +119,7 @@ async fn attach_and_hang_up(socket: &std::path::Path, fake: &FakeDataplane) {
 async fn attach_undone_when_caller_hangs_up() {
     let fake = Arc::new(FakeDataplane::new());
     let reconciler = Arc::new(Reconciler::new(fake.clone(), ctx()));
+    reconciler.apply_event(common::snapshot(5, vec![])).await;
     let control = Arc::new(MemoryControl::default());
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("agent.sock");

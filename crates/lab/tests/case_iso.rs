@@ -135,7 +135,7 @@ fn vlan_tagged_frames_are_dropped() {
     let (a2, _) = &scene[1];
     wait_reachable(a1, a2.endpoint.ipv4);
 
-    let frame = tagged_echo_request(a1, a2, 5);
+    let frame = echo_request((a1.endpoint.mac.0, a1.endpoint.ipv4), a2, Some(5));
     let before = spoof_dropped(&lab, "h1");
     for _ in 0..3 {
         send_raw_frame(&a1.netns, "eth0", &frame);
@@ -143,18 +143,60 @@ fn vlan_tagged_frames_are_dropped() {
     assert_eq!(spoof_dropped(&lab, "h1"), before + 3, "h1 let a1's frames tagged with VLAN 5 through");
 }
 
-/// Builds an Ethernet frame tagged with `vid` that carries an ICMP echo request
-/// from `from`'s MAC and IPv4 address to `to`'s.
-fn tagged_echo_request(from: &Container, to: &Container, vid: u16) -> Vec<u8> {
+/// A port named like an endpoint's that the host's tables do not list, one made by
+/// hand or left by an interrupted creation, carries no frame at all.
+#[test]
+fn unlisted_endpoint_ports_are_dropped() {
+    let lab = common::lab("case-isou", 2);
+    let scene = scene(&lab);
+    let (a1, _) = &scene[0];
+    let (a3, _) = &scene[6];
+    wait_reachable(a1, a3.endpoint.ipv4);
+
+    let bridge = bridge_of(&lab, "h1", &a1.endpoint.id);
+    lab.exec("h1", &["ip", "link", "add", "clehand0", "type", "veth", "peer", "name", "handpeer0"]).expect("add a veth");
+    lab.exec("h1", &["ip", "link", "set", "clehand0", "master", &bridge, "up"]).expect("put it on a1's bridge");
+    // Without IPv6 the peer sends nothing of its own, so only the frames below count.
+    lab.exec("h1", &["sysctl", "-qw", "net.ipv6.conf.handpeer0.disable_ipv6=1"]).expect("disable IPv6 on the peer");
+    lab.exec("h1", &["ip", "link", "set", "handpeer0", "up"]).expect("set its peer up");
+    let frame = echo_request(([0x02, 0, 0, 0, 0x99, 0x01], std::net::Ipv4Addr::new(10, 40, 0, 99)), a3, None);
+    let h1 = lab.netns_path("h1").expect("h1's namespace");
+    let before = spoof_dropped(&lab, "h1");
+    for _ in 0..3 {
+        send_raw_frame(&h1, "handpeer0", &frame);
+    }
+    assert_eq!(spoof_dropped(&lab, "h1"), before + 3, "h1's bridge let frames of an unlisted endpoint port through");
+}
+
+/// Returns the bridge of the endpoint `id` on `host`: the master of the link whose
+/// alias names the endpoint.
+fn bridge_of(lab: &Lab, host: &str, id: &str) -> String {
+    let out = lab.exec(host, &["ip", "-j", "link", "show"]).expect("ip link show");
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip JSON");
+    links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|link| link["ifalias"].as_str().is_some_and(|alias| alias.contains(id)))
+        .and_then(|link| link["master"].as_str())
+        .unwrap_or_else(|| panic!("no port of endpoint {id} on a bridge of {host}"))
+        .to_string()
+}
+
+/// Builds an Ethernet frame, tagged with VLAN `vid` when given, that carries an ICMP
+/// echo request from MAC and IPv4 address `from` to `to`'s.
+fn echo_request(from: ([u8; 6], std::net::Ipv4Addr), to: &Container, vid: Option<u16>) -> Vec<u8> {
     let mut frame = Vec::new();
     frame.extend_from_slice(&to.endpoint.mac.0);
-    frame.extend_from_slice(&from.endpoint.mac.0);
-    frame.extend_from_slice(&[0x81, 0x00]);
-    frame.extend_from_slice(&vid.to_be_bytes());
+    frame.extend_from_slice(&from.0);
+    if let Some(vid) = vid {
+        frame.extend_from_slice(&[0x81, 0x00]);
+        frame.extend_from_slice(&vid.to_be_bytes());
+    }
     frame.extend_from_slice(&[0x08, 0x00]);
     // IPv4 header: version 4, length 28, TTL 64, ICMP, checksum left zero.
     frame.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0]);
-    frame.extend_from_slice(&from.endpoint.ipv4.octets());
+    frame.extend_from_slice(&from.1.octets());
     frame.extend_from_slice(&to.endpoint.ipv4.octets());
     // ICMP echo request, checksum left zero.
     frame.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);

@@ -15,14 +15,15 @@ use crate::nft::{chain, ifname, Set, Table};
 use crate::PolicyInput;
 
 /// Rules of the prerouting chain. Frames from ports other than endpoints' pass on a
-/// name prefix test, without a lookup. An untagged IPv4 frame with the endpoint's
-/// MAC and address passes on one lookup, because most frames are such. The rules after it
-/// check every other frame. The ND offsets count from the ICMPv6 header: the target
+/// name prefix test, without a lookup. Frames from an endpoint port the table does
+/// not list are dropped, so the agent lists a port before it creates it. An untagged
+/// IPv4 frame with the endpoint's MAC and address passes on one lookup, because most
+/// frames are such. The rules after it check every other frame. The ND offsets count from the ICMPv6 header: the target
 /// address of a neighbour advertisement is at byte 8, and the first option of a
 /// solicitation or advertisement at byte 24, its link-layer address at byte 26.
 const PREROUTING: &[&str] = &[
     "iifname != \"cle*\" accept",
-    "iifname != @ports accept",
+    "iifname != @ports counter name spoof_dropped drop",
     "ether type ip iifname . ether saddr . ip saddr @port_mac_ipv4 accept",
     "iifname . ether saddr != @port_mac counter name spoof_dropped drop",
     "ether type != { ip, ip6, arp } counter name spoof_dropped drop",
@@ -78,6 +79,16 @@ fn add_endpoint(table: &mut Table, endpoint: &Endpoint) {
     table.add("port_lladdr", format!("{port} . 0x{}", hex(&endpoint.mac.0)));
 }
 
+/// Returns true when `tables`, the host's tables, list `host_ifname` as an
+/// endpoint port, so that frames from that port are checked instead of dropped.
+pub fn lists_port(tables: &[Table], host_ifname: &str) -> bool {
+    tables
+        .iter()
+        .filter(|t| t.family == "bridge" && t.name == "cloison")
+        .filter_map(|t| t.set("ports"))
+        .any(|set| set.elements.contains(&ifname(host_ifname)))
+}
+
 /// Returns the EUI-64 link-local address the kernel derives from a MAC by default.
 pub(crate) fn link_local(mac: MacAddr) -> Ipv6Addr {
     let m = mac.0;
@@ -109,5 +120,20 @@ mod tests {
         for other in [names::bridge(7), names::vxlan(7), names::gateway_host_port(7)] {
             assert!(!other.starts_with("cle"), "{other} would be taken for an endpoint port");
         }
+    }
+
+    #[test]
+    fn listed_ports_found_by_name() {
+        let endpoint: Endpoint = serde_json::from_value(serde_json::json!({
+            "id": "e1", "tenant": "t", "name": "a", "network": "web", "network_id": "n1", "host": "h1",
+            "mac": "02:00:00:00:00:01", "ipv4": "10.0.0.2", "ifname": "eth0", "sandbox": "/run/netns/a"
+        }))
+        .expect("endpoint");
+        let mut table = Table { family: "bridge", name: "cloison", sets: vec![Set::new("set", "ports", "type ifname;")], counters: vec![], chains: vec![] };
+        add_endpoint(&mut table, &endpoint);
+        let tables = [table];
+        assert!(lists_port(&tables, &names::endpoint_host("e1")));
+        assert!(!lists_port(&tables, &names::endpoint_host("e2")));
+        assert!(!lists_port(&[], &names::endpoint_host("e1")));
     }
 }

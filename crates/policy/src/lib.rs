@@ -33,6 +33,7 @@ mod resolve;
 mod router;
 
 pub use bench::synthetic_input;
+pub use bridge::lists_port;
 pub use counts::{expected_counts, ExpectedCounts};
 pub use elements::element_changes;
 pub use input::{OwnedInput, PolicyInput};

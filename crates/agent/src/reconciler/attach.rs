@@ -39,6 +39,9 @@ impl Reconciler {
         id: &str,
         plan: LocalEndpointPlan,
     ) -> (MutexGuard<'a, Inner>, Result<(), AgentError>) {
+        if let Err(e) = self.guard_port(&mut inner, id, &plan.host_ifname).await {
+            return (inner, Err(e));
+        }
         inner.in_flight.start(id, plan.clone(), namespace_id(&plan.sandbox));
         drop(inner);
         let created = self.dataplane.ensure_local_endpoint(&plan).await;

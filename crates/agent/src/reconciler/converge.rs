@@ -198,6 +198,7 @@ impl Reconciler {
             // The address, MAC or interface changed: rebuild rather than patch.
             self.dataplane.remove_local_endpoint(&old.host_ifname).await?;
         }
+        self.guard_port(inner, &id, &plan.host_ifname).await?;
         match self.dataplane.ensure_local_endpoint(&plan).await {
             Ok(()) => {
                 debug!(endpoint.id = %id, ifname = %plan.host_ifname, "endpoint ready");

@@ -8,11 +8,14 @@ use std::path::PathBuf;
 
 use cloison_dataplane::{DataplaneError, NftCounts, NftElementsPlan, NftSetChange, NftablesPlan, TransitPlan};
 use cloison_model::{Endpoint, Publication, PublishProtocol};
-use cloison_policy::{element_changes, expected_counts, transition_script, Generator, PolicyInput, RouterRuleset, Table};
+use cloison_policy::{
+    element_changes, expected_counts, lists_port, transition_script, Generator, PolicyInput, RouterRuleset, Table,
+};
 use tracing::{debug, info, warn};
 
 use super::ports::PortGuard;
 use super::{Inner, Reconciler};
+use crate::AgentError;
 
 /// The rulesets last applied, per namespace.
 #[derive(Debug, Default)]
@@ -185,6 +188,23 @@ impl Reconciler {
         }
         self.remove_stale_udp_flows(inner).await;
         host_result
+    }
+
+    /// Makes sure the host's tables list endpoint port `host_ifname` before the port
+    /// is created, since the bridge drops every frame of an endpoint port they do not
+    /// list: the endpoint's announcement would be lost otherwise. Syncs the policy
+    /// when they do not list it yet.
+    pub(super) async fn guard_port(&self, inner: &mut Inner, id: &str, host_ifname: &str) -> Result<(), AgentError> {
+        let listed = |inner: &Inner| inner.policy.host.as_deref().is_some_and(|tables| lists_port(tables, host_ifname));
+        if listed(inner) {
+            return Ok(());
+        }
+        let policy_error = |source| AgentError::Policy { endpoint: id.to_string(), source };
+        self.sync_policy(inner).await.map_err(policy_error)?;
+        if listed(inner) {
+            return Ok(());
+        }
+        Err(AgentError::NotFound { what: format!("endpoint {id} in this host's anti-spoofing table") })
     }
 
     /// Removes the conntrack entries of UDP flows to a host port whose publication

@@ -31,6 +31,7 @@ impl Reconciler {
         }
         self.remove_orphans(inner, &inventory).await;
         inner.synced = true;
+        self.synced.send_replace(true);
         info!(
             revision = inner.desired.revision,
             networks = inner.applied.networks.len(),

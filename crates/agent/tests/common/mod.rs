@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use cloison_agent::HostContext;
-use cloison_model::{MacAddr, Network};
+use cloison_model::{Endpoint, Host, MacAddr, Network, WatchEvent};
 
 /// Name of the host the reconciler under test runs on.
 pub(crate) const ME: &str = "h1";
@@ -40,5 +40,24 @@ pub(crate) fn network() -> Network {
         flood: false,
         labels: BTreeMap::new(),
         resource_version: 1,
+    }
+}
+
+/// Returns a snapshot of `network()`, host `h1` and `endpoints`.
+pub(crate) fn snapshot(revision: u64, endpoints: Vec<Endpoint>) -> WatchEvent {
+    WatchEvent::Snapshot {
+        revision,
+        networks: vec![network()],
+        endpoints,
+        hosts: vec![Host {
+            name: ME.into(),
+            underlay_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            underlay_mtu: 1500,
+            vxlan_port: 4789,
+            last_heartbeat: 0,
+            resource_version: 1,
+        }],
+        groups: vec![],
+        publications: vec![],
     }
 }
