@@ -19,7 +19,7 @@ mod verify;
 use std::sync::Arc;
 
 use cloison_dataplane::Dataplane;
-use cloison_model::{Endpoint, Network, WatchEvent};
+use cloison_model::{Endpoint, Network, WatchEvent, WatchObject};
 use tokio::sync::Mutex;
 use tracing::Instrument;
 
@@ -108,6 +108,14 @@ impl Reconciler {
     /// are logged and retried by [`Reconciler::repair`]; they do not stop the watch.
     pub async fn apply_event(&self, event: WatchEvent) {
         let mut inner = self.inner.lock().await;
+        // A local endpoint deleted elsewhere (through another host's agent or the
+        // API) is gone for good, like one detached here: an attach of it still
+        // waiting for the lock must not bring it back.
+        if let WatchEvent::Delete { object: WatchObject::Endpoint(endpoint), .. } = &event {
+            if endpoint.host == self.ctx.host {
+                inner.desired.remove_detached(endpoint);
+            }
+        }
         match inner.desired.apply(event) {
             Delta::Resync => self.resync(&mut inner).await,
             Delta::Network(id) => {
@@ -149,9 +157,8 @@ impl Reconciler {
         let mut inner = self.lock_clear_of(&plan).await;
         let network_id = network.id.clone();
         let endpoint_id = endpoint.id.clone();
-        // A detach of this endpoint may have run while the attach waited.
-        // NOTE: a deletion made through another host's agent leaves no mark here, so
-        // an attach racing it can still bring the endpoint back until the next snapshot.
+        // A detach of this endpoint, or its deletion elsewhere, may have come while
+        // the attach waited.
         if inner.desired.is_detached(&endpoint_id) {
             return Err(AgentError::NotFound {
                 what: format!("endpoint {} (detached while it was being attached)", endpoint.name),

@@ -180,14 +180,14 @@ impl DesiredState {
         self.endpoints_by_host.entry(host).or_default().insert(id);
     }
 
-    /// Removes an endpoint whose record a detach on this host deleted, and keeps
-    /// stale records that still carry it from adding it again.
+    /// Removes a local endpoint whose record was deleted, by a detach on this host
+    /// or elsewhere, and keeps stale records that still carry it from adding it again.
     pub fn remove_detached(&mut self, endpoint: &Endpoint) {
         self.detached.insert(&endpoint.id);
         self.remove_endpoint(&endpoint.id);
     }
 
-    /// Returns true for an endpoint that a detach on this host deleted (see
+    /// Returns true for a local endpoint whose record was deleted (see
     /// [`DesiredState::remove_detached`]).
     pub fn is_detached(&self, id: &str) -> bool {
         self.detached.contains(id)

@@ -178,6 +178,22 @@ async fn attach_after_deletion_event_fails() {
     assert_eq!(count(&fake.take_log(), &Recorded::EnsureLocalEndpoint("a1".into())), 0, "a1 recreated");
 }
 
+/// A local endpoint deleted elsewhere, through another host's agent or the API,
+/// while its attach here waited for the lock is not brought back by that attach.
+#[tokio::test]
+async fn attach_after_remote_deletion_fails() {
+    let a1 = endpoint("a1", "a", "sa", 2);
+    let (fake, reconciler) = programmed(vec![]).await;
+    reconciler.apply_event(WatchEvent::Put { revision: 100, object: WatchObject::Endpoint(a1.clone()) }).await;
+    reconciler.apply_event(WatchEvent::Delete { revision: 101, object: WatchObject::Endpoint(a1.clone()) }).await;
+    fake.take_log();
+
+    let late = reconciler.attach(network(), a1).await;
+    assert!(late.is_err(), "the attach of an endpoint deleted elsewhere succeeded");
+    assert_eq!(count(&fake.take_log(), &Recorded::EnsureLocalEndpoint("a1".into())), 0, "a1 recreated");
+    assert!(fake.endpoint_ids().is_empty(), "{:?}", fake.endpoint_ids());
+}
+
 /// An attach carries the record as created. A newer version that the watch
 /// delivered first, with other groups, is kept.
 #[tokio::test]
