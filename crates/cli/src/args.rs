@@ -1,7 +1,7 @@
 //! Command-line arguments of `cloison`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -109,9 +109,10 @@ pub(crate) struct UpArgs {
     /// Address the controller API listens on.
     #[arg(long, default_value = "127.0.0.1:7420")]
     pub(crate) listen: SocketAddr,
-    /// Path of the agent's local socket.
-    #[arg(long, default_value = "/run/cloison/agent.sock")]
-    pub(crate) socket: PathBuf,
+    /// Path of the agent's local socket (default: the --agent-socket path, so that the
+    /// agent serves where the other verbs look for it).
+    #[arg(long)]
+    pub(crate) socket: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) host: HostArgs,
     #[command(flatten)]
@@ -131,13 +132,20 @@ pub(crate) struct ControllerArgs {
 /// Options of `cloison agent`.
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
-    /// Path of the agent's local socket.
-    #[arg(long, default_value = "/run/cloison/agent.sock")]
-    pub(crate) socket: PathBuf,
+    /// Path of the agent's local socket (default: the --agent-socket path, so that the
+    /// agent serves where the other verbs look for it).
+    #[arg(long)]
+    pub(crate) socket: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) host: HostArgs,
     #[command(flatten)]
     pub(crate) docker: crate::docker_driver::DockerArgs,
+}
+
+/// Returns the socket an agent serves: `--socket` when given, else the global
+/// `--agent-socket` (or `CLOISON_AGENT_SOCKET`), which the CLI's verbs connect to.
+pub(crate) fn served_socket<'a>(socket: Option<&'a Path>, global: &'a GlobalArgs) -> &'a Path {
+    socket.unwrap_or(&global.agent_socket)
 }
 
 /// Identity and underlay settings this host registers with the controller.
@@ -312,5 +320,24 @@ mod tests {
         assert_eq!(tenant.as_deref(), Some("blue"));
         assert_eq!(network.as_deref(), Some("web"));
         assert_eq!(host.as_deref(), Some("h1"));
+    }
+
+    #[test]
+    fn up_serves_agent_socket_option() {
+        let cli = Cli::try_parse_from(["cloison", "up", "--agent-socket", "/tmp/a.sock"]).expect("up");
+        let Command::Up(args) = &cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(served_socket(args.socket.as_deref(), &cli.global), Path::new("/tmp/a.sock"));
+    }
+
+    #[test]
+    fn agent_socket_option_wins_over_global() {
+        let argv = ["cloison", "agent", "--agent-socket", "/tmp/a.sock", "--socket", "/tmp/b.sock"];
+        let cli = Cli::try_parse_from(argv).expect("agent");
+        let Command::Agent(args) = &cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(served_socket(args.socket.as_deref(), &cli.global), Path::new("/tmp/b.sock"));
     }
 }

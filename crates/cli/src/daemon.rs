@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::args::{AgentArgs, ControllerArgs, GlobalArgs, HostArgs, UpArgs};
+use crate::args::{served_socket, AgentArgs, ControllerArgs, GlobalArgs, HostArgs, UpArgs};
 use crate::control::HttpControlPlane;
 use crate::docker_driver::DockerArgs;
 use crate::store::{open_store, StoreArgs};
@@ -29,8 +29,8 @@ pub(crate) async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> 
     let listener = bind_controller(&store, args.listen, cancel.clone()).await?;
     let url = format!("http://{listener}");
     let control: Arc<dyn ControlPlane> = Arc::new(HttpControlPlane::new(&url)?);
-    let _ = global;
-    run_agent(control, &args.host, &args.socket, (&args.docker, &url), cancel).await
+    let socket = served_socket(args.socket.as_deref(), global);
+    run_agent(control, &args.host, socket, (&args.docker, &url), cancel).await
 }
 
 /// Runs the controller until SIGINT or SIGTERM.
@@ -45,7 +45,8 @@ pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
 pub(crate) async fn agent(global: &GlobalArgs, args: AgentArgs) -> anyhow::Result<()> {
     let cancel = shutdown_token();
     let control: Arc<dyn ControlPlane> = Arc::new(HttpControlPlane::new(&global.controller)?);
-    run_agent(control, &args.host, &args.socket, (&args.docker, &global.controller), cancel).await
+    let socket = served_socket(args.socket.as_deref(), global);
+    run_agent(control, &args.host, socket, (&args.docker, &global.controller), cancel).await
 }
 
 /// Opens the store, binds the API and serves it in the background. Returns the
