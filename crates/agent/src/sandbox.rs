@@ -45,7 +45,26 @@ pub fn resolve_target(target: &str) -> Result<PathBuf, AgentError> {
             path.display()
         )));
     }
+    // An endpoint there would replace the host's own default route and addresses.
+    if same_namespace(&path, Path::new(OWN_NAMESPACE)) {
+        return Err(invalid(&format!(
+            "{} is the network namespace the agent runs in, the host's own; attach a container's or one made with `ip netns add`",
+            path.display()
+        )));
+    }
     Ok(path)
+}
+
+/// The network namespace of this process.
+const OWN_NAMESPACE: &str = "/proc/self/ns/net";
+
+/// Returns true when the namespace files `a` and `b` are the same namespace: nsfs
+/// gives every namespace one inode, on one device.
+fn same_namespace(a: &Path, b: &Path) -> bool {
+    match (nix::sys::stat::stat(a), nix::sys::stat::stat(b)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
+    }
 }
 
 /// Checks that `path` lives on nsfs, the kernel's namespace file system, as every
@@ -103,9 +122,11 @@ mod tests {
     }
 
     #[test]
-    fn own_pid_resolves() {
-        let target = format!("pid:{}", std::process::id());
-        let path = resolve_target(&target).expect("own namespace");
-        assert!(path.ends_with("ns/net"));
+    fn own_namespace_rejected() {
+        for target in [format!("pid:{}", std::process::id()), OWN_NAMESPACE.to_string()] {
+            let err = resolve_target(&target).expect_err("the agent's own namespace");
+            assert!(matches!(err, AgentError::Target { .. }), "{target}: {err}");
+            assert!(err.to_string().contains("the host's own"), "{target}: {err}");
+        }
     }
 }

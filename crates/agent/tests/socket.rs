@@ -95,10 +95,32 @@ impl ControlPlane for MemoryControl {
     }
 }
 
-/// Sends an attach into this process's own namespace, which the fake never
-/// touches, and hangs up as soon as the fake starts creating the interface.
-async fn attach_and_hang_up(socket: &std::path::Path, fake: &FakeDataplane) {
-    let body = format!(r#"{{"tenant":"t1","network":"web","target":"pid:{}"}}"#, std::process::id());
+/// A network namespace held by a thread of this process until dropped. The agent
+/// rejects its own namespace as a target, so the tests need another one.
+struct ThreadNamespace {
+    path: String,
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+/// Creates a network namespace on a thread of its own. Needs root, as every
+/// kernel test does.
+fn thread_namespace() -> ThreadNamespace {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (ready, path) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let created = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map(|()| format!("/proc/{}/task/{}/ns/net", std::process::id(), nix::unistd::gettid()));
+        let _ = ready.send(created);
+        let _ = stopped.recv();
+    });
+    let path = path.recv().expect("namespace thread").unwrap_or_else(|e| panic!("unshare a network namespace (needs root): {e}"));
+    ThreadNamespace { path, _stop: stop }
+}
+
+/// Sends an attach into `target`, which the fake never touches, and hangs up as
+/// soon as the fake starts creating the interface.
+async fn attach_and_hang_up(socket: &std::path::Path, fake: &FakeDataplane, target: &str) {
+    let body = format!(r#"{{"tenant":"t1","network":"web","target":"{target}"}}"#);
     let request = format!(
         "POST /v1/attach HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -132,7 +154,8 @@ async fn attach_undone_when_caller_hangs_up() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     fake.hold_creation_of("ep");
-    attach_and_hang_up(&socket, &fake).await;
+    let target = thread_namespace();
+    attach_and_hang_up(&socket, &fake, &target.path).await;
     // Gives the server the time to notice the hang-up before the creation goes on.
     tokio::time::sleep(Duration::from_millis(50)).await;
     fake.release_creations();
