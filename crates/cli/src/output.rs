@@ -8,10 +8,25 @@ use crate::args::OutputFormat;
 
 /// Prints an error and its causes to stderr.
 pub(crate) fn error(e: &anyhow::Error) {
-    eprintln!("error: {e}");
-    for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+    for line in error_lines(e) {
+        eprintln!("{line}");
     }
+}
+
+/// Renders an error and its causes, one line each. A cause whose text the line
+/// above already ends with, as in "cannot connect to URL: Connection refused", is
+/// left out, so that no message prints twice.
+fn error_lines(e: &anyhow::Error) -> Vec<String> {
+    let mut lines = vec![format!("error: {e}")];
+    let mut above = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !above.ends_with(&text) {
+            lines.push(format!("  caused by: {text}"));
+        }
+        above = text;
+    }
+    lines
 }
 
 /// Prints text as it is, such as a document another command reads back.
@@ -120,6 +135,19 @@ pub(crate) fn table_text(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_lines_skip_repeated_cause() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let e = anyhow::Error::new(refused).context("cannot connect to http://127.0.0.1:7420: Connection refused");
+        assert_eq!(error_lines(&e), vec!["error: cannot connect to http://127.0.0.1:7420: Connection refused"]);
+    }
+
+    #[test]
+    fn error_lines_keep_new_causes() {
+        let e = anyhow::anyhow!("invalid MAC address \"zz\"").context("invalid --mac");
+        assert_eq!(error_lines(&e), vec!["error: invalid --mac", "  caused by: invalid MAC address \"zz\""]);
+    }
 
     #[test]
     fn fields_render_key_value_lines() {
