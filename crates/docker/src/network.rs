@@ -46,7 +46,10 @@ impl Driver {
         }
         let existing = self.find_network(&options).await?;
         let binding = match existing {
-            Some(network) => bind_existing(&network, &options)?,
+            Some(network) => {
+                let created = self.created_for(&network, &request.network_id);
+                NetworkBinding { created, ..bind_existing(&network, &options)? }
+            }
             None => self.create_cloison_network(&request.network_id, &options).await?,
         };
         info!(docker.network = %request.network_id, tenant = %binding.tenant, net.name = %binding.network, created = binding.created, "Docker network bound");
@@ -79,6 +82,14 @@ impl Driver {
                 Ok(())
             }
         }
+    }
+
+    /// Checks whether this driver created `network` for the Docker network
+    /// `network_id`, as when dockerd repeats a `CreateNetwork`. Such a binding stays
+    /// `created`, so `docker network rm` still deletes the cloison network.
+    fn created_for(&self, network: &Network, network_id: &str) -> bool {
+        let label = |key: &str| network.labels.get(key).map(String::as_str);
+        label(NETWORK_ID_LABEL) == Some(network_id) && label(CREATED_BY_LABEL) == Some(self.backend.host())
     }
 
     async fn find_network(&self, options: &NetworkOptions) -> Result<Option<Network>, DriverError> {

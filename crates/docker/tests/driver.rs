@@ -82,6 +82,21 @@ async fn network_binds_existing_by_subnet() {
 }
 
 #[tokio::test]
+async fn repeated_create_still_deletes_network() {
+    let backend = Arc::new(FakeBackend::default());
+    let driver = driver(backend.clone());
+    let body = create_network_body("blue", "10.1.0.0/24", "10.1.0.1/24");
+    for _ in 0..2 {
+        let reply = call(&driver, "NetworkDriver.CreateNetwork", body.clone()).await;
+        assert_eq!(reply, json!({}));
+    }
+    assert_eq!(backend.network_names(), vec![format!("blue/docker-{}", &NET_ID[..12])]);
+
+    call(&driver, "NetworkDriver.DeleteNetwork", json!({"NetworkID": NET_ID})).await;
+    assert!(backend.network_names().is_empty(), "the driver created the network, so it deletes it");
+}
+
+#[tokio::test]
 async fn network_bind_rejects_other_gateway() {
     let backend = Arc::new(FakeBackend::default());
     backend.add_network("blue", "shared", "10.1.0.0/24");
