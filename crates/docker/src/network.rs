@@ -152,11 +152,20 @@ fn bind_existing(network: &Network, options: &NetworkOptions) -> Result<NetworkB
             network.gateway, options.gateway, network.gateway
         )));
     }
-    if options.mtu.is_some() && options.mtu != network.mtu {
-        return Err(DriverError::Invalid(format!(
-            "cloison network {id} has MTU {:?}, not {:?}; omit -o mtu or pass the network's",
-            network.mtu, options.mtu
-        )));
+    if let Some(requested) = options.mtu {
+        match network.mtu {
+            Some(mtu) if mtu == requested => {}
+            Some(mtu) => {
+                return Err(DriverError::Invalid(format!(
+                    "cloison network {id} has MTU {mtu}, not {requested}; pass -o mtu={mtu} or omit -o mtu"
+                )));
+            }
+            None => {
+                return Err(DriverError::Invalid(format!(
+                    "cloison network {id} uses each host's default MTU (the underlay MTU minus the VXLAN overhead), not {requested}; omit -o mtu"
+                )));
+            }
+        }
     }
     Ok(NetworkBinding {
         tenant: network.tenant.clone(),

@@ -97,6 +97,21 @@ async fn repeated_create_still_deletes_network() {
 }
 
 #[tokio::test]
+async fn network_bind_names_other_mtu() {
+    let backend = Arc::new(FakeBackend::default());
+    backend.add_network("blue", "shared", "10.1.0.0/24");
+    let driver = driver(backend);
+    let mut body = create_network_body("blue", "10.1.0.0/24", "10.1.0.1/24");
+    body["Options"]["com.docker.network.generic"]["mtu"] = json!("1400");
+
+    let reply = call(&driver, "NetworkDriver.CreateNetwork", body).await;
+    let message = reply["Err"].as_str().expect("error text");
+    assert!(message.contains("blue/shared uses each host's default MTU"), "{message}");
+    assert!(message.contains("not 1400; omit -o mtu"), "{message}");
+    assert!(!message.contains("Some("), "{message}");
+}
+
+#[tokio::test]
 async fn network_bind_rejects_other_gateway() {
     let backend = Arc::new(FakeBackend::default());
     backend.add_network("blue", "shared", "10.1.0.0/24");
