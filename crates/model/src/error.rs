@@ -33,6 +33,8 @@ pub enum ValidationError {
     Publish { value: String, expected: &'static str },
     #[error("invalid publication host address {address}: publications are IPv4 only, because port forwarding and egress NAT are programmed for IPv4; give an IPv4 address such as 127.0.0.1, or none to bind every IPv4 address of the host")]
     PublishIpv6 { address: String },
+    #[error("invalid publication host address {address}: it is a {kind} address, which no host interface can have; give an address of the host such as 127.0.0.1, or none to bind every IPv4 address of the host")]
+    PublishHostAddress { address: String, kind: &'static str },
     #[error("invalid value {value:?}: expected {expected}")]
     RulePeer { value: String, expected: &'static str },
 }

@@ -133,7 +133,8 @@ impl PublicationSpec {
 
     /// Checks the ports and the host address. Port 0 would let the kernel pick one,
     /// which a published port cannot. An IPv6 host address is rejected because port
-    /// forwarding and egress NAT are programmed for IPv4 only.
+    /// forwarding and egress NAT are programmed for IPv4 only, and a multicast,
+    /// broadcast or reserved one because no host interface can have it.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.host_port == 0 || self.port == 0 {
             return Err(ValidationError::Publish {
@@ -141,10 +142,14 @@ impl PublicationSpec {
                 expected: "ports from 1 to 65535",
             });
         }
-        if let Some(address @ IpAddr::V6(_)) = self.host_ip {
-            return Err(ValidationError::PublishIpv6 { address: address.to_string() });
+        match self.host_ip {
+            Some(address @ IpAddr::V6(_)) => Err(ValidationError::PublishIpv6 { address: address.to_string() }),
+            Some(IpAddr::V4(address)) => match unusable_host_address(address) {
+                Some(kind) => Err(ValidationError::PublishHostAddress { address: address.to_string(), kind }),
+                None => Ok(()),
+            },
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Returns the publication's name: `ENDPOINT-HOSTPORT-PROTOCOL`, or
@@ -157,6 +162,23 @@ impl PublicationSpec {
             Some(address) => format!("{endpoint}-{address}-{host_port}-{protocol}"),
             None => format!("{endpoint}-{host_port}-{protocol}"),
         }
+    }
+}
+
+/// Returns the kind of an IPv4 address that no host interface can have, or None for an
+/// address a host may have. 0.0.0.0 itself means every address and is allowed.
+fn unusable_host_address(address: Ipv4Addr) -> Option<&'static str> {
+    let first = address.octets()[0];
+    if address.is_broadcast() {
+        Some("broadcast")
+    } else if address.is_multicast() {
+        Some("multicast")
+    } else if first == 0 && !address.is_unspecified() {
+        Some("\"this network\" (0.0.0.0/8)")
+    } else if first >= 240 {
+        Some("reserved (240.0.0.0/4)")
+    } else {
+        None
     }
 }
 
@@ -205,6 +227,25 @@ mod tests {
         for text in ["[::1]:8086:80", "[fd00::1]:53:53/udp", "::1:8086:80"] {
             let err = PublicationSpec::parse("web", text).expect_err(text);
             assert!(err.to_string().contains("IPv4 only"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn parse_rejects_unusable_host_address() {
+        let cases = [
+            ("224.0.0.1:8080:80", "multicast"),
+            ("239.1.2.3:53:53/udp", "multicast"),
+            ("255.255.255.255:8080:80", "broadcast"),
+            ("0.1.2.3:8080:80", "\"this network\""),
+            ("240.0.0.1:8080:80", "reserved"),
+        ];
+        for (text, kind) in cases {
+            let err = PublicationSpec::parse("web", text).expect_err(text);
+            let message = err.to_string();
+            assert!(message.contains(&format!("it is a {kind}")), "{text}: {message}");
+        }
+        for text in ["127.0.0.1:8080:80", "10.9.9.9:8080:80", "223.255.255.254:8080:80", "0.0.0.0:8080:80"] {
+            assert!(PublicationSpec::parse("web", text).is_ok(), "{text} was rejected");
         }
     }
 
