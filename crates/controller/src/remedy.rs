@@ -5,14 +5,14 @@
 const NAMED_USERS_MAX: usize = 5;
 
 /// Joins the first [`NAMED_USERS_MAX`] names with commas and counts the rest, as in
-/// "a, b, c, d, e and 2 more", so that a message never hides users it leaves out.
+/// "a, b, c, d, e (and 2 more)", so that a message never hides users it leaves out.
 pub(crate) fn name_users<S: AsRef<str>>(names: &[S]) -> String {
     let named: Vec<&str> = names.iter().take(NAMED_USERS_MAX).map(AsRef::as_ref).collect();
     let rest = names.len().saturating_sub(NAMED_USERS_MAX);
     if rest == 0 {
         named.join(", ")
     } else {
-        format!("{} and {rest} more", named.join(", "))
+        format!("{} (and {rest} more)", named.join(", "))
     }
 }
 
