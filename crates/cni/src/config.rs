@@ -139,9 +139,7 @@ impl NetConf {
             }
         }
         if let Some(text) = &self.runtime_config.mac {
-            let mac = text
-                .parse()
-                .map_err(|_| CniError::config(format!("runtimeConfig.mac {text:?} is not a MAC address such as 02:42:ac:11:00:02")))?;
+            let mac = text.parse().map_err(|e| CniError::config(format!("runtimeConfig.mac: {e}")))?;
             requested.mac = Some(mac);
         }
         Ok(requested)
@@ -207,6 +205,18 @@ mod tests {
         let requested = c.requested(&args).expect("valid");
         assert_eq!(requested.ipv4, Some("10.0.0.9".parse().expect("ip")));
         assert_eq!(requested.mac.map(|m| m.to_string()), Some("02:00:00:00:00:09".to_string()));
+    }
+
+    #[test]
+    fn mac_rejection_gives_reason() {
+        let cases = [("01:00:00:00:00:01", "multicast"), ("00:00:00:00:00:00", "all zeros"), ("zz", "six hex bytes")];
+        for (mac, reason) in cases {
+            let c = conf(serde_json::json!({"runtimeConfig": {"mac": mac}})).expect("valid");
+            let err = c.requested(&CniArgs::default()).expect_err(mac);
+            assert_eq!(err.code.number(), 7, "{mac}");
+            assert!(err.details.starts_with("runtimeConfig.mac: invalid MAC address"), "{mac}: {}", err.details);
+            assert!(err.details.contains(reason), "{mac}: {}", err.details);
+        }
     }
 
     #[test]
