@@ -25,6 +25,15 @@ struct Allocation {
     mac: MacAddr,
 }
 
+/// A new endpoint with its values picked, not yet written.
+struct Prepared {
+    endpoint: Endpoint,
+    /// The endpoint's key, which must still be absent.
+    key: String,
+    /// The network as read, which must not change before the write.
+    network_kv: KeyValue,
+}
+
 impl Controller {
     /// Creates an endpoint on a registered host, allocating its addresses and MAC
     /// unless the request gives them.
@@ -37,10 +46,23 @@ impl Controller {
         self.require_host(&spec.host).await?;
         self.require_groups(tenant, &spec.groups).await?;
         let (network, _) = self.read_network(tenant, &spec.network).await?;
-        let mut cursor = self.locks.network(&network.id).await;
         for attempt in 0..TXN_ATTEMPTS {
             pause_before_retry(attempt).await;
-            if let Some(endpoint) = self.try_create_endpoint(tenant, &spec, &mut cursor).await? {
+            let prepared = {
+                let mut cursor = self.locks.network(&network.id).await;
+                let prepared = self.prepare_endpoint(tenant, &spec, &cursor).await?;
+                // The next create starts after these values, so creates whose
+                // transactions are in flight together pick different ones, and the
+                // store commits them in one group. Explicit values that collide
+                // fail the transaction's comparisons instead.
+                *cursor = Cursor {
+                    ipv4: Some(prepared.endpoint.ipv4),
+                    ipv6: prepared.endpoint.ipv6.or(cursor.ipv6),
+                    mac: Some(prepared.endpoint.mac),
+                };
+                prepared
+            };
+            if let Some(endpoint) = self.commit_endpoint(prepared).await? {
                 tracing::info!(
                     tenant.name = %tenant, endpoint.name = %endpoint.name, endpoint.id = %endpoint.id,
                     network.name = %endpoint.network, host.name = %endpoint.host,
@@ -54,14 +76,9 @@ impl Controller {
         })
     }
 
-    /// Reads the network's allocations, picks values and writes everything in one
-    /// transaction. Returns `None` when the transaction lost a race.
-    async fn try_create_endpoint(
-        &self,
-        tenant: &str,
-        spec: &EndpointSpec,
-        cursor: &mut Cursor,
-    ) -> Result<Option<Endpoint>, ControllerError> {
+    /// Reads the network's allocations and picks values for a new endpoint, under
+    /// the network's allocation lock.
+    async fn prepare_endpoint(&self, tenant: &str, spec: &EndpointSpec, cursor: &Cursor) -> Result<Prepared, ControllerError> {
         let (network, network_kv) = self.read_network(tenant, &spec.network).await?;
         let id = new_id();
         let name = spec.name.clone().unwrap_or_else(|| default_name(&network.name, &id));
@@ -73,7 +90,7 @@ impl Controller {
             });
         }
         let allocation = self.allocate(&network, spec, cursor).await?;
-        let mut endpoint = Endpoint {
+        let endpoint = Endpoint {
             id,
             tenant: tenant.to_string(),
             name,
@@ -89,6 +106,13 @@ impl Controller {
             labels: spec.labels.clone(),
             resource_version: 0,
         };
+        Ok(Prepared { endpoint, key, network_kv })
+    }
+
+    /// Writes a prepared endpoint and its allocations in one transaction. Returns
+    /// `None` when the transaction lost a race.
+    async fn commit_endpoint(&self, prepared: Prepared) -> Result<Option<Endpoint>, ControllerError> {
+        let Prepared { mut endpoint, key, network_kv } = prepared;
         let owner = encode_raw(&Owner::endpoint(&endpoint));
         let alloc_keys = allocation_keys(&endpoint);
         let mut compares = vec![
@@ -98,18 +122,13 @@ impl Controller {
         compares.extend(alloc_keys.iter().cloned().map(Compare::Absent));
         let mut ops = vec![
             Op::Put { key, value: encode(&endpoint) },
-            Op::Put { key: keys::network_guard(&network.id), value: b"{}".to_vec() },
+            Op::Put { key: keys::network_guard(&endpoint.network_id), value: b"{}".to_vec() },
         ];
         ops.extend(alloc_keys.into_iter().map(|key| Op::Put { key, value: owner.clone() }));
         let response = self.store.txn(compares, ops).await?;
         if !response.succeeded {
             return Ok(None);
         }
-        *cursor = Cursor {
-            ipv4: Some(allocation.ipv4),
-            ipv6: allocation.ipv6.or(cursor.ipv6),
-            mac: Some(allocation.mac),
-        };
         endpoint.resource_version = response.revision;
         Ok(Some(endpoint))
     }

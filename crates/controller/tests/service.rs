@@ -34,6 +34,27 @@ async fn allocation_unique_under_300_concurrent_creates() {
     assert_eq!(ctl.free_ipv4_count("t1", "big").await.expect("count"), 512 - 3 - 300);
 }
 
+/// Creates in one network pick their values under the network's lock but write
+/// without it, so a store that groups commits can write them together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_in_one_network_write_together() {
+    let (ctl, store) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.0.0.0/24")).await.expect("network");
+    store.gather_txns(4);
+    let creates: Vec<_> = (0..4)
+        .map(|_| {
+            let ctl = ctl.clone();
+            tokio::spawn(async move { ctl.create_endpoint("t1", endpoint_spec("web", "h1")).await })
+        })
+        .collect();
+    let mut ips = HashSet::new();
+    for create in creates {
+        let endpoint = create.await.expect("join").expect("create endpoint");
+        assert!(ips.insert(endpoint.ipv4), "duplicate {}", endpoint.ipv4);
+    }
+    assert_eq!(store.most_gathered(), 4, "the creates wrote one after the other");
+}
+
 #[tokio::test]
 async fn deleted_endpoint_releases_address() {
     let (ctl, _) = controller().await;

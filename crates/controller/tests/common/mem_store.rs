@@ -27,7 +27,24 @@ struct State {
 #[derive(Debug, Default)]
 pub struct MemStore {
     state: Mutex<State>,
+    gather: Gather,
 }
+
+/// See [`MemStore::gather_txns`].
+#[derive(Debug, Default)]
+struct Gather {
+    /// How many transactions to wait for; 0 lets each run at once.
+    wanted: std::sync::atomic::AtomicUsize,
+    /// Transactions that arrived since the store was made.
+    arrived: tokio::sync::watch::Sender<usize>,
+    /// Transactions that went on since the store was made.
+    left: std::sync::atomic::AtomicUsize,
+    /// The largest number that waited together.
+    most: std::sync::atomic::AtomicUsize,
+}
+
+/// How long a gathered transaction waits for the others at most.
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl MemStore {
     /// Makes every later call fail with [`StoreError::Unavailable`].
@@ -60,6 +77,34 @@ impl MemStore {
         for (_, sender) in state.watchers.drain(..) {
             let _ = sender.try_send(Err(make()));
         }
+    }
+
+    /// Makes the next `wanted` transactions wait, before they are evaluated, until
+    /// all of them arrived or 500 ms passed, as a store whose commits take time and
+    /// are grouped would. [`MemStore::most_gathered`] returns how many met.
+    #[allow(dead_code)]
+    pub fn gather_txns(&self, wanted: usize) {
+        self.gather.wanted.store(wanted, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Returns the largest number of transactions that waited together (see [`MemStore::gather_txns`]).
+    #[allow(dead_code)]
+    pub fn most_gathered(&self) -> usize {
+        self.gather.most.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn wait_for_others(&self) {
+        let wanted = self.gather.wanted.load(std::sync::atomic::Ordering::SeqCst);
+        if wanted == 0 {
+            return;
+        }
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut arrived = self.gather.arrived.subscribe();
+        self.gather.arrived.send_modify(|n| *n += 1);
+        let together = *self.gather.arrived.borrow() - self.gather.left.load(SeqCst);
+        self.gather.most.fetch_max(together, SeqCst);
+        let _ = tokio::time::timeout(GATHER_WAIT, arrived.wait_for(|n| *n >= wanted)).await;
+        self.gather.left.fetch_add(1, SeqCst);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -108,6 +153,7 @@ impl Store for MemStore {
     }
 
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResponse, StoreError> {
+        self.wait_for_others().await;
         let mut state = self.lock();
         check(&state)?;
         if let Some(key) = state.delete_before_txn.take() {
