@@ -18,7 +18,7 @@ pub use attachment::{CheckRequest, EndpointQuery, LocalAttachment};
 pub use control::{AttachRequest, ControlPlane, DetachRequest};
 pub use error::AgentError;
 pub use plans::HostContext;
-pub use reconciler::{PendingDetach, Reconciler};
+pub use reconciler::{ExpectedAttach, PendingDetach, Reconciler};
 pub use sandbox::resolve_target;
 pub use socket::{serve_socket, AgentStatus};
 pub use state::DesiredState;

@@ -9,6 +9,7 @@ mod applied;
 mod attach;
 mod converge;
 mod detach;
+mod expected;
 mod inflight;
 mod policy;
 mod ports;
@@ -27,6 +28,7 @@ use crate::state::Delta;
 use crate::{AgentError, DesiredState, HostContext};
 use applied::Applied;
 pub use detach::PendingDetach;
+pub use expected::ExpectedAttach;
 
 /// Reconciles one host's kernel with the desired state.
 #[derive(Debug)]
@@ -36,6 +38,8 @@ pub struct Reconciler {
     inner: Mutex<Inner>,
     /// True once the first snapshot was applied, for attaches that wait for it.
     synced: tokio::sync::watch::Sender<bool>,
+    /// Attaches whose endpoint records are being created.
+    expected: Arc<expected::Expected>,
 }
 
 /// How long an attach waits for the agent's first snapshot.
@@ -51,6 +55,8 @@ struct Inner {
     transit: transit::TransitSlots,
     /// Endpoints whose interface is being deleted without the lock.
     in_flight: inflight::InFlight,
+    /// Endpoints that an attach holding or awaiting the lock is creating.
+    attaching: std::collections::BTreeSet<String>,
 }
 
 impl Reconciler {
@@ -61,6 +67,7 @@ impl Reconciler {
             ctx,
             inner: Mutex::new(Inner::default()),
             synced: tokio::sync::watch::Sender::new(false),
+            expected: Arc::default(),
         }
     }
 
@@ -146,57 +153,12 @@ impl Reconciler {
             .unwrap_or_else(|e| Err(AgentError::Aborted { what: "attach".into(), reason: e.to_string() }))
     }
 
-    async fn attach_now(&self, network: Network, endpoint: Endpoint) -> Result<(), AgentError> {
-        // Until the first snapshot the desired state lacks the host's other endpoints,
-        // and the policy generated from it would drop their ports from the host's tables.
-        let mut synced = self.synced.subscribe();
-        if !matches!(tokio::time::timeout(FIRST_SNAPSHOT_WAIT, synced.wait_for(|s| *s)).await, Ok(Ok(_))) {
-            return Err(AgentError::NotSynced { waited: FIRST_SNAPSHOT_WAIT });
-        }
-        let plan = self.ctx.local_endpoint_plan(&network, &endpoint);
-        let mut inner = self.lock_clear_of(&plan).await;
-        let network_id = network.id.clone();
-        let endpoint_id = endpoint.id.clone();
-        // A detach of this endpoint, or its deletion elsewhere, may have come while
-        // the attach waited.
-        if inner.desired.is_detached(&endpoint_id) {
-            return Err(AgentError::NotFound {
-                what: format!("endpoint {} (detached while it was being attached)", endpoint.name),
-            });
-        }
-        inner.desired.networks.insert(network_id.clone(), network);
-        // The watch may have delivered a newer version of the record already, for
-        // instance with groups updated meanwhile.
-        let newer_known = inner.desired.endpoints.get(&endpoint_id).is_some_and(|known| known.resource_version > endpoint.resource_version);
-        if !newer_known {
-            inner.desired.insert_endpoint(endpoint);
-        }
-        // The watch may have delivered this endpoint first and failed on it. Unless the
-        // failure is forgotten, converge skips the endpoint and the kernel's error is lost.
-        inner.applied.broken.remove(&endpoint_id);
-        let unlocked = self.network_ready(&inner, &network_id) && !inner.applied.local.contains_key(&endpoint_id);
-        let mut result = if unlocked {
-            let (relocked, result) = self.ensure_unlocked(inner, &network_id, &endpoint_id, plan).await;
-            inner = relocked;
-            result
-        } else {
-            self.converge_with_tenant(&mut inner, &network_id).await
-        };
-        if inner.applied.local.contains_key(&endpoint_id) {
-            match self.sync_policy(&mut inner).await {
-                Ok(()) => return Ok(()),
-                Err(source) => result = Err(AgentError::Policy { endpoint: endpoint_id.clone(), source }),
-            }
-        }
-        // Forget the endpoint so a later event does not retry a failed attach.
-        inner.desired.remove_endpoint(&endpoint_id);
-        inner.applied.broken.remove(&endpoint_id);
-        let _ = self.converge_with_tenant(&mut inner, &network_id).await;
-        // A failure is logged and retried by the repair pass.
-        let _ = self.sync_policy(&mut inner).await;
-        Err(result.err().unwrap_or_else(|| AgentError::NotFound {
-            what: format!("endpoint {endpoint_id} after attach"),
-        }))
+    /// Registers an attach that is about to create the record of an endpoint whose
+    /// container end is `ifname` in the namespace at `sandbox`. Until the guard is
+    /// dropped, convergence leaves such an endpoint to [`Reconciler::attach`]: the
+    /// watch may deliver the record before the controller's reply does.
+    pub fn expect_attach(&self, sandbox: &std::path::Path, ifname: &str) -> ExpectedAttach {
+        self.expected.register(sandbox, ifname)
     }
 
     /// Compares the kernel with what was applied and repairs what went missing or

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloison_dataplane::DataplaneError;
-use cloison_model::{Endpoint, EndpointSpec, Network};
+use cloison_model::{Endpoint, EndpointSpec, Network, DEFAULT_IFNAME};
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
@@ -134,6 +134,8 @@ async fn do_attach(app: &AppState, request: AttachRequest) -> Result<LocalAttach
         groups: request.groups,
         labels: request.labels,
     };
+    let ifname = spec.ifname.as_deref().unwrap_or(DEFAULT_IFNAME);
+    let _expected = app.reconciler.expect_attach(&sandbox, ifname);
     let endpoint = app.control.create_endpoint(&request.tenant, &spec).await?;
     let attached = async {
         let network = network_of(app, &endpoint).await?;

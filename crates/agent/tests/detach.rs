@@ -440,3 +440,30 @@ fn lists_port(request: &Recorded, port: &str) -> bool {
         _ => false,
     }
 }
+
+/// The watch may deliver an attach's record before the controller's reply. The
+/// endpoint is then left to its attach, which creates it without the reconciler's
+/// lock, and to the watch again once the attach is no longer expected.
+#[tokio::test]
+async fn watch_leaves_expected_attach_alone() {
+    let (fake, reconciler) = programmed(vec![endpoint("a2", "b", "sb", 3)]).await;
+    let sandbox = tempfile::NamedTempFile::new().expect("a file standing for the namespace");
+    let mut e1 = endpoint("e1", "a", "unused", 2);
+    e1.sandbox = sandbox.path().display().to_string();
+    let creating = Recorded::EnsureLocalEndpoint("e1".into());
+
+    let expected = reconciler.expect_attach(sandbox.path(), "eth0");
+    reconciler.apply_event(WatchEvent::Put { revision: 100, object: WatchObject::Endpoint(e1.clone()) }).await;
+    assert_eq!(count(&fake.take_log(), &creating), 0, "the watch created an expected attach's endpoint");
+    reconciler.attach(network(), e1.clone()).await.expect("attach");
+    assert_eq!(count(&fake.take_log(), &creating), 1, "the attach did not create its endpoint");
+    drop(expected);
+
+    let mut e3 = endpoint("e3", "c", "unused", 4);
+    e3.sandbox = sandbox.path().display().to_string();
+    e3.ifname = "eth1".into();
+    let other = reconciler.expect_attach(sandbox.path(), "eth0");
+    reconciler.apply_event(WatchEvent::Put { revision: 101, object: WatchObject::Endpoint(e3) }).await;
+    assert_eq!(count(&fake.take_log(), &Recorded::EnsureLocalEndpoint("e3".into())), 1, "another interface name was held back");
+    drop(other);
+}

@@ -3,7 +3,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use cloison_model::{
-    validate_ifname, validate_name, Endpoint, EndpointSpec, EndpointUpdate, MacAddr, Network,
+    validate_ifname, validate_name, Endpoint, EndpointSpec, EndpointUpdate, MacAddr, Network, DEFAULT_IFNAME,
     NAME_MAX,
 };
 use cloison_store::{Compare, KeyValue, Op};
@@ -13,9 +13,6 @@ use crate::controller::{new_id, pause_before_retry, TXN_ATTEMPTS};
 use crate::networks::compare_unchanged;
 use crate::records::{decode_raw, encode, encode_raw, Owner};
 use crate::{keys, Controller, ControllerError, EndpointFilter};
-
-/// Interface name inside the container when the request names none.
-const DEFAULT_IFNAME: &str = "eth0";
 
 /// The values picked for one endpoint.
 #[derive(Debug, Clone, Copy)]

@@ -13,6 +13,7 @@ pub use groups::{Direction, Peer, Protocol, Rule, SecurityGroup, SecurityGroupSp
 pub use mac::MacAddr;
 pub use publications::{Publication, PublicationSpec, PublishProtocol};
 pub use resources::{
+    DEFAULT_IFNAME,
     Endpoint, EndpointSpec, EndpointUpdate, Host, HostSpec, Labels, Network, NetworkSpec, Status, Tenant, TenantSpec,
     WatchEvent, WatchObject,
 };

@@ -121,6 +121,9 @@ pub struct Endpoint {
     pub resource_version: u64,
 }
 
+/// Interface name inside the container when an endpoint's spec names none.
+pub const DEFAULT_IFNAME: &str = "eth0";
+
 /// Request body that creates an endpoint; omitted fields are allocated.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct EndpointSpec {

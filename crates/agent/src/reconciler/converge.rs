@@ -8,6 +8,7 @@ use cloison_dataplane::{names, LocalEndpointPlan, RemoteEndpointPlan};
 use cloison_model::{Endpoint, Network};
 use tracing::{debug, warn};
 
+use super::inflight::namespace_id;
 use super::{Inner, Reconciler};
 use crate::AgentError;
 
@@ -192,6 +193,10 @@ impl Reconciler {
         if inner.applied.local.get(&id).map(|(_, p)| p) == Some(&plan)
             || inner.applied.broken.get(&id) == Some(&plan)
         {
+            return Ok(());
+        }
+        if !inner.attaching.contains(&id) && self.expected.contains(namespace_id(&plan.sandbox), &plan.ifname) {
+            debug!(endpoint.id = %id, "endpoint left to its attach");
             return Ok(());
         }
         if let Some((_, old)) = inner.applied.local.remove(&id) {
