@@ -57,6 +57,9 @@ struct Inner {
     in_flight: inflight::InFlight,
     /// Endpoints that an attach holding or awaiting the lock is creating.
     attaching: std::collections::BTreeSet<String>,
+    /// The last setup failure logged per local endpoint, so a failure that repeats
+    /// at every repair pass is logged once as a warning.
+    reported: std::collections::BTreeMap<String, String>,
 }
 
 impl Reconciler {

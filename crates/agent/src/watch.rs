@@ -7,7 +7,7 @@ use std::time::Duration;
 use cloison_model::HostSpec;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{ControlPlane, Reconciler};
 
@@ -117,13 +117,21 @@ async fn heartbeat_loop(control: Arc<dyn ControlPlane>, spec: HostSpec, every: D
 }
 
 async fn repair_loop(reconciler: Arc<Reconciler>, every: Duration, after: Option<fn()>, cancel: CancellationToken) {
+    // A failure that repeats at every pass is logged once as a warning.
+    let mut last_failure: Option<String> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = reconciler.repair().await {
-            warn!(error = %e, "kernel repair failed; retrying later");
+        match reconciler.repair().await {
+            Ok(()) if last_failure.take().is_some() => info!("kernel repair succeeded again"),
+            Ok(()) => {}
+            Err(e) if last_failure.as_deref() == Some(&e.to_string()) => debug!(error = %e, "kernel repair failed again"),
+            Err(e) => {
+                warn!(error = %e, "kernel repair failed; retrying at each pass");
+                last_failure = Some(e.to_string());
+            }
         }
         if let Some(after) = after {
             after();

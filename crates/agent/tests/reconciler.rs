@@ -469,3 +469,53 @@ fn tenant_presence_follows_endpoint_host() {
     assert_eq!(state.endpoints_on(ME).count(), 0);
     assert!(state.networks_present_on(ME).is_empty());
 }
+
+/// A buffer that collects what a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    fn count(&self, text: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).matches(text).count()
+    }
+}
+
+/// An endpoint whose namespace was deleted fails at every repair pass until it is
+/// detached. The failure is logged once as a warning, not every two seconds.
+#[tokio::test]
+async fn repeated_setup_failure_warned_once() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::WARN).with_writer(move || writer.clone()).finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let (fake, reconciler) = setup();
+    let n1 = network("n1", "t1", 42);
+    let a1 = endpoint("a1", &n1, ME, 2);
+    fake.fail_local_creations(true);
+
+    reconciler.apply_event(snapshot(5, vec![n1], vec![a1])).await;
+    for _ in 0..3 {
+        let _ = reconciler.repair().await;
+    }
+    assert_eq!(fake.take_log().iter().filter(|r| **r == Recorded::EnsureLocalEndpoint("a1".into())).count(), 4);
+    assert_eq!(logs.count("endpoint setup failed"), 1, "warned at every pass");
+
+    fake.fail_local_creations(false);
+    reconciler.repair().await.expect("repair once the namespace is back");
+    assert_eq!(fake.endpoint_ids(), vec!["a1".to_string()]);
+    fake.fail_local_creations(true);
+    fake.remove_endpoint_by_hand("a1");
+    let _ = reconciler.repair().await;
+    assert_eq!(logs.count("endpoint setup failed"), 2, "a new failure after a success was not warned");
+}

@@ -55,6 +55,8 @@ struct FakeKernel {
     failing_host_nftables: bool,
     /// VNIs whose network setup fails, see [`FakeDataplane::fail_network_setup`].
     failing_networks: BTreeSet<u32>,
+    /// See [`FakeDataplane::fail_local_creations`].
+    failing_creations: bool,
     log: Vec<Recorded>,
 }
 
@@ -135,6 +137,18 @@ impl FakeDataplane {
     /// does for an element that overlaps another.
     pub fn fail_host_nftables(&self, fail: bool) {
         self.lock().failing_host_nftables = fail;
+    }
+
+    /// Deletes a local endpoint from the fake kernel without recording it, as an
+    /// operator or the deletion of its namespace would.
+    pub fn remove_endpoint_by_hand(&self, id: &str) {
+        self.lock().endpoints.remove(id);
+    }
+
+    /// Makes every later creation of a local endpoint fail with `ENOENT` while
+    /// `fail` is true, as it does once the container's namespace is deleted.
+    pub fn fail_local_creations(&self, fail: bool) {
+        self.lock().failing_creations = fail;
     }
 
     /// Makes every later setup of the network with `vni` fail with `EIO` while
@@ -258,7 +272,11 @@ impl Dataplane for FakeDataplane {
             // The fake owns the sender, so the wait ends only by a release.
             let _ = hold.wait_for(|held| !held).await;
         }
-        self.lock().endpoints.insert(plan.endpoint_id.clone(), plan.clone());
+        let mut k = self.lock();
+        if k.failing_creations {
+            return Err(DataplaneError::Sys { op: format!("open {}", plan.sandbox.display()), source: nix::errno::Errno::ENOENT });
+        }
+        k.endpoints.insert(plan.endpoint_id.clone(), plan.clone());
         Ok(())
     }
 

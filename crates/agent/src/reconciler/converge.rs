@@ -207,12 +207,19 @@ impl Reconciler {
         match self.dataplane.ensure_local_endpoint(&plan).await {
             Ok(()) => {
                 debug!(endpoint.id = %id, ifname = %plan.host_ifname, "endpoint ready");
+                inner.reported.remove(&id);
                 inner.applied.broken.remove(&id);
                 inner.applied.local.insert(id, (network_id.to_string(), plan));
                 Ok(())
             }
             Err(e) => {
-                warn!(endpoint.id = %id, sandbox = %plan.sandbox.display(), error = %e, "endpoint setup failed");
+                let text = e.to_string();
+                if inner.reported.get(&id) == Some(&text) {
+                    debug!(endpoint.id = %id, sandbox = %plan.sandbox.display(), error = %e, "endpoint setup failed again");
+                } else {
+                    warn!(endpoint.id = %id, sandbox = %plan.sandbox.display(), error = %e, "endpoint setup failed; retrying at each repair pass");
+                    inner.reported.insert(id.clone(), text);
+                }
                 inner.applied.broken.insert(id, plan);
                 Err(e.into())
             }

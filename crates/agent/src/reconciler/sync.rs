@@ -145,6 +145,8 @@ impl Reconciler {
                 dirty.insert(network_id.clone());
             }
         }
+        let Inner { reported, desired, .. } = &mut *inner;
+        reported.retain(|id, _| desired.endpoints.contains_key(id));
         let had_broken = !inner.applied.broken.is_empty();
         inner.applied.broken.clear();
         for id in &dirty {
