@@ -273,7 +273,8 @@ pub(crate) struct AttachArgs {
 /// Options of `cloison detach`.
 #[derive(Debug, Args)]
 pub(crate) struct DetachArgs {
-    /// Endpoint name, as `cloison endpoint ls` shows it. The endpoint must be on this host.
+    /// Endpoint name, as `cloison endpoint ls` shows it. An endpoint of another host is
+    /// detached too: its record is deleted, and that host's agent removes the interface.
     pub(crate) endpoint: String,
     /// Tenant of the endpoint.
     #[arg(long)]
