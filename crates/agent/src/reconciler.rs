@@ -57,6 +57,11 @@ struct Inner {
     in_flight: inflight::InFlight,
     /// Endpoints that an attach holding or awaiting the lock is creating.
     attaching: std::collections::BTreeSet<String>,
+    /// True while a snapshot is applied. Convergence then leaves no endpoint to an
+    /// expected attach, because the snapshot removes every interface it does not
+    /// adopt: an existing endpoint in the namespace and interface name of a failing
+    /// duplicate attach would lose its interface.
+    resyncing: bool,
     /// The last setup failure logged per local endpoint, so a failure that repeats
     /// at every repair pass is logged once as a warning.
     reported: std::collections::BTreeMap<String, String>,

@@ -467,3 +467,25 @@ async fn watch_leaves_expected_attach_alone() {
     assert_eq!(count(&fake.take_log(), &Recorded::EnsureLocalEndpoint("e3".into())), 1, "another interface name was held back");
     drop(other);
 }
+
+/// An attach into a namespace whose interface name an endpoint uses already must
+/// fail there, not take the interface over. A snapshot after a restart adopts the
+/// existing endpoint even while such an attach is expected, instead of leaving it
+/// to the attach and removing its interface as an orphan.
+#[tokio::test]
+async fn resync_keeps_endpoint_of_expected_attach() {
+    let sandbox = tempfile::NamedTempFile::new().expect("a file standing for the namespace");
+    let mut e1 = endpoint("e1", "a", "unused", 2);
+    e1.sandbox = sandbox.path().display().to_string();
+    let (fake, _before_restart) = programmed(vec![e1.clone()]).await;
+    assert_eq!(fake.endpoint_ids(), vec!["e1".to_string()]);
+
+    let restarted = Arc::new(Reconciler::new(fake.clone(), ctx()));
+    let duplicate = restarted.expect_attach(sandbox.path(), "eth0");
+    restarted.apply_event(snapshot(6, vec![e1.clone()])).await;
+    let log = fake.take_log();
+    let removal = Recorded::RemoveLocalEndpoint(names::endpoint_host("e1"));
+    assert_eq!(count(&log, &removal), 0, "the snapshot removed the existing endpoint: {log:?}");
+    assert_eq!(fake.endpoint_ids(), vec!["e1".to_string()]);
+    drop(duplicate);
+}

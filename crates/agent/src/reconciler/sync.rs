@@ -26,9 +26,11 @@ impl Reconciler {
         };
         inner.applied.clear();
         let wanted: Vec<String> = inner.desired.networks_present_on(&self.ctx.host);
+        inner.resyncing = true;
         for id in &wanted {
             let _ = self.converge(inner, id).await;
         }
+        inner.resyncing = false;
         self.remove_orphans(inner, &inventory).await;
         inner.synced = true;
         self.synced.send_replace(true);
