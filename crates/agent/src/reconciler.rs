@@ -169,6 +169,23 @@ impl Reconciler {
         self.expected.register(sandbox, ifname)
     }
 
+    /// Converges the networks whose endpoints convergence left to attaches that
+    /// have all returned since, so that an endpoint none of them created (made
+    /// through the API, or one whose attach failed) is created now. The repair pass
+    /// does the same, for guards dropped without this call.
+    pub async fn converge_released(&self) {
+        let released = self.expected.take_released();
+        if released.is_empty() {
+            return;
+        }
+        let mut inner = self.inner.lock().await;
+        for network_id in &released {
+            let _ = self.converge_with_tenant(&mut inner, network_id).await;
+        }
+        // A failure is logged and retried by the repair pass.
+        let _ = self.sync_policy(&mut inner).await;
+    }
+
     /// Compares the kernel with what was applied and repairs what went missing or
     /// changed (a device deleted by hand, an emptied nftables set or chain, an
     /// endpoint whose attach failed earlier).

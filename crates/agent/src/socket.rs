@@ -100,6 +100,9 @@ async fn attach(State(app): State<AppState>, Json(request): Json<AttachRequest>)
             if let Err(Ok(attached)) = reply.send(result) {
                 undo_attach(&app, attached).await;
             }
+            // Endpoints that convergence left to this attach and that it did not
+            // create are created now.
+            app.reconciler.converge_released().await;
         }
         .instrument(span),
     );

@@ -489,3 +489,22 @@ async fn resync_keeps_endpoint_of_expected_attach() {
     assert_eq!(fake.endpoint_ids(), vec!["e1".to_string()]);
     drop(duplicate);
 }
+
+/// An endpoint made through the API while a failing attach into its namespace and
+/// interface name is expected is left to that attach. Once the attach is gone, the
+/// repair pass creates it at the latest.
+#[tokio::test]
+async fn endpoint_left_to_failed_attach_created() {
+    let (fake, reconciler) = programmed(vec![]).await;
+    let sandbox = tempfile::NamedTempFile::new().expect("a file standing for the namespace");
+    let mut made_by_api = endpoint("api1", "a", "unused", 2);
+    made_by_api.sandbox = sandbox.path().display().to_string();
+
+    let failing = reconciler.expect_attach(sandbox.path(), "eth0");
+    reconciler.apply_event(WatchEvent::Put { revision: 100, object: WatchObject::Endpoint(made_by_api) }).await;
+    assert!(fake.endpoint_ids().is_empty(), "the watch created an expected attach's endpoint");
+    drop(failing);
+
+    reconciler.repair().await.expect("repair");
+    assert_eq!(fake.endpoint_ids(), vec!["api1".to_string()], "the endpoint left to a failed attach was never created");
+}

@@ -5,9 +5,11 @@
 //! controller's reply. Convergence leaves such an endpoint to its attach, which
 //! creates the interface without the reconciler's lock. Created by the watch under
 //! the lock instead, the interfaces of concurrent attaches were made one at a time,
-//! and every attach waited for all of them.
+//! and every attach waited for all of them. The networks of endpoints left to
+//! attaches that have all returned are converged again, because none of those
+//! attaches may have created them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -16,10 +18,27 @@ use super::inflight::{namespace_id, NamespaceId};
 /// A container end on its way: its namespace and interface name.
 type Key = (NamespaceId, String);
 
-/// The attaches registered and not yet returned, counted per container end.
+/// The attaches registered and not yet returned, per container end.
 #[derive(Debug, Default)]
 pub(super) struct Expected {
-    keys: Mutex<BTreeMap<Key, usize>>,
+    keys: Mutex<Keys>,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    registered: BTreeMap<Key, Registration>,
+    /// Networks with endpoints left to attaches that are all gone. Whatever those
+    /// attaches did not create, convergence must create now: an endpoint created
+    /// through the API, or an attach that failed before its record was deleted.
+    released: BTreeSet<String>,
+}
+
+/// The attaches of one container end.
+#[derive(Debug, Default)]
+struct Registration {
+    attaches: usize,
+    /// Networks of the endpoints that convergence left to these attaches.
+    left: BTreeSet<String>,
 }
 
 impl Expected {
@@ -29,18 +48,28 @@ impl Expected {
     pub(super) fn register(self: &Arc<Self>, sandbox: &Path, ifname: &str) -> ExpectedAttach {
         let key = namespace_id(sandbox).map(|namespace| (namespace, ifname.to_string()));
         if let Some(key) = &key {
-            *self.lock().entry(key.clone()).or_default() += 1;
+            self.lock().registered.entry(key.clone()).or_default().attaches += 1;
         }
         ExpectedAttach { expected: Arc::clone(self), key }
     }
 
     /// Returns true when an attach of the container end `ifname` in the namespace
-    /// `sandbox` is registered.
-    pub(super) fn contains(&self, sandbox: Option<NamespaceId>, ifname: &str) -> bool {
-        sandbox.is_some_and(|namespace| self.lock().contains_key(&(namespace, ifname.to_string())))
+    /// `sandbox` is registered, and then notes that an endpoint of `network_id` was
+    /// left to it.
+    pub(super) fn leave(&self, sandbox: Option<NamespaceId>, ifname: &str, network_id: &str) -> bool {
+        let Some(namespace) = sandbox else { return false };
+        let mut keys = self.lock();
+        let Some(registration) = keys.registered.get_mut(&(namespace, ifname.to_string())) else { return false };
+        registration.left.insert(network_id.to_string());
+        true
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, usize>> {
+    /// Takes the networks whose endpoints were left to attaches that are all gone.
+    pub(super) fn take_released(&self) -> BTreeSet<String> {
+        std::mem::take(&mut self.lock().released)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Keys> {
         // The map stays consistent even if a holder panicked: each change is one call.
         self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -59,11 +88,11 @@ impl Drop for ExpectedAttach {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
         let mut keys = self.expected.lock();
-        if let Some(count) = keys.get_mut(&key) {
-            *count -= 1;
-            if *count == 0 {
-                keys.remove(&key);
-            }
+        let Some(registration) = keys.registered.get_mut(&key) else { return };
+        registration.attaches -= 1;
+        if registration.attaches == 0 {
+            let left = keys.registered.remove(&key).map(|r| r.left).unwrap_or_default();
+            keys.released.extend(left);
         }
     }
 }
