@@ -5,7 +5,7 @@
 //! requires each allocation key to be absent. The locks only stop concurrent requests
 //! in one process from picking the same candidate and retrying in turn.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
@@ -13,11 +13,74 @@ use cloison_model::MacAddr;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 /// The last value allocated of each kind in one network.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Cursor {
     pub(crate) ipv4: Option<Ipv4Addr>,
     pub(crate) ipv6: Option<Ipv6Addr>,
     pub(crate) mac: Option<MacAddr>,
+    /// Values picked for creates whose transactions have not ended yet.
+    picked: Arc<Mutex<Picked>>,
+}
+
+/// Values picked for endpoints and not yet written. The store shows them only once
+/// written, so automatic picks skip them, and requests for them are rejected.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Picked {
+    pub(crate) ipv4: BTreeSet<Ipv4Addr>,
+    pub(crate) ipv6: BTreeSet<Ipv6Addr>,
+    pub(crate) macs: BTreeSet<MacAddr>,
+}
+
+/// One endpoint's values, as picked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Values {
+    pub(crate) ipv4: Ipv4Addr,
+    pub(crate) ipv6: Option<Ipv6Addr>,
+    pub(crate) mac: MacAddr,
+}
+
+impl Cursor {
+    /// Returns the values picked and not yet written.
+    pub(crate) fn picked(&self) -> Picked {
+        lock(&self.picked).clone()
+    }
+
+    /// Holds `values` as picked until the returned guard is dropped, once their
+    /// transaction ended, and makes the next allocation start after them.
+    pub(crate) fn hold(&mut self, values: Values) -> HeldValues {
+        let mut picked = lock(&self.picked);
+        picked.ipv4.insert(values.ipv4);
+        picked.ipv6.extend(values.ipv6);
+        picked.macs.insert(values.mac);
+        drop(picked);
+        self.ipv4 = Some(values.ipv4);
+        self.ipv6 = values.ipv6.or(self.ipv6);
+        self.mac = Some(values.mac);
+        HeldValues { picked: Arc::clone(&self.picked), values }
+    }
+}
+
+/// Values held by [`Cursor::hold`], released when dropped.
+#[derive(Debug)]
+pub(crate) struct HeldValues {
+    picked: Arc<Mutex<Picked>>,
+    values: Values,
+}
+
+impl Drop for HeldValues {
+    fn drop(&mut self) {
+        let mut picked = lock(&self.picked);
+        picked.ipv4.remove(&self.values.ipv4);
+        if let Some(ipv6) = self.values.ipv6 {
+            picked.ipv6.remove(&ipv6);
+        }
+        picked.macs.remove(&self.values.mac);
+    }
+}
+
+fn lock(picked: &Mutex<Picked>) -> std::sync::MutexGuard<'_, Picked> {
+    // Each change is one call, so the sets stay consistent even after a panic.
+    picked.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Per-network allocation locks with their cursors, plus the VNI lock with its cursor.

@@ -8,19 +8,11 @@ use cloison_model::{
 };
 use cloison_store::{Compare, KeyValue, Op};
 
-use crate::alloc::Cursor;
+use crate::alloc::{Cursor, HeldValues, Values};
 use crate::controller::{new_id, pause_before_retry, TXN_ATTEMPTS};
 use crate::networks::compare_unchanged;
 use crate::records::{decode_raw, encode, encode_raw, Owner};
 use crate::{keys, Controller, ControllerError, EndpointFilter};
-
-/// The values picked for one endpoint.
-#[derive(Debug, Clone, Copy)]
-struct Allocation {
-    ipv4: Ipv4Addr,
-    ipv6: Option<Ipv6Addr>,
-    mac: MacAddr,
-}
 
 /// A new endpoint with its values picked, not yet written.
 struct Prepared {
@@ -29,6 +21,8 @@ struct Prepared {
     key: String,
     /// The network as read, which must not change before the write.
     network_kv: KeyValue,
+    /// Keeps the values from other creates until the write ended.
+    _held: HeldValues,
 }
 
 impl Controller {
@@ -46,18 +40,11 @@ impl Controller {
         for attempt in 0..TXN_ATTEMPTS {
             pause_before_retry(attempt).await;
             let prepared = {
+                // Only the picking holds the lock. The values stay held until the
+                // write ends, so creates whose writes are in flight together pick
+                // different ones, and the store commits them in one group.
                 let mut cursor = self.locks.network(&network.id).await;
-                let prepared = self.prepare_endpoint(tenant, &spec, &cursor).await?;
-                // The next create starts after these values, so creates whose
-                // transactions are in flight together pick different ones, and the
-                // store commits them in one group. Explicit values that collide
-                // fail the transaction's comparisons instead.
-                *cursor = Cursor {
-                    ipv4: Some(prepared.endpoint.ipv4),
-                    ipv6: prepared.endpoint.ipv6.or(cursor.ipv6),
-                    mac: Some(prepared.endpoint.mac),
-                };
-                prepared
+                self.prepare_endpoint(tenant, &spec, &mut cursor).await?
             };
             if let Some(endpoint) = self.commit_endpoint(prepared).await? {
                 tracing::info!(
@@ -75,7 +62,7 @@ impl Controller {
 
     /// Reads the network's allocations and picks values for a new endpoint, under
     /// the network's allocation lock.
-    async fn prepare_endpoint(&self, tenant: &str, spec: &EndpointSpec, cursor: &Cursor) -> Result<Prepared, ControllerError> {
+    async fn prepare_endpoint(&self, tenant: &str, spec: &EndpointSpec, cursor: &mut Cursor) -> Result<Prepared, ControllerError> {
         let (network, network_kv) = self.read_network(tenant, &spec.network).await?;
         let id = new_id();
         let name = spec.name.clone().unwrap_or_else(|| default_name(&network.name, &id));
@@ -87,6 +74,7 @@ impl Controller {
             });
         }
         let allocation = self.allocate(&network, spec, cursor).await?;
+        let held = cursor.hold(allocation);
         let endpoint = Endpoint {
             id,
             tenant: tenant.to_string(),
@@ -103,13 +91,13 @@ impl Controller {
             labels: spec.labels.clone(),
             resource_version: 0,
         };
-        Ok(Prepared { endpoint, key, network_kv })
+        Ok(Prepared { endpoint, key, network_kv, _held: held })
     }
 
     /// Writes a prepared endpoint and its allocations in one transaction. Returns
     /// `None` when the transaction lost a race.
     async fn commit_endpoint(&self, prepared: Prepared) -> Result<Option<Endpoint>, ControllerError> {
-        let Prepared { mut endpoint, key, network_kv } = prepared;
+        let Prepared { mut endpoint, key, network_kv, _held } = prepared;
         let owner = encode_raw(&Owner::endpoint(&endpoint));
         let alloc_keys = allocation_keys(&endpoint);
         let mut compares = vec![
@@ -136,10 +124,11 @@ impl Controller {
         network: &Network,
         spec: &EndpointSpec,
         cursor: &Cursor,
-    ) -> Result<Allocation, ControllerError> {
-        let ipv4 = self.pick_ipv4(network, spec.ipv4, cursor.ipv4).await?;
+    ) -> Result<Values, ControllerError> {
+        let picked = cursor.picked();
+        let ipv4 = self.pick_ipv4(network, spec.ipv4, cursor.ipv4, &picked.ipv4).await?;
         let ipv6 = match (network.subnet6, network.gateway6) {
-            (Some(_), Some(_)) => Some(self.pick_ipv6(network, spec.ipv6, cursor.ipv6).await?),
+            (Some(_), Some(_)) => Some(self.pick_ipv6(network, spec.ipv6, cursor.ipv6, &picked.ipv6).await?),
             _ if spec.ipv6.is_some() => {
                 return Err(ControllerError::BadRequest(format!(
                     "network {} has no IPv6 subnet, so the endpoint cannot have an IPv6 address",
@@ -148,8 +137,8 @@ impl Controller {
             }
             _ => None,
         };
-        let mac = self.pick_mac(network, spec.mac, cursor.mac).await?;
-        Ok(Allocation { ipv4, ipv6, mac })
+        let mac = self.pick_mac(network, spec.mac, cursor.mac, &picked.macs).await?;
+        Ok(Values { ipv4, ipv6, mac })
     }
 
     async fn pick_ipv4(
@@ -157,13 +146,17 @@ impl Controller {
         network: &Network,
         requested: Option<Ipv4Addr>,
         cursor: Option<Ipv4Addr>,
+        picked: &BTreeSet<Ipv4Addr>,
     ) -> Result<Ipv4Addr, ControllerError> {
         if let Some(ip) = requested {
             cloison_ipam::check_requested_ipv4(network.subnet, network.gateway, ip)?;
-            self.require_free(&keys::ipv4(&network.id, ip), format!("IPv4 address {ip}")).await?;
+            let what = format!("IPv4 address {ip}");
+            require_unpicked(picked, &ip, &what)?;
+            self.require_free(&keys::ipv4(&network.id, ip), what).await?;
             return Ok(ip);
         }
-        let used: BTreeSet<Ipv4Addr> = self.allocated(&keys::ipv4_of(&network.id)).await?;
+        let mut used: BTreeSet<Ipv4Addr> = self.allocated(&keys::ipv4_of(&network.id)).await?;
+        used.extend(picked);
         Ok(cloison_ipam::next_free_ipv4(network.subnet, network.gateway, &used, cursor)?)
     }
 
@@ -172,16 +165,20 @@ impl Controller {
         network: &Network,
         requested: Option<Ipv6Addr>,
         cursor: Option<Ipv6Addr>,
+        picked: &BTreeSet<Ipv6Addr>,
     ) -> Result<Ipv6Addr, ControllerError> {
         let (Some(subnet), Some(gateway)) = (network.subnet6, network.gateway6) else {
             return Err(ControllerError::BadRequest(format!("network {} has no IPv6 subnet", network.name)));
         };
         if let Some(ip) = requested {
             cloison_ipam::check_requested_ipv6(subnet, gateway, ip)?;
-            self.require_free(&keys::ipv6(&network.id, ip), format!("IPv6 address {ip}")).await?;
+            let what = format!("IPv6 address {ip}");
+            require_unpicked(picked, &ip, &what)?;
+            self.require_free(&keys::ipv6(&network.id, ip), what).await?;
             return Ok(ip);
         }
-        let used: BTreeSet<Ipv6Addr> = self.allocated(&keys::ipv6_of(&network.id)).await?;
+        let mut used: BTreeSet<Ipv6Addr> = self.allocated(&keys::ipv6_of(&network.id)).await?;
+        used.extend(picked);
         Ok(cloison_ipam::next_free_ipv6(subnet, gateway, &used, cursor)?)
     }
 
@@ -190,13 +187,17 @@ impl Controller {
         network: &Network,
         requested: Option<MacAddr>,
         cursor: Option<MacAddr>,
+        picked: &BTreeSet<MacAddr>,
     ) -> Result<MacAddr, ControllerError> {
         if let Some(mac) = requested {
             check_requested_mac(mac, network.gateway_mac)?;
-            self.require_free(&keys::mac(&network.id, mac), format!("MAC address {mac}")).await?;
+            let what = format!("MAC address {mac}");
+            require_unpicked(picked, &mac, &what)?;
+            self.require_free(&keys::mac(&network.id, mac), what).await?;
             return Ok(mac);
         }
-        let used: BTreeSet<MacAddr> = self.allocated(&keys::mac_of(&network.id)).await?;
+        let mut used: BTreeSet<MacAddr> = self.allocated(&keys::mac_of(&network.id)).await?;
+        used.extend(picked);
         let seed = cursor.map_or(1, |mac| mac.low_bits() + 1);
         Ok(cloison_ipam::next_free_mac(&used, seed))
     }
@@ -345,6 +346,14 @@ impl Controller {
         endpoint.resource_version = response.revision;
         Ok(endpoint)
     }
+}
+
+/// Fails when a create running at the same moment picked `value` already.
+fn require_unpicked<T: Ord>(picked: &BTreeSet<T>, value: &T, what: &str) -> Result<(), ControllerError> {
+    if picked.contains(value) {
+        return Err(ControllerError::Taken { what: what.to_string(), owner: "an endpoint being created at the same moment".into() });
+    }
+    Ok(())
 }
 
 /// Checks a requested MAC: unicast, and not the network's gateway MAC, which every

@@ -55,6 +55,29 @@ async fn creates_in_one_network_write_together() {
     assert_eq!(store.most_gathered(), 4, "the creates wrote one after the other");
 }
 
+/// An automatic pick skips an address that a concurrent create requested and is
+/// still writing, even when the automatic create is written first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_pick_skips_requested_in_flight() {
+    let (ctl, store) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.0.0.0/24")).await.expect("network");
+    let first = ctl.create_endpoint("t1", endpoint_spec("web", "h1")).await.expect("first");
+    let next = Ipv4Addr::from(u32::from(first.ipv4) + 1);
+    store.gather_txns(2);
+    let explicit = tokio::spawn({
+        let ctl = ctl.clone();
+        let spec = EndpointSpec { ipv4: Some(next), ..endpoint_spec("web", "h1") };
+        async move { ctl.create_endpoint("t1", spec).await }
+    });
+    while store.gathered_arrivals() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let automatic = ctl.create_endpoint("t1", endpoint_spec("web", "h1")).await.expect("automatic create");
+    let explicit = explicit.await.expect("join").expect("the requested address went to the automatic create");
+    assert_eq!(explicit.ipv4, next);
+    assert_ne!(automatic.ipv4, next);
+}
+
 #[tokio::test]
 async fn deleted_endpoint_releases_address() {
     let (ctl, _) = controller().await;

@@ -37,8 +37,8 @@ struct Gather {
     wanted: std::sync::atomic::AtomicUsize,
     /// Transactions that arrived since the store was made.
     arrived: tokio::sync::watch::Sender<usize>,
-    /// Transactions that went on since the store was made.
-    left: std::sync::atomic::AtomicUsize,
+    /// Gathered transactions evaluated since the store was made.
+    left: tokio::sync::watch::Sender<usize>,
     /// The largest number that waited together.
     most: std::sync::atomic::AtomicUsize,
 }
@@ -81,7 +81,7 @@ impl MemStore {
 
     /// Makes the next `wanted` transactions wait, before they are evaluated, until
     /// all of them arrived or 500 ms passed, as a store whose commits take time and
-    /// are grouped would. [`MemStore::most_gathered`] returns how many met.
+    /// are grouped would. They are then evaluated last arrived first. [`MemStore::most_gathered`] returns how many met.
     #[allow(dead_code)]
     pub fn gather_txns(&self, wanted: usize) {
         self.gather.wanted.store(wanted, std::sync::atomic::Ordering::SeqCst);
@@ -93,18 +93,41 @@ impl MemStore {
         self.gather.most.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    async fn wait_for_others(&self) {
-        let wanted = self.gather.wanted.load(std::sync::atomic::Ordering::SeqCst);
-        if wanted == 0 {
-            return;
-        }
+    /// Returns how many transactions arrived at the gathering so far.
+    #[allow(dead_code)]
+    pub fn gathered_arrivals(&self) -> usize {
+        *self.gather.arrived.borrow()
+    }
+
+    /// Waits as [`MemStore::gather_txns`] describes. Returns the arrival's number
+    /// within the gathered ones, to pass to [`MemStore::evaluated`].
+    async fn wait_for_others(&self) -> Option<usize> {
         use std::sync::atomic::Ordering::SeqCst;
+        let wanted = self.gather.wanted.load(SeqCst);
+        if wanted == 0 {
+            return None;
+        }
         let mut arrived = self.gather.arrived.subscribe();
+        let mut left = self.gather.left.subscribe();
         self.gather.arrived.send_modify(|n| *n += 1);
-        let together = *self.gather.arrived.borrow() - self.gather.left.load(SeqCst);
+        let number = *self.gather.arrived.borrow();
+        let together = number - *self.gather.left.borrow();
         self.gather.most.fetch_max(together, SeqCst);
-        let _ = tokio::time::timeout(GATHER_WAIT, arrived.wait_for(|n| *n >= wanted)).await;
-        self.gather.left.fetch_add(1, SeqCst);
+        // The last to arrive goes first, the order most likely to expose a race
+        // between requests that each checked the store before the others wrote.
+        let gathered = async {
+            let _ = arrived.wait_for(|n| *n >= wanted).await;
+            let _ = left.wait_for(|n| *n + number >= wanted).await;
+        };
+        let _ = tokio::time::timeout(GATHER_WAIT, gathered).await;
+        Some(number)
+    }
+
+    /// Counts a gathered transaction as evaluated, which lets the next one go.
+    fn evaluated(&self, number: Option<usize>) {
+        if number.is_some() {
+            self.gather.left.send_modify(|n| *n += 1);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -153,7 +176,37 @@ impl Store for MemStore {
     }
 
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResponse, StoreError> {
-        self.wait_for_others().await;
+        let number = self.wait_for_others().await;
+        let result = self.evaluate(compares, ops);
+        self.evaluated(number);
+        result
+    }
+
+    async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream, StoreError> {
+        let mut state = self.lock();
+        check(&state)?;
+        if after < state.oldest {
+            return Err(StoreError::Compacted { requested: after, oldest: state.oldest });
+        }
+        let (sender, receiver) = mpsc::channel(100_000);
+        for batch in state.history.iter().filter(|b| b.revision > after) {
+            if let Some(filtered) = filter_batch(batch, prefix) {
+                let _ = sender.try_send(Ok(filtered));
+            }
+        }
+        state.watchers.push((prefix.to_string(), sender));
+        Ok(receiver)
+    }
+
+    async fn revision(&self) -> Result<u64, StoreError> {
+        let state = self.lock();
+        check(&state)?;
+        Ok(state.revision)
+    }
+}
+
+impl MemStore {
+    fn evaluate(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResponse, StoreError> {
         let mut state = self.lock();
         check(&state)?;
         if let Some(key) = state.delete_before_txn.take() {
@@ -195,28 +248,6 @@ impl Store for MemStore {
         });
         state.history.push(batch);
         Ok(TxnResponse { succeeded: true, revision })
-    }
-
-    async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream, StoreError> {
-        let mut state = self.lock();
-        check(&state)?;
-        if after < state.oldest {
-            return Err(StoreError::Compacted { requested: after, oldest: state.oldest });
-        }
-        let (sender, receiver) = mpsc::channel(100_000);
-        for batch in state.history.iter().filter(|b| b.revision > after) {
-            if let Some(filtered) = filter_batch(batch, prefix) {
-                let _ = sender.try_send(Ok(filtered));
-            }
-        }
-        state.watchers.push((prefix.to_string(), sender));
-        Ok(receiver)
-    }
-
-    async fn revision(&self) -> Result<u64, StoreError> {
-        let state = self.lock();
-        check(&state)?;
-        Ok(state.revision)
     }
 }
 
