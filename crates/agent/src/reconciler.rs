@@ -179,7 +179,16 @@ impl Reconciler {
             return;
         }
         let mut inner = self.inner.lock().await;
-        for network_id in &released {
+        // Mostly the attach created its own endpoint, and nothing is left to do.
+        let missing: std::collections::BTreeSet<&String> = released
+            .iter()
+            .filter(|(id, _)| inner.desired.endpoints.contains_key(*id) && !inner.applied.local.contains_key(*id) && !inner.in_flight.contains(id))
+            .map(|(_, network_id)| network_id)
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        for network_id in missing {
             let _ = self.converge_with_tenant(&mut inner, network_id).await;
         }
         // A failure is logged and retried by the repair pass.

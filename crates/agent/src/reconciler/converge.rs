@@ -195,7 +195,7 @@ impl Reconciler {
         {
             return Ok(());
         }
-        if !inner.resyncing && !inner.attaching.contains(&id) && self.expected.leave(namespace_id(&plan.sandbox), &plan.ifname, network_id) {
+        if !inner.resyncing && !inner.attaching.contains(&id) && self.expected.leave(namespace_id(&plan.sandbox), &plan.ifname, &id, network_id) {
             debug!(endpoint.id = %id, "endpoint left to its attach");
             return Ok(());
         }

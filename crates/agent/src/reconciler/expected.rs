@@ -9,7 +9,7 @@
 //! attaches that have all returned are converged again, because none of those
 //! attaches may have created them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -27,18 +27,19 @@ pub(super) struct Expected {
 #[derive(Debug, Default)]
 struct Keys {
     registered: BTreeMap<Key, Registration>,
-    /// Networks with endpoints left to attaches that are all gone. Whatever those
-    /// attaches did not create, convergence must create now: an endpoint created
-    /// through the API, or an attach that failed before its record was deleted.
-    released: BTreeSet<String>,
+    /// Endpoints left to attaches that are all gone, with their network ids.
+    /// Whatever those attaches did not create, convergence must create now: an
+    /// endpoint created through the API, or an attach that failed before its
+    /// record was deleted.
+    released: BTreeMap<String, String>,
 }
 
 /// The attaches of one container end.
 #[derive(Debug, Default)]
 struct Registration {
     attaches: usize,
-    /// Networks of the endpoints that convergence left to these attaches.
-    left: BTreeSet<String>,
+    /// Endpoints that convergence left to these attaches, with their network ids.
+    left: BTreeMap<String, String>,
 }
 
 impl Expected {
@@ -54,18 +55,19 @@ impl Expected {
     }
 
     /// Returns true when an attach of the container end `ifname` in the namespace
-    /// `sandbox` is registered, and then notes that an endpoint of `network_id` was
+    /// `sandbox` is registered, and then notes that endpoint `id` of `network_id` was
     /// left to it.
-    pub(super) fn leave(&self, sandbox: Option<NamespaceId>, ifname: &str, network_id: &str) -> bool {
+    pub(super) fn leave(&self, sandbox: Option<NamespaceId>, ifname: &str, id: &str, network_id: &str) -> bool {
         let Some(namespace) = sandbox else { return false };
         let mut keys = self.lock();
         let Some(registration) = keys.registered.get_mut(&(namespace, ifname.to_string())) else { return false };
-        registration.left.insert(network_id.to_string());
+        registration.left.insert(id.to_string(), network_id.to_string());
         true
     }
 
-    /// Takes the networks whose endpoints were left to attaches that are all gone.
-    pub(super) fn take_released(&self) -> BTreeSet<String> {
+    /// Takes the endpoints, with their network ids, that were left to attaches that
+    /// are all gone.
+    pub(super) fn take_released(&self) -> BTreeMap<String, String> {
         std::mem::take(&mut self.lock().released)
     }
 

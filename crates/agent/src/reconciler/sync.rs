@@ -160,7 +160,7 @@ impl Reconciler {
         // Added after the forgetting above, so a network whose removal failed keeps
         // the plan its next removal needs.
         dirty.extend(self.networks_out_of_step(inner));
-        dirty.extend(self.expected.take_released());
+        dirty.extend(self.expected.take_released().into_values());
         let mut first_error = None;
         for id in dirty {
             if let Err(e) = self.converge(inner, &id).await {
