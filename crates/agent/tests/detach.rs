@@ -495,16 +495,48 @@ async fn resync_keeps_endpoint_of_expected_attach() {
 /// repair pass creates it at the latest.
 #[tokio::test]
 async fn endpoint_left_to_failed_attach_created() {
-    let (fake, reconciler) = programmed(vec![]).await;
+    let (fake, reconciler) = programmed(vec![endpoint("a2", "b", "sb", 3)]).await;
     let sandbox = tempfile::NamedTempFile::new().expect("a file standing for the namespace");
     let mut made_by_api = endpoint("api1", "a", "unused", 2);
     made_by_api.sandbox = sandbox.path().display().to_string();
 
     let failing = reconciler.expect_attach(sandbox.path(), "eth0");
     reconciler.apply_event(WatchEvent::Put { revision: 100, object: WatchObject::Endpoint(made_by_api) }).await;
-    assert!(fake.endpoint_ids().is_empty(), "the watch created an expected attach's endpoint");
+    assert_eq!(fake.endpoint_ids(), vec!["a2".to_string()], "the watch created an expected attach's endpoint");
     drop(failing);
 
     reconciler.repair().await.expect("repair");
-    assert_eq!(fake.endpoint_ids(), vec!["api1".to_string()], "the endpoint left to a failed attach was never created");
+    assert_eq!(fake.endpoint_ids(), vec!["a2".to_string(), "api1".to_string()], "the endpoint left to a failed attach was never created");
+}
+
+/// The first endpoint of a network on this host waits for the network's setup
+/// under the reconciler's lock anyway, so the watch creates it at once, expected
+/// attach or not: it is reachable sooner than after the watch's policy update.
+#[tokio::test]
+async fn watch_creates_expected_endpoint_of_new_network() {
+    let (fake, reconciler) = programmed(vec![]).await;
+    let sandbox = tempfile::NamedTempFile::new().expect("a file standing for the namespace");
+    let mut e1 = endpoint("e1", "a", "unused", 2);
+    e1.sandbox = sandbox.path().display().to_string();
+
+    let expected = reconciler.expect_attach(sandbox.path(), "eth0");
+    reconciler.apply_event(WatchEvent::Put { revision: 100, object: WatchObject::Endpoint(e1.clone()) }).await;
+    assert_eq!(fake.endpoint_ids(), vec!["e1".to_string()], "the watch left a new network's first endpoint to its attach");
+    reconciler.attach(network(), e1).await.expect("the attach finds its endpoint made");
+    assert_eq!(count(&fake.take_log(), &Recorded::EnsureLocalEndpoint("e1".into())), 1, "created twice");
+    drop(expected);
+}
+
+/// Listing a port before its creation applies the host's bridge table alone: the
+/// tenant router's ruleset, loaded by a slower script, follows the creation.
+#[tokio::test]
+async fn router_rules_follow_creation() {
+    let (fake, reconciler) = programmed(vec![]).await;
+    reconciler.attach(network(), endpoint("e1", "a", "sa", 2)).await.expect("attach");
+    let log = fake.take_log();
+    let created = log.iter().position(|r| *r == Recorded::EnsureLocalEndpoint("e1".into()));
+    let router_rules = log.iter().position(|r| matches!(r, Recorded::ApplyNftables(plan) if plan.namespace.is_some()));
+    assert!(created.is_some(), "e1 was not created: {log:?}");
+    assert!(router_rules.is_some(), "the router's ruleset was not applied: {log:?}");
+    assert!(created < router_rules, "the router's ruleset delayed the creation: {log:?}");
 }

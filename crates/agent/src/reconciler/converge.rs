@@ -82,6 +82,9 @@ impl Reconciler {
                         first_error.get_or_insert(e);
                     }
                 };
+                // An attach waits for this lock. When it must wait for the network's
+                // setup anyway, creating its endpoint here makes it reachable sooner.
+                let leave_to_attaches = self.network_ready(inner, network_id);
                 note(self.ensure_network(inner, &network).await);
                 self.remove_stale_endpoints(inner, network_id, &wants).await;
                 // Peers first: a container whose link comes up asks for its peers'
@@ -90,7 +93,7 @@ impl Reconciler {
                     note(self.ensure_remote(inner, network_id, id, plan).await);
                 }
                 for (id, plan) in wants.local {
-                    note(self.ensure_local(inner, network_id, id, plan).await);
+                    note(self.ensure_local(inner, network_id, id, plan, leave_to_attaches).await);
                 }
             }
             _ => {
@@ -189,13 +192,14 @@ impl Reconciler {
         network_id: &str,
         id: String,
         plan: LocalEndpointPlan,
+        leave_to_attaches: bool,
     ) -> Result<(), AgentError> {
         if inner.applied.local.get(&id).map(|(_, p)| p) == Some(&plan)
             || inner.applied.broken.get(&id) == Some(&plan)
         {
             return Ok(());
         }
-        if !inner.resyncing && !inner.attaching.contains(&id) && self.expected.leave(namespace_id(&plan.sandbox), &plan.ifname, &id, network_id) {
+        if leave_to_attaches && !inner.resyncing && !inner.attaching.contains(&id) && self.expected.leave(namespace_id(&plan.sandbox), &plan.ifname, &id, network_id) {
             debug!(endpoint.id = %id, "endpoint left to its attach");
             return Ok(());
         }

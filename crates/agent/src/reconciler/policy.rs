@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use cloison_dataplane::{DataplaneError, NftCounts, NftElementsPlan, NftSetChange, NftablesPlan, TransitPlan};
 use cloison_model::{Endpoint, Publication, PublishProtocol};
 use cloison_policy::{
-    element_changes, expected_counts, lists_port, transition_script, Generator, PolicyInput, RouterRuleset, Table,
+    element_changes, expected_counts, lists_port, transition_script, Generator, PolicyInput, RouterRuleset, Rulesets, Table,
 };
 use tracing::{debug, info, warn};
 
@@ -135,26 +135,7 @@ impl Reconciler {
     /// transaction leaves its previous table, or IP forwarding off when it had none,
     /// so that error is only logged.
     pub(super) async fn sync_policy(&self, inner: &mut Inner) -> Result<(), DataplaneError> {
-        let transits: BTreeMap<String, TransitPlan> = inner
-            .applied
-            .routers
-            .iter()
-            .filter_map(|(tenant, plan)| plan.transit.clone().map(|t| (tenant.clone(), t)))
-            .collect();
-        let host_addresses = [self.ctx.underlay_ip];
-        let admitted = self.admitted_publications(inner).await;
-        let input = PolicyInput {
-            host: &self.ctx.host,
-            vxlan_port: self.ctx.vxlan_port,
-            networks: &inner.desired.networks,
-            endpoints: &inner.desired.endpoints,
-            groups: &inner.desired.groups,
-            hosts: &inner.desired.hosts,
-            publications: admitted.as_ref().unwrap_or(&inner.desired.publications),
-            transits: &transits,
-            host_addresses: &host_addresses,
-        };
-        let wanted = inner.policy.generator.generate(&input);
+        let (wanted, transits) = self.generate_policy(inner).await;
         let mut host_result = Ok(());
         if inner.policy.host.as_ref() != Some(&wanted.host) {
             // Transit links carry egress and publications through the host, which
@@ -190,17 +171,66 @@ impl Reconciler {
         host_result
     }
 
+    /// Generates the rulesets of the desired state. Returns them with the transit
+    /// links of the routers applied, which the host tables depend on.
+    async fn generate_policy(&self, inner: &mut Inner) -> (Rulesets, BTreeMap<String, TransitPlan>) {
+        let transits: BTreeMap<String, TransitPlan> = inner
+            .applied
+            .routers
+            .iter()
+            .filter_map(|(tenant, plan)| plan.transit.clone().map(|t| (tenant.clone(), t)))
+            .collect();
+        let host_addresses = [self.ctx.underlay_ip];
+        let admitted = self.admitted_publications(inner).await;
+        let input = PolicyInput {
+            host: &self.ctx.host,
+            vxlan_port: self.ctx.vxlan_port,
+            networks: &inner.desired.networks,
+            endpoints: &inner.desired.endpoints,
+            groups: &inner.desired.groups,
+            hosts: &inner.desired.hosts,
+            publications: admitted.as_ref().unwrap_or(&inner.desired.publications),
+            transits: &transits,
+            host_addresses: &host_addresses,
+        };
+        (inner.policy.generator.generate(&input), transits)
+    }
+
+    /// Applies the host's anti-spoofing table alone, as the desired state wants it,
+    /// and keeps the other tables as applied. Syncs everything when nothing was
+    /// applied yet.
+    async fn sync_bridge_table(&self, inner: &mut Inner) -> Result<(), DataplaneError> {
+        let Some(applied) = inner.policy.host.clone() else {
+            return self.sync_policy(inner).await;
+        };
+        let (wanted, _) = self.generate_policy(inner).await;
+        let is_bridge = |t: &Table| t.family == "bridge" && t.name == "cloison";
+        let Some(bridge) = wanted.host.iter().find(|t| is_bridge(t)) else {
+            return self.sync_policy(inner).await;
+        };
+        let mixed: Vec<Table> = applied.iter().map(|t| if is_bridge(t) { bridge.clone() } else { t.clone() }).collect();
+        if mixed == applied {
+            return Ok(());
+        }
+        inner.policy.generation += 1;
+        let counts = &mut inner.policy.counts;
+        let result = self.apply_tables(None, &mixed, Some(&applied), None, counts).await;
+        inner.policy.host = result.is_ok().then_some(mixed);
+        result
+    }
+
     /// Makes sure the host's tables list endpoint port `host_ifname` before the port
     /// is created, since the bridge drops every frame of an endpoint port they do not
-    /// list: the endpoint's announcement would be lost otherwise. Syncs the policy
-    /// when they do not list it yet.
+    /// list: the endpoint's announcement would be lost otherwise. Applies the bridge
+    /// table when it does not list the port yet. The rest of the policy, router
+    /// rulesets included, follows the interface's creation and does not delay it.
     pub(super) async fn guard_port(&self, inner: &mut Inner, id: &str, host_ifname: &str) -> Result<(), AgentError> {
         let listed = |inner: &Inner| inner.policy.host.as_deref().is_some_and(|tables| lists_port(tables, host_ifname));
         if listed(inner) {
             return Ok(());
         }
         let policy_error = |source| AgentError::Policy { endpoint: id.to_string(), source };
-        self.sync_policy(inner).await.map_err(policy_error)?;
+        self.sync_bridge_table(inner).await.map_err(policy_error)?;
         if listed(inner) {
             return Ok(());
         }
