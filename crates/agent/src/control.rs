@@ -19,8 +19,9 @@ pub trait ControlPlane: Send + Sync + std::fmt::Debug {
     async fn get_endpoint(&self, tenant: &str, endpoint: &str) -> Result<Endpoint, AgentError>;
     /// Lists every endpoint of one network, on every host.
     async fn list_network_endpoints(&self, tenant: &str, network: &str) -> Result<Vec<Endpoint>, AgentError>;
-    /// Deletes an endpoint and frees its addresses. With `id`, only if the name
-    /// still holds the endpoint of that id; otherwise it fails with NotFound.
+    /// Deletes an endpoint and frees its addresses. With `id`, deletes it only if
+    /// the name still refers to the endpoint of that id, and fails with NotFound
+    /// otherwise.
     async fn delete_endpoint(&self, tenant: &str, endpoint: &str, id: Option<&str>) -> Result<(), AgentError>;
     /// Opens the host's watch stream after `after`, or from a snapshot when None.
     async fn watch(

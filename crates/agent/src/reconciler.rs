@@ -150,7 +150,7 @@ impl Reconciler {
     /// cannot be applied, the endpoint would have neither anti-spoofing nor its
     /// groups, so it is removed again and the attach fails.
     ///
-    /// The work runs as a task of its own, so a caller that goes away (a client that
+    /// Runs the work as a task of its own, so a caller that goes away (a client that
     /// hangs up, a timeout) cannot stop it half-way. A stopped attach would leave the
     /// endpoint marked in flight, and every later attach into its namespace would wait.
     pub async fn attach(self: &Arc<Self>, network: Network, endpoint: Endpoint) -> Result<(), AgentError> {

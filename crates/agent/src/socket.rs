@@ -93,6 +93,8 @@ async fn attach(State(app): State<AppState>, Json(request): Json<AttachRequest>)
     // The attach runs as a task of its own, so a caller that hangs up cannot stop it
     // half-way. The result goes through `reply`. When the caller is gone by then,
     // the attach is undone, because no client knows the endpoint's name or address.
+    // NOTE: a caller that hangs up after the reply was handed to the connection,
+    // about 2 ms under load, keeps its endpoint, because HTTP acknowledges no reply.
     let (reply, answer) = oneshot::channel();
     tokio::spawn(
         async move {

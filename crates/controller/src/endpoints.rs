@@ -22,7 +22,7 @@ struct Prepared {
     /// The network as read, which must not change before the write.
     network_kv: KeyValue,
     /// Keeps the values from other creates until the write ended.
-    _held: HeldValues,
+    _reservation: HeldValues,
 }
 
 impl Controller {
@@ -74,7 +74,7 @@ impl Controller {
             });
         }
         let allocation = self.allocate(&network, spec, cursor).await?;
-        let held = cursor.hold(allocation);
+        let reservation = cursor.hold(allocation);
         let endpoint = Endpoint {
             id,
             tenant: tenant.to_string(),
@@ -91,13 +91,13 @@ impl Controller {
             labels: spec.labels.clone(),
             resource_version: 0,
         };
-        Ok(Prepared { endpoint, key, network_kv, _held: held })
+        Ok(Prepared { endpoint, key, network_kv, _reservation: reservation })
     }
 
     /// Writes a prepared endpoint and its allocations in one transaction. Returns
     /// `None` when the transaction lost a race.
     async fn commit_endpoint(&self, prepared: Prepared) -> Result<Option<Endpoint>, ControllerError> {
-        let Prepared { mut endpoint, key, network_kv, _held } = prepared;
+        let Prepared { mut endpoint, key, network_kv, _reservation } = prepared;
         let owner = encode_raw(&Owner::endpoint(&endpoint));
         let alloc_keys = allocation_keys(&endpoint);
         let mut compares = vec![

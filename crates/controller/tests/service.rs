@@ -52,7 +52,7 @@ async fn creates_in_one_network_write_together() {
         let endpoint = create.await.expect("join").expect("create endpoint");
         assert!(ips.insert(endpoint.ipv4), "duplicate {}", endpoint.ipv4);
     }
-    assert_eq!(store.most_gathered(), 4, "the creates wrote one after the other");
+    assert_eq!(store.max_gathered(), 4, "the creates wrote one after the other");
 }
 
 /// An automatic pick skips an address that a concurrent create requested and is

@@ -34,13 +34,13 @@ pub struct MemStore {
 #[derive(Debug, Default)]
 struct Gather {
     /// How many transactions to wait for; 0 lets each run at once.
-    wanted: std::sync::atomic::AtomicUsize,
+    expected_count: std::sync::atomic::AtomicUsize,
     /// Transactions that arrived since the store was made.
     arrived: tokio::sync::watch::Sender<usize>,
     /// Gathered transactions evaluated since the store was made.
     left: tokio::sync::watch::Sender<usize>,
     /// The largest number that waited together.
-    most: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
 }
 
 /// How long a gathered transaction waits for the others at most.
@@ -79,18 +79,18 @@ impl MemStore {
         }
     }
 
-    /// Makes the next `wanted` transactions wait, before they are evaluated, until
+    /// Makes the next `expected_count` transactions wait, before they are evaluated, until
     /// all of them arrived or 500 ms passed, as a store whose commits take time and
-    /// are grouped would. They are then evaluated last arrived first. [`MemStore::most_gathered`] returns how many met.
+    /// are grouped would. They are then evaluated last arrived first. [`MemStore::max_gathered`] returns how many met.
     #[allow(dead_code)]
-    pub fn gather_txns(&self, wanted: usize) {
-        self.gather.wanted.store(wanted, std::sync::atomic::Ordering::SeqCst);
+    pub fn gather_txns(&self, expected_count: usize) {
+        self.gather.expected_count.store(expected_count, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Returns the largest number of transactions that waited together (see [`MemStore::gather_txns`]).
     #[allow(dead_code)]
-    pub fn most_gathered(&self) -> usize {
-        self.gather.most.load(std::sync::atomic::Ordering::SeqCst)
+    pub fn max_gathered(&self) -> usize {
+        self.gather.max.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Returns how many transactions arrived at the gathering so far.
@@ -103,8 +103,8 @@ impl MemStore {
     /// within the gathered ones, to pass to [`MemStore::evaluated`].
     async fn wait_for_others(&self) -> Option<usize> {
         use std::sync::atomic::Ordering::SeqCst;
-        let wanted = self.gather.wanted.load(SeqCst);
-        if wanted == 0 {
+        let expected_count = self.gather.expected_count.load(SeqCst);
+        if expected_count == 0 {
             return None;
         }
         let mut arrived = self.gather.arrived.subscribe();
@@ -112,12 +112,12 @@ impl MemStore {
         self.gather.arrived.send_modify(|n| *n += 1);
         let number = *self.gather.arrived.borrow();
         let together = number - *self.gather.left.borrow();
-        self.gather.most.fetch_max(together, SeqCst);
+        self.gather.max.fetch_max(together, SeqCst);
         // The last to arrive goes first, the order most likely to expose a race
         // between requests that each checked the store before the others wrote.
         let gathered = async {
-            let _ = arrived.wait_for(|n| *n >= wanted).await;
-            let _ = left.wait_for(|n| *n + number >= wanted).await;
+            let _ = arrived.wait_for(|n| *n >= expected_count).await;
+            let _ = left.wait_for(|n| *n + number >= expected_count).await;
         };
         let _ = tokio::time::timeout(GATHER_WAIT, gathered).await;
         Some(number)
