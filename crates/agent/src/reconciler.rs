@@ -132,6 +132,8 @@ impl Reconciler {
             }
         }
         match inner.desired.apply(event) {
+            // Neither the kernel nor the policy depends on anything that changed.
+            Delta::Unchanged => return,
             Delta::Resync => self.resync(&mut inner).await,
             Delta::Network(id) => {
                 let _ = self.converge_with_tenant(&mut inner, &id).await;

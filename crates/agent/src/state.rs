@@ -67,6 +67,9 @@ pub enum Delta {
     Policy,
     /// Nothing to do in the kernel.
     None,
+    /// Nothing changed: the event repeats what the desired state holds, such as
+    /// the record of an endpoint that an attach on this host inserted already.
+    Unchanged,
 }
 
 impl DesiredState {
@@ -98,19 +101,22 @@ impl DesiredState {
             }
             WatchEvent::Put { object, .. } => self.put(object),
             WatchEvent::Delete { object, .. } => self.delete(object),
-            WatchEvent::Bookmark { .. } => Delta::None,
+            WatchEvent::Bookmark { .. } => Delta::Unchanged,
         }
     }
 
     /// Inserts or replaces one object.
     pub fn put(&mut self, object: WatchObject) -> Delta {
+        if self.holds(&object) {
+            return Delta::Unchanged;
+        }
         match object {
             WatchObject::Network(n) => {
                 let id = n.id.clone();
                 self.networks.insert(id.clone(), n);
                 Delta::Network(id)
             }
-            WatchObject::Endpoint(e) if self.is_detached(&e.id) => Delta::None,
+            WatchObject::Endpoint(e) if self.is_detached(&e.id) => Delta::Unchanged,
             WatchObject::Endpoint(e) => {
                 let network = e.network_id.clone();
                 self.insert_endpoint(e);
@@ -135,6 +141,17 @@ impl DesiredState {
                 self.publications.insert(p.id.clone(), p);
                 Delta::Policy
             }
+        }
+    }
+
+    /// Returns true when the desired state holds `object` as it is.
+    fn holds(&self, object: &WatchObject) -> bool {
+        match object {
+            WatchObject::Network(n) => self.networks.get(&n.id) == Some(n),
+            WatchObject::Endpoint(e) => self.endpoints.get(&e.id) == Some(e),
+            WatchObject::Host(h) => self.hosts.get(&h.name) == Some(h),
+            WatchObject::Group(g) => self.groups.get(&group_key(&g.tenant, &g.name)) == Some(g),
+            WatchObject::Publication(p) => self.publications.get(&p.id) == Some(p),
         }
     }
 
@@ -258,6 +275,32 @@ pub(crate) fn group_key(tenant: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn endpoint(mac: &str) -> Endpoint {
+        let record = serde_json::json!({
+            "id": "e1", "tenant": "t1", "name": "web", "network": "n", "network_id": "n1", "host": "h1",
+            "mac": mac, "ipv4": "10.0.0.2", "ipv6": null, "ifname": "eth0", "sandbox": "/run/netns/c1",
+            "groups": [], "labels": {}, "resource_version": 7
+        });
+        serde_json::from_value(record).expect("endpoint record")
+    }
+
+    fn put(endpoint: Endpoint) -> WatchEvent {
+        WatchEvent::Put { revision: 8, object: WatchObject::Endpoint(endpoint) }
+    }
+
+    #[test]
+    fn repeated_record_changes_nothing() {
+        let mut state = DesiredState::default();
+        assert_eq!(state.apply(put(endpoint("02:00:00:00:00:01"))), Delta::Network("n1".into()));
+        assert_eq!(state.apply(put(endpoint("02:00:00:00:00:01"))), Delta::Unchanged);
+        assert_eq!(state.apply(WatchEvent::Bookmark { revision: 9 }), Delta::Unchanged);
+        assert_eq!(state.revision, 9);
+        assert_eq!(state.apply(put(endpoint("02:00:00:00:00:02"))), Delta::Network("n1".into()));
+        state.remove_detached(&endpoint("02:00:00:00:00:02"));
+        assert_eq!(state.apply(put(endpoint("02:00:00:00:00:02"))), Delta::Unchanged);
+        assert!(state.endpoints.is_empty(), "a detached endpoint came back");
+    }
 
     #[test]
     fn detached_ids_keep_the_latest() {

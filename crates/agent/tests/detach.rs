@@ -331,11 +331,28 @@ async fn failed_removal_retried_by_convergence() {
 
     fake.fail_local_removals(false);
     fake.take_log();
-    let event = WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(a2) };
+    // A change of the network's other endpoint converges the network.
+    let changed = Endpoint { resource_version: a2.resource_version + 1, ..a2 };
+    let event = WatchEvent::Put { revision: 6, object: WatchObject::Endpoint(changed) };
     reconciler.apply_event(event).await;
     assert_eq!(fake.endpoint_ids(), vec!["a2".to_string()]);
     let log = fake.take_log();
     assert_eq!(count(&log, &Recorded::EnsureLocalEndpoint("a1".into())), 0, "{log:?}");
+}
+
+#[tokio::test]
+async fn failed_removal_retried_by_repair() {
+    let (a1, a2) = (endpoint("a1", "a", "sa", 2), endpoint("a2", "b", "sb", 3));
+    let (fake, reconciler) = programmed(vec![a1.clone(), a2]).await;
+    fake.fail_local_removals(true);
+    reconciler.detach(&a1).await.expect("detach");
+    reconciler.repair().await.expect("repair");
+    assert!(fake.endpoint_ids().contains(&"a1".to_string()), "the failing removal removed it");
+
+    // Nothing else changes in the network: the repair pass retries the removal.
+    fake.fail_local_removals(false);
+    reconciler.repair().await.expect("repair");
+    assert_eq!(fake.endpoint_ids(), vec!["a2".to_string()]);
 }
 
 #[tokio::test]

@@ -160,6 +160,7 @@ impl Reconciler {
         // Added after the forgetting above, so a network whose removal failed keeps
         // the plan its next removal needs.
         dirty.extend(self.networks_out_of_step(inner));
+        dirty.extend(Self::networks_with_unwanted_endpoints(inner));
         dirty.extend(self.expected.take_released().into_values());
         let mut first_error = None;
         for id in dirty {
@@ -177,6 +178,18 @@ impl Reconciler {
         let missing = present.iter().filter(|id| !inner.applied.networks.contains_key(*id)).cloned();
         let unwanted = inner.applied.networks.keys().filter(|id| !present.contains(*id)).cloned();
         missing.chain(unwanted).collect()
+    }
+
+    /// Returns the networks with a local endpoint still applied that the desired
+    /// state no longer holds: its removal failed, and only convergence retries it.
+    fn networks_with_unwanted_endpoints(inner: &Inner) -> BTreeSet<String> {
+        inner
+            .applied
+            .local
+            .iter()
+            .filter(|(id, _)| !inner.desired.endpoints.contains_key(*id))
+            .map(|(_, (network_id, _))| network_id.clone())
+            .collect()
     }
 
     /// Forgets what was applied for one network so its next convergence re-ensures it.
