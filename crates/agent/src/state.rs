@@ -67,8 +67,8 @@ pub enum Delta {
     Policy,
     /// Nothing to do in the kernel.
     None,
-    /// Nothing changed: the event repeats what the desired state holds, such as
-    /// the record of an endpoint that an attach on this host inserted already.
+    /// No change: the event carries an object the desired state already contains,
+    /// such as the record of an endpoint that an attach on this host inserted.
     Unchanged,
 }
 
@@ -107,7 +107,7 @@ impl DesiredState {
 
     /// Inserts or replaces one object.
     pub fn put(&mut self, object: WatchObject) -> Delta {
-        if self.holds(&object) {
+        if self.contains_object(&object) {
             return Delta::Unchanged;
         }
         match object {
@@ -144,8 +144,8 @@ impl DesiredState {
         }
     }
 
-    /// Returns true when the desired state holds `object` as it is.
-    fn holds(&self, object: &WatchObject) -> bool {
+    /// Returns true when the desired state contains `object` unchanged.
+    fn contains_object(&self, object: &WatchObject) -> bool {
         match object {
             WatchObject::Network(n) => self.networks.get(&n.id) == Some(n),
             WatchObject::Endpoint(e) => self.endpoints.get(&e.id) == Some(e),

@@ -180,8 +180,9 @@ impl Reconciler {
         missing.chain(unwanted).collect()
     }
 
-    /// Returns the networks with a local endpoint still applied that the desired
-    /// state no longer holds: its removal failed, and only convergence retries it.
+    /// Returns the networks that still have a local endpoint applied which the
+    /// desired state no longer contains. Its removal failed, and only convergence
+    /// retries it.
     fn networks_with_unwanted_endpoints(inner: &Inner) -> BTreeSet<String> {
         inner
             .applied
