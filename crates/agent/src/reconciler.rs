@@ -131,9 +131,16 @@ impl Reconciler {
                 inner.desired.remove_detached(endpoint);
             }
         }
+        let new_local = match &event {
+            WatchEvent::Put { object: WatchObject::Endpoint(e), .. } if e.host == self.ctx.host && !inner.desired.endpoints.contains_key(&e.id) => {
+                Some(e.clone())
+            }
+            _ => None,
+        };
         match inner.desired.apply(event) {
             // Neither the kernel nor the policy depends on anything that changed.
             Delta::Unchanged => return,
+            Delta::Network(_) if new_local.is_some_and(|e| self.left_to_attach(&inner, &e)) => return,
             Delta::Resync => self.resync(&mut inner).await,
             Delta::Network(id) => {
                 let _ = self.converge_with_tenant(&mut inner, &id).await;
@@ -145,6 +152,21 @@ impl Reconciler {
             // A failure is logged and retried by the repair pass.
             let _ = self.sync_policy(&mut inner).await;
         }
+    }
+
+    /// Returns true when new local endpoint `endpoint` is left to an expected attach
+    /// and its network needs nothing else. The attach then creates the interface and
+    /// syncs the policy, so the watch event costs neither a convergence nor a policy
+    /// generation, both of which grow with the host's endpoints.
+    fn left_to_attach(&self, inner: &Inner, endpoint: &Endpoint) -> bool {
+        if inner.resyncing || !self.network_ready(inner, &endpoint.network_id) {
+            return false;
+        }
+        let Some(network) = inner.desired.networks.get(&endpoint.network_id) else {
+            return false;
+        };
+        let plan = self.ctx.local_endpoint_plan(network, endpoint);
+        self.expected.leave(inflight::namespace_id(&plan.sandbox), &plan.ifname, &endpoint.id, &endpoint.network_id)
     }
 
     /// Programs a just-created local endpoint without waiting for the watch, so an

@@ -72,6 +72,12 @@ pub struct Generator {
 }
 
 impl Generator {
+    /// Builds the host's `bridge cloison` table alone, the one that lists endpoint
+    /// ports. It is the first table of [`Rulesets::host`].
+    pub fn bridge_table(&self, input: &PolicyInput<'_>) -> Table {
+        bridge::table(input)
+    }
+
     /// Builds every table from the desired state.
     pub fn generate(&mut self, input: &PolicyInput<'_>) -> Rulesets {
         let host = vec![bridge::table(input), host::table(input, &mut self.ingress)];

@@ -268,3 +268,11 @@ fn reused_generator_matches_fresh_one() {
         assert_eq!(generator.generate(&input.as_input()), generate(&input.as_input()), "after: {name}");
     }
 }
+
+#[test]
+fn bridge_table_alone_matches_generation() {
+    let input = two_tenants();
+    let generator = Generator::default();
+    let host = generate(&input.as_input()).host;
+    assert_eq!(host.first(), Some(&generator.bridge_table(&input.as_input())));
+}

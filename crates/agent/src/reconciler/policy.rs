@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::ports::PortGuard;
 use super::{Inner, Reconciler};
-use crate::AgentError;
+use crate::{AgentError, DesiredState};
 
 /// The rulesets last applied, per namespace.
 #[derive(Debug, Default)]
@@ -182,18 +182,29 @@ impl Reconciler {
             .collect();
         let host_addresses = [self.ctx.underlay_ip];
         let admitted = self.admitted_publications(inner).await;
-        let input = PolicyInput {
+        let publications = admitted.as_ref().unwrap_or(&inner.desired.publications);
+        let input = self.policy_input(&inner.desired, publications, &transits, &host_addresses);
+        (inner.policy.generator.generate(&input), transits)
+    }
+
+    fn policy_input<'a>(
+        &'a self,
+        desired: &'a DesiredState,
+        publications: &'a BTreeMap<String, Publication>,
+        transits: &'a BTreeMap<String, TransitPlan>,
+        host_addresses: &'a [IpAddr],
+    ) -> PolicyInput<'a> {
+        PolicyInput {
             host: &self.ctx.host,
             vxlan_port: self.ctx.vxlan_port,
-            networks: &inner.desired.networks,
-            endpoints: &inner.desired.endpoints,
-            groups: &inner.desired.groups,
-            hosts: &inner.desired.hosts,
-            publications: admitted.as_ref().unwrap_or(&inner.desired.publications),
-            transits: &transits,
-            host_addresses: &host_addresses,
-        };
-        (inner.policy.generator.generate(&input), transits)
+            networks: &desired.networks,
+            endpoints: &desired.endpoints,
+            groups: &desired.groups,
+            hosts: &desired.hosts,
+            publications,
+            transits,
+            host_addresses,
+        }
     }
 
     /// Applies the host's anti-spoofing table alone, as the desired state wants it,
@@ -203,11 +214,14 @@ impl Reconciler {
         let Some(applied) = inner.policy.host.clone() else {
             return self.sync_policy(inner).await;
         };
-        let (wanted, _) = self.generate_policy(inner).await;
-        let is_bridge = |t: &Table| t.family == "bridge" && t.name == "cloison";
-        let Some(bridge) = wanted.host.iter().find(|t| is_bridge(t)) else {
+        // The bridge table reads neither publications nor transit links.
+        let (no_transits, host_addresses) = (BTreeMap::new(), [self.ctx.underlay_ip]);
+        let input = self.policy_input(&inner.desired, &inner.desired.publications, &no_transits, &host_addresses);
+        let bridge = inner.policy.generator.bridge_table(&input);
+        let is_bridge = |t: &Table| t.family == bridge.family && t.name == bridge.name;
+        if !applied.iter().any(is_bridge) {
             return self.sync_policy(inner).await;
-        };
+        }
         let mixed: Vec<Table> = applied.iter().map(|t| if is_bridge(t) { bridge.clone() } else { t.clone() }).collect();
         if mixed == applied {
             return Ok(());
