@@ -6,7 +6,9 @@
 //! does not grow with the number of endpoints. The checks are stateless, so they
 //! need no bridge conntrack.
 
-use std::net::Ipv6Addr;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use cloison_dataplane::names;
 use cloison_model::{Endpoint, MacAddr};
@@ -35,6 +37,48 @@ const PREROUTING: &[&str] = &[
     "icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @port_nd_target counter name spoof_dropped drop",
     "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } @th,192,8 { 1, 2 } iifname . @th,208,48 != @port_lladdr counter name spoof_dropped drop",
 ];
+
+/// The last table a [`crate::Generator`] built, with the endpoint fields it read.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    endpoints: BTreeMap<String, Fields>,
+    table: Option<Table>,
+}
+
+/// The fields of a local endpoint that the table reads, besides its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fields {
+    mac: MacAddr,
+    ipv4: Ipv4Addr,
+    ipv6: Option<Ipv6Addr>,
+}
+
+impl Fields {
+    fn of(endpoint: &Endpoint) -> Self {
+        Fields { mac: endpoint.mac, ipv4: endpoint.ipv4, ipv6: endpoint.ipv6 }
+    }
+}
+
+/// Builds the anti-spoofing table like [`table`]. When every endpoint of the last
+/// build is still there unchanged, it adds only the new endpoints' elements to the
+/// last table, so an attach does not format the elements of every other endpoint.
+/// Any removal or change rebuilds the table.
+pub(crate) fn cached_table(input: &PolicyInput<'_>, cache: &mut Cache) -> Table {
+    let current: BTreeMap<String, Fields> = input.local_endpoints().map(|(e, _)| (e.id.clone(), Fields::of(e))).collect();
+    let only_added = cache.endpoints.iter().all(|(id, fields)| current.get(id) == Some(fields));
+    let table = match cache.table.take() {
+        Some(mut table) if only_added => {
+            for (endpoint, _) in input.local_endpoints().filter(|(e, _)| !cache.endpoints.contains_key(&e.id)) {
+                add_endpoint(&mut table, endpoint);
+            }
+            table
+        }
+        _ => table(input),
+    };
+    cache.endpoints = current;
+    cache.table = Some(table.clone());
+    table
+}
 
 /// Builds the anti-spoofing table for the endpoints on this host.
 pub(crate) fn table(input: &PolicyInput<'_>) -> Table {
@@ -104,7 +148,11 @@ fn hex128(address: Ipv6Addr) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
 }
 
 #[cfg(test)]

@@ -69,18 +69,19 @@ pub fn generate(input: &PolicyInput<'_>) -> Rulesets {
 #[derive(Debug, Default)]
 pub struct Generator {
     ingress: ingress::Cache,
+    bridge: bridge::Cache,
 }
 
 impl Generator {
     /// Builds the host's `bridge cloison` table alone, the one that lists endpoint
     /// ports. It is the first table of [`Rulesets::host`].
-    pub fn bridge_table(&self, input: &PolicyInput<'_>) -> Table {
-        bridge::table(input)
+    pub fn bridge_table(&mut self, input: &PolicyInput<'_>) -> Table {
+        bridge::cached_table(input, &mut self.bridge)
     }
 
     /// Builds every table from the desired state.
     pub fn generate(&mut self, input: &PolicyInput<'_>) -> Rulesets {
-        let host = vec![bridge::table(input), host::table(input, &mut self.ingress)];
+        let host = vec![self.bridge_table(input), host::table(input, &mut self.ingress)];
         let routers = input
             .local_tenants()
             .into_iter()

@@ -232,7 +232,21 @@ type Step = fn(&mut OwnedInput);
 
 #[test]
 fn reused_generator_matches_fresh_one() {
-    let steps: [(&str, Step); 6] = [
+    let steps: [(&str, Step); 9] = [
+        ("local endpoint attached", |input| {
+            if let Some(a) = input.networks.get("t1-a").cloned() {
+                let a3 = endpoint("a3000000-0000-0000-0000-000000000000", &a, "h1", 4, &["web"]);
+                input.endpoints.insert(a3.id.clone(), a3);
+            }
+        }),
+        ("local endpoint gets another MAC", |input| {
+            if let Some(a3) = input.endpoints.get_mut("a3000000-0000-0000-0000-000000000000") {
+                a3.mac = MacAddr([0x02, 0x42, 0, 0, 0xee, 4]);
+            }
+        }),
+        ("local endpoint detached", |input| {
+            input.endpoints.remove("a3000000-0000-0000-0000-000000000000");
+        }),
         ("new ingress rule", |input| {
             if let Some(db) = input.groups.get_mut("t1/db") {
                 db.rules.push(rule(Direction::Ingress, Protocol::Udp, Some((53, 53)), Peer::Any));
@@ -272,7 +286,7 @@ fn reused_generator_matches_fresh_one() {
 #[test]
 fn bridge_table_alone_matches_generation() {
     let input = two_tenants();
-    let generator = Generator::default();
+    let mut generator = Generator::default();
     let host = generate(&input.as_input()).host;
     assert_eq!(host.first(), Some(&generator.bridge_table(&input.as_input())));
 }
