@@ -111,6 +111,27 @@ async fn attaches_create_side_by_side() {
     assert!(desired.endpoints.contains_key("fast1"), "fast1 is not desired");
 }
 
+/// An endpoint deleted elsewhere while its attach creates the interface without
+/// the lock is removed again once the creation ends.
+#[tokio::test]
+async fn deletion_during_creation_removes_endpoint() {
+    let (fake, reconciler) = programmed(vec![endpoint("a2", "b", "sb", 3)]).await;
+    let slow = endpoint("slow1", "s", "ss", 4);
+    fake.hold_creation_of("slow");
+    let attach = tokio::spawn({
+        let (reconciler, slow) = (reconciler.clone(), slow.clone());
+        async move { reconciler.attach(network(), slow).await }
+    });
+    let creating = Recorded::EnsureLocalEndpoint("slow1".into());
+    let log = wait_for_request(&fake, &creating).await;
+    assert!(log.contains(&creating), "the attach never started its creation: {log:?}");
+
+    reconciler.apply_event(WatchEvent::Delete { revision: 100, object: WatchObject::Endpoint(slow) }).await;
+    fake.release_creations();
+    let _ = attach.await.expect("attach task");
+    assert_eq!(fake.endpoint_ids(), vec!["a2".to_string()], "the deleted endpoint stayed");
+}
+
 /// A caller that goes away while its attach creates the interface (a client that
 /// hangs up, a timeout) leaves neither a half-made endpoint nor a mark that makes
 /// later attaches into the namespace wait.

@@ -102,6 +102,15 @@ impl Reconciler {
                 .is_some_and(|(_, plan)| *plan == self.ctx.network_plan(network, &inner.desired))
     }
 
+    /// Returns true when the desired state still expects endpoint `id` as `plan`
+    /// created it, in a network that needs nothing else.
+    fn wants_as_created(&self, inner: &Inner, network_id: &str, id: &str, plan: &LocalEndpointPlan) -> bool {
+        let endpoint = inner.desired.endpoints.get(id);
+        let network = inner.desired.networks.get(network_id);
+        let same_plan = endpoint.zip(network).is_some_and(|(e, n)| self.ctx.local_endpoint_plan(n, e) == *plan);
+        same_plan && self.network_ready(inner, network_id)
+    }
+
     /// Creates the interface of endpoint `id` with the lock released, takes the lock
     /// again, records the result and converges the network's other objects.
     pub(super) async fn ensure_unlocked<'a>(
@@ -123,9 +132,15 @@ impl Reconciler {
         let result = match created {
             Ok(()) => {
                 debug!(endpoint.id = %id, ifname = %plan.host_ifname, "endpoint ready");
+                let unchanged = self.wants_as_created(&inner, network_id, id, &plan);
                 inner.applied.local.insert(id.to_string(), (network_id.to_string(), plan));
-                // Removes the endpoint again if its record or network went meanwhile.
-                self.converge_with_tenant(&mut inner, network_id).await
+                // Events applied meanwhile converged the network's other objects. This
+                // removes the endpoint again if its record or its network went.
+                if unchanged {
+                    Ok(())
+                } else {
+                    self.converge_with_tenant(&mut inner, network_id).await
+                }
             }
             Err(e) => {
                 warn!(endpoint.id = %id, sandbox = %plan.sandbox.display(), error = %e, "endpoint setup failed");
