@@ -64,20 +64,37 @@ impl Fields {
 /// last table, so an attach does not format the elements of every other endpoint.
 /// Any removal or change rebuilds the table.
 pub(crate) fn cached_table(input: &PolicyInput<'_>, cache: &mut Cache) -> Table {
-    let current: BTreeMap<String, Fields> = input.local_endpoints().map(|(e, _)| (e.id.clone(), Fields::of(e))).collect();
-    let only_added = cache.endpoints.iter().all(|(id, fields)| current.get(id) == Some(fields));
-    let table = match cache.table.take() {
-        Some(mut table) if only_added => {
-            for (endpoint, _) in input.local_endpoints().filter(|(e, _)| !cache.endpoints.contains_key(&e.id)) {
+    let added = cache.table.as_ref().and_then(|_| additions(input, &cache.endpoints));
+    let table = match (cache.table.take(), added) {
+        (Some(mut table), Some(added)) => {
+            for endpoint in added {
                 add_endpoint(&mut table, endpoint);
+                cache.endpoints.insert(endpoint.id.clone(), Fields::of(endpoint));
             }
             table
         }
-        _ => table(input),
+        _ => {
+            cache.endpoints = input.local_endpoints().map(|(e, _)| (e.id.clone(), Fields::of(e))).collect();
+            table(input)
+        }
     };
-    cache.endpoints = current;
     cache.table = Some(table.clone());
     table
+}
+
+/// Returns the local endpoints missing from `known`, or `None` when an endpoint of
+/// `known` went or changed.
+fn additions<'a>(input: &PolicyInput<'a>, known: &BTreeMap<String, Fields>) -> Option<Vec<&'a Endpoint>> {
+    let mut added = Vec::new();
+    let mut found = 0;
+    for (endpoint, _) in input.local_endpoints() {
+        match known.get(&endpoint.id) {
+            Some(fields) if *fields == Fields::of(endpoint) => found += 1,
+            Some(_) => return None,
+            None => added.push(endpoint),
+        }
+    }
+    (found == known.len()).then_some(added)
 }
 
 /// Builds the anti-spoofing table for the endpoints on this host.
