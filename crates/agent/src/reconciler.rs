@@ -13,6 +13,7 @@ mod expected;
 mod inflight;
 mod policy;
 mod ports;
+mod sandboxes;
 mod sync;
 mod transit;
 mod verify;
@@ -65,6 +66,8 @@ struct Inner {
     /// The last setup failure logged per local endpoint, so a failure that repeats
     /// at every repair pass is logged once as a warning.
     reported: std::collections::BTreeMap<String, String>,
+    /// The namespace each local endpoint lives in, see [`sandboxes`].
+    sandboxes: sandboxes::Sandboxes,
 }
 
 impl Reconciler {

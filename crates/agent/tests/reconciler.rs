@@ -519,3 +519,72 @@ async fn repeated_setup_failure_warned_once() {
     let _ = reconciler.repair().await;
     assert_eq!(logs.count("endpoint setup failed"), 2, "a new failure after a success was not warned");
 }
+
+/// Starts collecting the warnings logged on this thread, until the guard is dropped.
+fn collect_warnings() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::WARN).with_writer(move || writer.clone()).finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+fn creations_of(log: &[Recorded], id: &str) -> usize {
+    log.iter().filter(|r| **r == Recorded::EnsureLocalEndpoint(id.into())).count()
+}
+
+/// A namespace deleted and made again at the endpoint's sandbox path is another
+/// namespace. The repair pass must not create the endpoint in it, and warns once.
+/// In its own namespace a vanished interface is created again.
+#[tokio::test]
+async fn replaced_namespace_gets_no_endpoint() {
+    let (logs, _guard) = collect_warnings();
+    let fake = Arc::new(FakeDataplane::new());
+    let reconciler = Arc::new(Reconciler::new(fake.clone(), common::ctx()));
+    let n1 = network("n1", "t1", 42);
+    let a1 = endpoint("a1", &n1, ME, 2);
+    let sandbox = std::path::PathBuf::from(&a1.sandbox);
+    reconciler.apply_event(snapshot(5, vec![n1.clone()], vec![a1.clone()])).await;
+    assert_eq!(fake.endpoint_ids(), vec!["a1".to_string()]);
+
+    fake.remove_endpoint_by_hand("a1");
+    reconciler.repair().await.expect("repair in the same namespace");
+    assert_eq!(fake.endpoint_ids(), vec!["a1".to_string()], "not recreated in its own namespace");
+
+    // `ip netns del`: creations fail until `ip netns add` makes a new namespace.
+    fake.fail_local_creations(true);
+    fake.replace_namespace(&sandbox);
+    let _ = reconciler.repair().await;
+    fake.fail_local_creations(false);
+    fake.take_log();
+    for _ in 0..3 {
+        let _ = reconciler.repair().await;
+    }
+    assert!(fake.endpoint_ids().is_empty(), "created in the namespace that took its path");
+    assert_eq!(creations_of(&fake.take_log(), "a1"), 1, "retried after the namespace was found replaced");
+    assert_eq!(logs.count("another network namespace took the endpoint's sandbox path"), 1);
+    assert_eq!(logs.count("cloison detach ep-a1 --tenant t1"), 1, "the warning does not say how to remove it");
+
+    let a2 = Endpoint { sandbox: a1.sandbox.clone(), ..endpoint("a2", &n1, ME, 3) };
+    reconciler.attach(n1, a2).await.expect("attach into the new namespace");
+    assert_eq!(fake.endpoint_ids(), vec!["a2".to_string()]);
+}
+
+/// After a restart the agent has no namespace recorded. Ensuring an existing
+/// endpoint records the namespace it is in, and a later replacement is caught.
+#[tokio::test]
+async fn adopted_endpoint_keeps_its_namespace() {
+    let (logs, _guard) = collect_warnings();
+    let (fake, reconciler) = setup();
+    let n1 = network("n1", "t1", 42);
+    let a1 = endpoint("a1", &n1, ME, 2);
+    fake.preload_network(common::ctx().network_plan(&n1, &cloison_agent::DesiredState::default()));
+    fake.preload_endpoint(common::ctx().local_endpoint_plan(&n1, &a1));
+    reconciler.apply_event(snapshot(5, vec![n1], vec![a1.clone()])).await;
+    assert_eq!(fake.endpoint_ids(), vec!["a1".to_string()]);
+
+    fake.replace_namespace(std::path::Path::new(&a1.sandbox));
+    let _ = reconciler.repair().await;
+    let _ = reconciler.repair().await;
+    assert!(fake.endpoint_ids().is_empty(), "created in the namespace that took its path");
+    assert_eq!(logs.count("another network namespace took the endpoint's sandbox path"), 1);
+}

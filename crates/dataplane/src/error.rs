@@ -37,6 +37,22 @@ pub enum DataplaneError {
     /// The requested interface name is already taken inside the container.
     #[error("interface {ifname} already exists in namespace {sandbox}")]
     IfnameTaken { ifname: String, sandbox: String },
+    /// The namespace at an endpoint's sandbox path is not the one the endpoint was
+    /// created in, because its container's namespace went away and another took
+    /// the path.
+    #[error(
+        "endpoint {endpoint_id} was created in another network namespace than the one now at {sandbox} \
+         (netns cookie {expected}, now {found}), so its container is gone and the endpoint must be detached"
+    )]
+    NamespaceReplaced {
+        endpoint_id: String,
+        sandbox: String,
+        expected: crate::NetnsCookie,
+        found: crate::NetnsCookie,
+    },
+    /// An endpoint's sandbox path names the host's network namespace.
+    #[error("network namespace {sandbox} is the host's own, where an endpoint would replace the host's addresses and default route")]
+    HostNamespace { sandbox: String },
     /// An interface cloison needs is missing, such as the VXLAN device of a network
     /// that was not ensured on this host.
     #[error("interface {name} not found; ensure its network first")]

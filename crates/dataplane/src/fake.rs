@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use crate::fake_script;
 use crate::{
-    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, NftCounts, NftElementsPlan, NftablesPlan,
+    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetnsCookie, NetworkPlan, NftCounts, NftElementsPlan, NftablesPlan,
     OwnedEndpoint, OwnedNetwork, RemoteEndpointPlan, RouterPlan,
 };
 
@@ -57,7 +57,25 @@ struct FakeKernel {
     failing_networks: BTreeSet<u32>,
     /// See [`FakeDataplane::fail_local_creations`].
     failing_creations: bool,
+    /// Cookies of the namespaces at the sandbox paths seen so far. A path gets a
+    /// new cookie when first used and from [`FakeDataplane::replace_namespace`].
+    namespaces: BTreeMap<PathBuf, NetnsCookie>,
+    /// The last cookie handed out.
+    last_cookie: u64,
     log: Vec<Recorded>,
+}
+
+impl FakeKernel {
+    /// Returns the cookie of the namespace at `path`, creating one if it has none.
+    fn namespace_at(&mut self, path: &std::path::Path) -> NetnsCookie {
+        if let Some(cookie) = self.namespaces.get(path) {
+            return *cookie;
+        }
+        self.last_cookie += 1;
+        let cookie = NetnsCookie(self.last_cookie);
+        self.namespaces.insert(path.to_path_buf(), cookie);
+        cookie
+    }
 }
 
 /// A dataplane that records every request and keeps an in-memory picture of the
@@ -143,6 +161,15 @@ impl FakeDataplane {
     /// operator or the deletion of its namespace would.
     pub fn remove_endpoint_by_hand(&self, id: &str) {
         self.lock().endpoints.remove(id);
+    }
+
+    /// Deletes the namespace at `path` with the endpoints inside it, and puts a new
+    /// namespace there, as `ip netns del NAME; ip netns add NAME` does.
+    pub fn replace_namespace(&self, path: &std::path::Path) {
+        let mut k = self.lock();
+        k.endpoints.retain(|_, e| e.sandbox != path);
+        k.namespaces.remove(path);
+        k.namespace_at(path);
     }
 
     /// Makes every later creation of a local endpoint fail with `ENOENT` while
@@ -261,7 +288,8 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
-    async fn ensure_local_endpoint(&self, plan: &LocalEndpointPlan) -> Result<(), DataplaneError> {
+    /// Like the kernel, fails when the namespace at the sandbox path is not `netns`.
+    async fn ensure_local_endpoint(&self, plan: &LocalEndpointPlan, netns: Option<NetnsCookie>) -> Result<Option<NetnsCookie>, DataplaneError> {
         let waits = {
             let mut k = self.lock();
             k.log.push(Recorded::EnsureLocalEndpoint(plan.endpoint_id.clone()));
@@ -276,8 +304,19 @@ impl Dataplane for FakeDataplane {
         if k.failing_creations {
             return Err(DataplaneError::Sys { op: format!("open {}", plan.sandbox.display()), source: nix::errno::Errno::ENOENT });
         }
+        let found = if plan.is_handoff() { None } else { Some(k.namespace_at(&plan.sandbox)) };
+        if let (Some(expected), Some(found)) = (netns, found) {
+            if expected != found {
+                return Err(DataplaneError::NamespaceReplaced {
+                    endpoint_id: plan.endpoint_id.clone(),
+                    sandbox: plan.sandbox.display().to_string(),
+                    expected,
+                    found,
+                });
+            }
+        }
         k.endpoints.insert(plan.endpoint_id.clone(), plan.clone());
-        Ok(())
+        Ok(found)
     }
 
     async fn remove_local_endpoint(&self, host_ifname: &str) -> Result<(), DataplaneError> {

@@ -23,7 +23,7 @@ pub use fake::{FakeDataplane, Recorded};
 pub use listeners::{parse_proc_net, Listener};
 pub use netlink::NetlinkDataplane;
 pub use plan::{
-    GatewayPlan, Inventory, LocalEndpointPlan, NetworkPlan, NftData, NftElement, NftElementsPlan, NftFamily, NftSetChange, NftablesPlan, OwnedEndpoint, OwnedNetwork,
+    GatewayPlan, Inventory, LocalEndpointPlan, NetnsCookie, NetworkPlan, NftData, NftElement, NftElementsPlan, NftFamily, NftSetChange, NftablesPlan, OwnedEndpoint, OwnedNetwork,
     RemoteEndpointPlan, RouterPlan, TransitPlan,
 };
 
@@ -49,8 +49,16 @@ pub trait Dataplane: Send + Sync + std::fmt::Debug {
     async fn remove_network(&self, plan: &NetworkPlan) -> Result<(), DataplaneError>;
 
     /// Creates or repairs a local endpoint: the veth pair, its container side
-    /// configured inside the sandbox namespace, and a gratuitous ARP.
-    async fn ensure_local_endpoint(&self, plan: &LocalEndpointPlan) -> Result<(), DataplaneError>;
+    /// configured inside the sandbox namespace, and a gratuitous ARP. `netns` is
+    /// the namespace the endpoint was created in or adopted from before, when the
+    /// caller knows it. Returns the cookie of the namespace that contains the
+    /// container end, `None` for a handoff endpoint, whose container end stays in
+    /// the host.
+    ///
+    /// Fails and changes nothing when the namespace at `plan.sandbox` is not `netns`
+    /// ([`DataplaneError::NamespaceReplaced`]), or is the host's namespace or the
+    /// process's own ([`DataplaneError::HostNamespace`]).
+    async fn ensure_local_endpoint(&self, plan: &LocalEndpointPlan, netns: Option<NetnsCookie>) -> Result<Option<NetnsCookie>, DataplaneError>;
     /// Removes a local endpoint's veth pair (both ends go with the host end).
     async fn remove_local_endpoint(&self, host_ifname: &str) -> Result<(), DataplaneError>;
     /// Compares a local endpoint with the kernel without changing anything and

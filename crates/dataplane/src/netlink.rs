@@ -27,16 +27,19 @@ mod underlay;
 mod unlink;
 mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use rtnetlink::Handle;
 use tokio::sync::OnceCell;
 
 use crate::{
-    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetworkPlan, NftElementsPlan, NftablesPlan,
+    Dataplane, DataplaneError, Inventory, LocalEndpointPlan, NetnsCookie, NetworkPlan, NftElementsPlan, NftablesPlan,
     RemoteEndpointPlan, RouterPlan,
 };
+
+/// The network namespace of this process.
+const OWN_NAMESPACE: &str = "/proc/self/ns/net";
 
 /// The dataplane of one host, programmed over netlink.
 #[derive(Debug)]
@@ -49,6 +52,8 @@ pub struct NetlinkDataplane {
     host: OnceCell<Handle>,
     /// The nftables netlink socket of the host namespace, kept between batches.
     host_nft: nft_elements::KeptSocket,
+    /// Cookies of the namespaces no endpoint may be created in, read on first use.
+    host_cookies: OnceCell<Vec<NetnsCookie>>,
 }
 
 impl NetlinkDataplane {
@@ -59,6 +64,7 @@ impl NetlinkDataplane {
             run_dir,
             host: OnceCell::new(),
             host_nft: nft_elements::KeptSocket::default(),
+            host_cookies: OnceCell::new(),
         })
     }
 
@@ -71,11 +77,29 @@ impl NetlinkDataplane {
             run_dir,
             host: OnceCell::new(),
             host_nft: nft_elements::KeptSocket::default(),
+            host_cookies: OnceCell::new(),
         })
     }
 
     async fn host(&self) -> Result<&Handle, DataplaneError> {
         self.host.get_or_try_init(|| self.connect_host()).await
+    }
+
+    /// Returns the cookies of the namespace playing the host and of the process's
+    /// own namespace, which is the machine's when another namespace plays the host.
+    async fn host_cookies(&self) -> Result<&[NetnsCookie], DataplaneError> {
+        let cookies = self
+            .host_cookies
+            .get_or_try_init(|| async {
+                let own = namespace::cookie(&namespace::open(Path::new(OWN_NAMESPACE))?).await?;
+                let mut cookies = vec![own];
+                if let Some(path) = &self.host_netns {
+                    cookies.push(namespace::cookie(&namespace::open(path)?).await?);
+                }
+                Ok::<_, DataplaneError>(cookies)
+            })
+            .await?;
+        Ok(cookies)
     }
 
     /// Opens a new connection to the host namespace. Its task ends when the
@@ -110,8 +134,12 @@ impl Dataplane for NetlinkDataplane {
         network::remove(self.host().await?, plan).await
     }
 
-    async fn ensure_local_endpoint(&self, plan: &LocalEndpointPlan) -> Result<(), DataplaneError> {
-        endpoint::ensure(self.host().await?, plan).await
+    async fn ensure_local_endpoint(&self, plan: &LocalEndpointPlan, netns: Option<NetnsCookie>) -> Result<Option<NetnsCookie>, DataplaneError> {
+        if plan.is_handoff() {
+            handoff::ensure(self.host().await?, plan).await?;
+            return Ok(None);
+        }
+        endpoint::ensure(self.host().await?, self.host_cookies().await?, plan, netns).await.map(Some)
     }
 
     async fn remove_local_endpoint(&self, host_ifname: &str) -> Result<(), DataplaneError> {

@@ -92,6 +92,17 @@ impl LocalEndpointPlan {
     }
 }
 
+/// A network namespace's cookie (`SO_NETNS_COOKIE`), which the kernel gives each
+/// namespace when it creates it and never gives another until it reboots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NetnsCookie(pub u64);
+
+impl std::fmt::Display for NetnsCookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// An endpoint on another host of a network present here: a static FDB entry
 /// (`bridge fdb replace MAC dev VXLAN dst VTEP self permanent`) and static neighbour
 /// entries (`ip neigh replace IP lladdr MAC dev VXLAN nud permanent`).

@@ -46,8 +46,8 @@ async fn endpoints_on_one_network_ping() {
     let net = host.with_network(VTEP1).await;
     let (s1, s2) = (Netns::new("s1"), Netns::new("s2"));
     let (e1, e2) = (endpoint(&net, 2, &s1.path()), endpoint(&net, 3, &s2.path()));
-    host.dataplane.ensure_local_endpoint(&e1).await.expect("ensure e1");
-    host.dataplane.ensure_local_endpoint(&e2).await.expect("ensure e2");
+    host.dataplane.ensure_local_endpoint(&e1, None).await.expect("ensure e1");
+    host.dataplane.ensure_local_endpoint(&e2, None).await.expect("ensure e2");
 
     assert!(s1.ping("10.1.0.3"), "e1 cannot reach e2 over IPv4");
     assert!(s2.ping("10.1.0.2"), "e2 cannot reach e1 over IPv4");
@@ -66,13 +66,13 @@ async fn removed_names_are_free_at_once() {
     let s1 = Netns::new("s1");
     let e1 = endpoint(&net, 2, &s1.path());
     for round in 0..5 {
-        host.dataplane.ensure_local_endpoint(&e1).await.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        host.dataplane.ensure_local_endpoint(&e1, None).await.unwrap_or_else(|e| panic!("round {round}: {e}"));
         host.dataplane.remove_local_endpoint(&e1.host_ifname).await.unwrap_or_else(|e| panic!("round {round}: {e}"));
 
         assert!(!host.netns.has_link(&e1.host_ifname), "round {round}: host end still listed");
         assert!(!s1.has_link("eth0"), "round {round}: container end still listed");
     }
-    host.dataplane.ensure_local_endpoint(&e1).await.expect("attach after the last removal");
+    host.dataplane.ensure_local_endpoint(&e1, None).await.expect("attach after the last removal");
     assert!(s1.ping("10.1.0.1"), "endpoint attached again cannot reach its gateway");
 }
 
@@ -88,7 +88,7 @@ async fn unmarked_pair_is_replaced() {
     let e1 = endpoint(&net, 2, &s1.path());
     host.netns.ip(&["link", "add", &e1.host_ifname, "type", "veth", "peer", "name", "eth0", "netns", &s1.name]);
 
-    host.dataplane.ensure_local_endpoint(&e1).await.expect("ensure over the unmarked pair");
+    host.dataplane.ensure_local_endpoint(&e1, None).await.expect("ensure over the unmarked pair");
 
     assert!(s1.ping("10.1.0.1"), "the endpoint cannot reach its gateway");
     let details = host.netns.ip(&["-d", "link", "show", &e1.host_ifname]);
@@ -103,13 +103,13 @@ async fn ensure_twice_changes_nothing() {
     let net = host.with_network(VTEP1).await;
     let sandbox = Netns::new("s");
     let e = endpoint(&net, 2, &sandbox.path());
-    host.dataplane.ensure_local_endpoint(&e).await.expect("first ensure");
+    host.dataplane.ensure_local_endpoint(&e, None).await.expect("first ensure");
     let names = [&net.bridge, &net.vxlan, &net.gateway.host_port, &e.host_ifname];
     let before: Vec<_> = names.iter().map(|n| host.netns.ifindex(n)).collect();
     let inside = sandbox.ifindex("eth0");
 
     host.dataplane.ensure_network(&net).await.expect("second ensure_network");
-    host.dataplane.ensure_local_endpoint(&e).await.expect("second ensure_local_endpoint");
+    host.dataplane.ensure_local_endpoint(&e, None).await.expect("second ensure_local_endpoint");
 
     let after: Vec<_> = names.iter().map(|n| host.netns.ifindex(n)).collect();
     assert!(before.iter().all(Option::is_some), "missing link: {before:?}");
@@ -126,14 +126,14 @@ async fn drift_is_repaired() {
     let net = host.with_network(VTEP1).await;
     let sandbox = Netns::new("s");
     let e = endpoint(&net, 2, &sandbox.path());
-    host.dataplane.ensure_local_endpoint(&e).await.expect("ensure endpoint");
+    host.dataplane.ensure_local_endpoint(&e, None).await.expect("ensure endpoint");
     let index = host.netns.ifindex(&e.host_ifname);
 
     host.netns.ip(&["link", "set", &e.host_ifname, "down", "nomaster"]);
     host.netns.ip(&["link", "set", &net.vxlan, "mtu", "1400", "nomaster"]);
     sandbox.ip(&["addr", "flush", "dev", "eth0"]);
     host.dataplane.ensure_network(&net).await.expect("repair network");
-    host.dataplane.ensure_local_endpoint(&e).await.expect("repair endpoint");
+    host.dataplane.ensure_local_endpoint(&e, None).await.expect("repair endpoint");
 
     let link = host.netns.ip(&["-o", "link", "show", &e.host_ifname]);
     assert!(link.contains(&format!("master {}", net.bridge)), "host end not on bridge: {link}");
@@ -152,13 +152,13 @@ async fn second_instance_adopts() {
     let net = host.with_network(VTEP1).await;
     let sandbox = Netns::new("s");
     let e = endpoint(&net, 2, &sandbox.path());
-    host.dataplane.ensure_local_endpoint(&e).await.expect("ensure endpoint");
+    host.dataplane.ensure_local_endpoint(&e, None).await.expect("ensure endpoint");
     let before = host.netns.ifindex(&e.host_ifname);
 
     let second = NetlinkDataplane::in_namespace(host.netns.path(), host.run_dir.path.clone()).expect("open");
     second.ensure_router(&host.run_dir.router("t1")).await.expect("adopt router");
     second.ensure_network(&net).await.expect("adopt network");
-    second.ensure_local_endpoint(&e).await.expect("adopt endpoint");
+    second.ensure_local_endpoint(&e, None).await.expect("adopt endpoint");
 
     assert_eq!(before, host.netns.ifindex(&e.host_ifname));
     let inventory = second.inventory().await.expect("inventory");
@@ -191,7 +191,7 @@ async fn ifname_taken_leaves_no_veth() {
     let host_links = host.netns.ip(&["-o", "link", "show"]).lines().count();
     let sandbox_links = sandbox.ip(&["-o", "link", "show"]).lines().count();
 
-    let error = host.dataplane.ensure_local_endpoint(&e).await.expect_err("ifname taken");
+    let error = host.dataplane.ensure_local_endpoint(&e, None).await.expect_err("ifname taken");
     assert!(matches!(error, DataplaneError::IfnameTaken { .. }), "unexpected error: {error}");
     assert!(!host.netns.has_link(&e.host_ifname), "host end left behind");
     assert_eq!(host_links, host.netns.ip(&["-o", "link", "show"]).lines().count(), "link left in host");
@@ -225,8 +225,8 @@ impl TwoHosts {
         let (net1, net2) = (h1.with_network(VTEP1).await, h2.with_network(VTEP2).await);
         let (s1, s2) = (Netns::new("s1"), Netns::new("s2"));
         let (e1, e2) = (endpoint(&net1, 2, &s1.path()), endpoint(&net2, 3, &s2.path()));
-        h1.dataplane.ensure_local_endpoint(&e1).await.expect("ensure e1");
-        h2.dataplane.ensure_local_endpoint(&e2).await.expect("ensure e2");
+        h1.dataplane.ensure_local_endpoint(&e1, None).await.expect("ensure e1");
+        h2.dataplane.ensure_local_endpoint(&e2, None).await.expect("ensure e2");
         h1.dataplane.ensure_remote_endpoint(&remote(&net1, &e2, VTEP2)).await.expect("remote e2");
         h2.dataplane.ensure_remote_endpoint(&remote(&net2, &e1, VTEP1)).await.expect("remote e1");
         TwoHosts { h1, h2, s1, s2, net1, net2, e1, e2 }
@@ -331,7 +331,7 @@ async fn attach_latency() {
         let sandbox = Netns::new("s");
         let e = endpoint(&net, n, &sandbox.path());
         let start = Instant::now();
-        host.dataplane.ensure_local_endpoint(&e).await.expect("ensure endpoint");
+        host.dataplane.ensure_local_endpoint(&e, None).await.expect("ensure endpoint");
         samples.push(start.elapsed());
         sandboxes.push(sandbox);
     }
@@ -340,7 +340,7 @@ async fn attach_latency() {
     let repeat = {
         let e = endpoint(&net, 2, &sandboxes[0].path());
         let start = Instant::now();
-        host.dataplane.ensure_local_endpoint(&e).await.expect("repeat ensure");
+        host.dataplane.ensure_local_endpoint(&e, None).await.expect("repeat ensure");
         start.elapsed()
     };
     eprintln!(
@@ -376,6 +376,44 @@ async fn stray_router_port_is_replaced() {
     assert!(!host.netns.has_link(&plan.gateway.router_port), "router port left in the host namespace");
     let sandbox = Netns::new("s");
     let e = endpoint(&plan, 2, &sandbox.path());
-    host.dataplane.ensure_local_endpoint(&e).await.expect("ensure endpoint");
+    host.dataplane.ensure_local_endpoint(&e, None).await.expect("ensure endpoint");
     assert!(sandbox.ping("10.1.0.1"), "endpoint cannot reach the gateway");
+}
+
+/// An endpoint whose sandbox is the namespace playing the host is rejected before
+/// anything is created, because it would replace the host's addresses and default
+/// route.
+#[tokio::test]
+async fn endpoint_in_host_namespace_rejected() {
+    require_root();
+    let host = Host::new("host");
+    let net = host.with_network(VTEP1).await;
+    let e = endpoint(&net, 2, &host.netns.path());
+    let links = host.netns.ip(&["-o", "link", "show"]).lines().count();
+
+    let error = host.dataplane.ensure_local_endpoint(&e, None).await.expect_err("endpoint in the host namespace");
+    assert!(matches!(error, DataplaneError::HostNamespace { .. }), "unexpected error: {error}");
+    assert!(!host.netns.has_link(&e.host_ifname), "host end created");
+    assert!(!host.netns.has_link(&e.ifname), "container end created in the host namespace");
+    assert_eq!(links, host.netns.ip(&["-o", "link", "show"]).lines().count(), "link left in the host namespace");
+}
+
+/// A namespace made again under the same name is another namespace. An ensure
+/// that names the first one's cookie fails and creates nothing in the new one.
+#[tokio::test]
+async fn endpoint_not_created_in_replaced_namespace() {
+    require_root();
+    let host = Host::new("host");
+    let net = host.with_network(VTEP1).await;
+    let sandbox = Netns::new("s");
+    let e = endpoint(&net, 2, &sandbox.path());
+    let first = host.dataplane.ensure_local_endpoint(&e, None).await.expect("ensure endpoint");
+    let again = host.dataplane.ensure_local_endpoint(&e, first).await.expect("ensure in the same namespace");
+    assert_eq!(first, again, "one namespace, two cookies");
+    assert!(first.is_some(), "no cookie for a namespaced endpoint");
+
+    sandbox.replace();
+    let error = host.dataplane.ensure_local_endpoint(&e, first).await.expect_err("ensure in the new namespace");
+    assert!(matches!(error, DataplaneError::NamespaceReplaced { .. }), "unexpected error: {error}");
+    assert!(!sandbox.has_link(&e.ifname), "container end created in the new namespace");
 }

@@ -124,14 +124,16 @@ impl Reconciler {
             return (inner, Err(e));
         }
         inner.in_flight.start(id, plan.clone(), namespace_id(&plan.sandbox));
+        let netns = inner.sandboxes.expected(id, &plan);
         drop(inner);
-        let created = self.dataplane.ensure_local_endpoint(&plan).await;
+        let created = self.dataplane.ensure_local_endpoint(&plan, netns).await;
 
         let mut inner = self.inner.lock().await;
         inner.in_flight.finish(id);
         let result = match created {
-            Ok(()) => {
+            Ok(cookie) => {
                 debug!(endpoint.id = %id, ifname = %plan.host_ifname, "endpoint ready");
+                inner.sandboxes.record(id, &plan, cookie);
                 let unchanged = self.wants_as_created(&inner, network_id, id, &plan);
                 inner.applied.local.insert(id.to_string(), (network_id.to_string(), plan));
                 // Events applied meanwhile converged the network's other objects. This

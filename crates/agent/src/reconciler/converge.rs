@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use cloison_dataplane::{names, LocalEndpointPlan, RemoteEndpointPlan};
+use cloison_dataplane::{names, DataplaneError, LocalEndpointPlan, RemoteEndpointPlan};
 use cloison_model::{Endpoint, Network};
 use tracing::{debug, warn};
 
@@ -196,6 +196,7 @@ impl Reconciler {
     ) -> Result<(), AgentError> {
         if inner.applied.local.get(&id).map(|(_, p)| p) == Some(&plan)
             || inner.applied.broken.get(&id) == Some(&plan)
+            || inner.sandboxes.is_replaced(&id)
         {
             return Ok(());
         }
@@ -208,13 +209,19 @@ impl Reconciler {
             self.dataplane.remove_local_endpoint(&old.host_ifname).await?;
         }
         self.guard_port(inner, &id, &plan.host_ifname).await?;
-        match self.dataplane.ensure_local_endpoint(&plan).await {
-            Ok(()) => {
+        let netns = inner.sandboxes.expected(&id, &plan);
+        match self.dataplane.ensure_local_endpoint(&plan, netns).await {
+            Ok(cookie) => {
                 debug!(endpoint.id = %id, ifname = %plan.host_ifname, "endpoint ready");
+                inner.sandboxes.record(&id, &plan, cookie);
                 inner.reported.remove(&id);
                 inner.applied.broken.remove(&id);
                 inner.applied.local.insert(id, (network_id.to_string(), plan));
                 Ok(())
+            }
+            Err(e @ DataplaneError::NamespaceReplaced { .. }) => {
+                inner.leave_replaced(&id, &plan, &e);
+                Err(e.into())
             }
             Err(e) => {
                 let text = e.to_string();

@@ -91,6 +91,7 @@ impl Reconciler {
         // endpoint again. Its record is gone, so convergence must not recreate it.
         inner.desired.remove_detached(endpoint);
         inner.applied.broken.remove(&endpoint.id);
+        inner.sandboxes.forget(&endpoint.id);
         match (removed, pending.applied) {
             (Some(Ok(())), Some((_, plan))) => {
                 debug!(endpoint.id = %endpoint.id, ifname = %plan.host_ifname, "endpoint removed");

@@ -51,6 +51,8 @@ impl Reconciler {
         let broken_ifnames: BTreeSet<&str> = applied.broken.values().map(|p| p.host_ifname.as_str()).collect();
         // A detach is deleting these already, without the lock.
         let in_flight: BTreeSet<&str> = inner.in_flight.host_ifnames().collect();
+        // Their container end may still live in the namespace that lost its path.
+        let replaced: BTreeSet<String> = inner.sandboxes.replaced().map(names::endpoint_host).collect();
         // Remote entries are matched by device and MAC only: the inventory rebuilds them
         // from FDB and neighbour dumps, and a field it could not recover must not make
         // the agent delete an entry it has just ensured.
@@ -64,7 +66,7 @@ impl Reconciler {
         let mut failures = Vec::new();
         for endpoint in &inventory.endpoints {
             let name = endpoint.host_ifname.as_str();
-            if !local_ifnames.contains(name) && !broken_ifnames.contains(name) && !in_flight.contains(name) {
+            if !local_ifnames.contains(name) && !broken_ifnames.contains(name) && !in_flight.contains(name) && !replaced.contains(name) {
                 info!(endpoint.id = %endpoint.endpoint_id, "removing orphaned endpoint");
                 failures.extend(self.dataplane.remove_local_endpoint(name).await.err());
             }
@@ -147,8 +149,9 @@ impl Reconciler {
                 dirty.insert(network_id.clone());
             }
         }
-        let Inner { reported, desired, .. } = &mut *inner;
+        let Inner { reported, desired, sandboxes, .. } = &mut *inner;
         reported.retain(|id, _| desired.endpoints.contains_key(id));
+        sandboxes.retain(|id| desired.endpoints.get(id).is_some_and(|e| e.host == self.ctx.host));
         let had_broken = !inner.applied.broken.is_empty();
         inner.applied.broken.clear();
         for id in &dirty {

@@ -2,7 +2,7 @@
 //! end is the container's interface inside its sandbox namespace.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
@@ -11,7 +11,7 @@ use rtnetlink::{Handle, LinkUnspec, LinkVeth};
 use super::interface::{self, Settings};
 use super::links::{self, Link, Desired};
 use super::{announce, namespace, unlink};
-use crate::{names, DataplaneError, LocalEndpointPlan};
+use crate::{names, DataplaneError, LocalEndpointPlan, NetnsCookie};
 
 /// Sockets opened inside a sandbox namespace.
 struct Sandbox {
@@ -33,21 +33,55 @@ impl Drop for Sandbox {
     }
 }
 
-/// Creates or repairs a local endpoint, then announces its addresses.
-pub(super) async fn ensure(host: &Handle, plan: &LocalEndpointPlan) -> Result<(), DataplaneError> {
-    if plan.is_handoff() {
-        return super::handoff::ensure(host, plan).await;
-    }
+/// Creates or repairs a local endpoint, then announces its addresses. Returns the
+/// cookie of the sandbox namespace. See [`crate::Dataplane::ensure_local_endpoint`]
+/// for `expected`. `host_cookies` are the namespaces no endpoint may be created in.
+pub(super) async fn ensure(
+    host: &Handle,
+    host_cookies: &[NetnsCookie],
+    plan: &LocalEndpointPlan,
+    expected: Option<NetnsCookie>,
+) -> Result<NetnsCookie, DataplaneError> {
     let sandbox_file = namespace::open(&plan.sandbox)?;
     // The namespace worker opens the sandbox sockets while the bridge is looked up.
     let (sandbox, bridge) = futures::try_join!(open_sandbox(&sandbox_file), find_bridge(host, plan))?;
+    // Every change below goes through `sandbox_file`, which keeps this namespace
+    // alive, so the namespace checked is the one changed.
+    let cookie = check_namespace(&sandbox, host_cookies, plan, expected)?;
 
     let peer = match create(host, &sandbox, &sandbox_file, plan, bridge).await? {
         Some(peer) => peer,
         None => adopt_or_recreate(host, &sandbox, &sandbox_file, plan, bridge).await?,
     };
     announce(&sandbox, &peer, plan);
-    Ok(())
+    Ok(cookie)
+}
+
+/// Returns the cookie of the sandbox namespace after checking that it is
+/// `expected`, when given, and none of `host_cookies`.
+fn check_namespace(
+    sandbox: &Sandbox,
+    host_cookies: &[NetnsCookie],
+    plan: &LocalEndpointPlan,
+    expected: Option<NetnsCookie>,
+) -> Result<NetnsCookie, DataplaneError> {
+    let packet = sandbox.packet.as_ref().ok_or_else(|| DataplaneError::Io {
+        op: "read the sandbox's packet socket".into(),
+        source: std::io::Error::from_raw_os_error(libc::EBADF),
+    })?;
+    let found = namespace::socket_cookie(packet.as_fd())?;
+    if let Some(expected) = expected.filter(|expected| *expected != found) {
+        return Err(DataplaneError::NamespaceReplaced {
+            endpoint_id: plan.endpoint_id.clone(),
+            sandbox: plan.sandbox.display().to_string(),
+            expected,
+            found,
+        });
+    }
+    if host_cookies.contains(&found) {
+        return Err(DataplaneError::HostNamespace { sandbox: plan.sandbox.display().to_string() });
+    }
+    Ok(found)
 }
 
 /// Deletes an endpoint's host end, which takes the container end with it, on a

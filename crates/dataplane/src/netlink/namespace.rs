@@ -7,14 +7,16 @@
 //! worker never changes namespace.
 
 use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
 use std::sync::mpsc::{self, SendError};
 use std::sync::{Mutex, PoisonError};
 
 use nix::sched::{setns, CloneFlags};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType};
 use rtnetlink::Handle;
 
-use crate::DataplaneError;
+use crate::{DataplaneError, NetnsCookie};
 
 /// Opens a namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`) for `setns`.
 pub(super) fn open(path: &Path) -> Result<File, DataplaneError> {
@@ -22,6 +24,50 @@ pub(super) fn open(path: &Path) -> Result<File, DataplaneError> {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// Returns the cookie of the network namespace that `socket` was created in.
+///
+/// The cookie, not the nsfs inode that stat(2) of a namespace file returns,
+/// identifies a namespace over time. The kernel hands a freed namespace's
+/// inode number to the next namespace (an IDA takes the lowest free number), so
+/// `ip netns del X; ip netns add X` often gives the new X the old inode. Cookies
+/// come from a 64-bit counter and are never reused. `SO_NETNS_COOKIE` needs Linux
+/// 5.14 or later (Debian 12 ships 6.1).
+pub(super) fn socket_cookie(socket: BorrowedFd<'_>) -> Result<NetnsCookie, DataplaneError> {
+    let mut cookie: u64 = 0;
+    let mut length = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `socket` is an open descriptor, and `cookie` and `length` are valid
+    // for writes of the sizes passed, which are the kernel's for this option.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            std::ptr::addr_of_mut!(cookie).cast(),
+            &mut length,
+        )
+    };
+    if result != 0 {
+        return Err(DataplaneError::Sys {
+            op: "getsockopt SO_NETNS_COOKIE (needs Linux 5.14 or later)".into(),
+            source: nix::errno::Errno::last(),
+        });
+    }
+    Ok(NetnsCookie(cookie))
+}
+
+/// Returns the cookie of the namespace `netns`, read from a socket opened inside it.
+pub(super) async fn cookie(netns: &File) -> Result<NetnsCookie, DataplaneError> {
+    let socket = run_in(netns, || {
+        nix::sys::socket::socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+    })
+    .await?
+    .map_err(|source| DataplaneError::Sys {
+        op: "open a socket in network namespace".into(),
+        source,
+    })?;
+    socket_cookie(socket.as_fd())
 }
 
 /// Opens a netlink connection in the calling thread's namespace.

@@ -1,5 +1,5 @@
 //! Throw-away namespaces and plans for the kernel tests. Every namespace is
-//! named `cltest-<pid>-<n>` and deleted on drop, so tests run in parallel and
+//! named `cltest-<pid>-<n>-<tag>` (see `unique` for the prefix) and deleted on drop, so tests run in parallel and
 //! never touch the machine's own namespace.
 
 #![allow(dead_code)]
@@ -28,8 +28,11 @@ pub(crate) fn require_root() {
     );
 }
 
+/// Returns a name no other test takes. It starts with `CLOISON_TEST_PREFIX`, or
+/// `cltest` when that is unset, so people sharing a machine can tell theirs apart.
 fn unique(tag: &str) -> String {
-    format!("cltest-{}-{}-{tag}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    let prefix = std::env::var("CLOISON_TEST_PREFIX").unwrap_or_else(|_| "cltest".into());
+    format!("{prefix}-{}-{}-{tag}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Runs a command and panics with its output when it fails.
@@ -97,6 +100,15 @@ impl Netns {
 
     pub(crate) fn has_link(&self, name: &str) -> bool {
         self.ifindex(name).is_some()
+    }
+}
+
+impl Netns {
+    /// Deletes the namespace and makes a new one under the same name, as a
+    /// container runtime reusing the name would.
+    pub(crate) fn replace(&self) {
+        run("ip", &["netns", "del", &self.name]);
+        run("ip", &["netns", "add", &self.name]);
     }
 }
 
