@@ -20,6 +20,6 @@ pub use error::AgentError;
 pub use plans::HostContext;
 pub use reconciler::{ExpectedAttach, PendingDetach, Reconciler};
 pub use sandbox::resolve_target;
-pub use socket::{serve_socket, AgentStatus};
+pub use socket::{bind_socket, serve_socket, AgentStatus};
 pub use state::DesiredState;
 pub use watch::{follow_watch, WatchOptions};

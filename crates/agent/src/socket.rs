@@ -38,15 +38,15 @@ pub struct AgentStatus {
     pub remote_endpoints: usize,
 }
 
-/// Serves the agent API on `path` until `cancel` fires. A stale socket file from an
-/// earlier run is replaced.
+/// Serves the agent API on `listener`, bound at `path` by [`bind_socket`], until
+/// `cancel` fires.
 pub async fn serve_socket(
+    listener: UnixListener,
     path: &Path,
     control: Arc<dyn ControlPlane>,
     reconciler: Arc<Reconciler>,
     cancel: CancellationToken,
 ) -> Result<(), AgentError> {
-    let listener = bind(path)?;
     let app = Router::new()
         .route("/v1/attach", post(attach))
         .route("/v1/detach", post(detach))
@@ -64,7 +64,9 @@ pub async fn serve_socket(
         })
 }
 
-fn bind(path: &Path) -> Result<UnixListener, AgentError> {
+/// Binds the agent socket at `path`, replacing a stale socket file. Fails when
+/// another process serves it.
+pub fn bind_socket(path: &Path) -> Result<UnixListener, AgentError> {
     let socket_error = |source| AgentError::Socket {
         path: path.display().to_string(),
         source,

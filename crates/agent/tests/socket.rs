@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cloison_agent::{serve_socket, AgentError, ControlPlane, Reconciler};
+use cloison_agent::{bind_socket, serve_socket, AgentError, ControlPlane, Reconciler};
 use cloison_dataplane::{FakeDataplane, Recorded};
 use cloison_model::{Endpoint, EndpointSpec, Host, HostSpec, MacAddr, Network, WatchEvent};
 use common::{ctx, network};
@@ -146,13 +146,11 @@ async fn attach_undone_when_caller_hangs_up() {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("agent.sock");
     let cancel = CancellationToken::new();
+    let listener = bind_socket(&socket).expect("bind the agent socket");
     let server = tokio::spawn({
         let (socket, control, reconciler, cancel) = (socket.clone(), control.clone(), reconciler.clone(), cancel.clone());
-        async move { serve_socket(&socket, control, reconciler, cancel).await }
+        async move { serve_socket(listener, &socket, control, reconciler, cancel).await }
     });
-    while !socket.exists() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
     fake.hold_creation_of("ep");
     let target = thread_namespace();
     attach_and_hang_up(&socket, &fake, &target.path).await;

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use cloison_agent::{follow_watch, serve_socket, ControlPlane, HostContext, Reconciler, WatchOptions};
+use cloison_agent::{bind_socket, follow_watch, serve_socket, ControlPlane, HostContext, Reconciler, WatchOptions};
 use cloison_controller::Controller;
 use cloison_dataplane::NetlinkDataplane;
 use cloison_model::{validate_name, HostSpec};
@@ -18,25 +18,29 @@ use crate::docker_driver::DockerArgs;
 use crate::store::{open_store, StoreArgs};
 use crate::underlay;
 
-/// Runs a controller and an agent in this process until SIGINT or SIGTERM.
+/// Runs a controller and an agent in this process until SIGINT or SIGTERM. What
+/// another cloison may hold (the namespace, the agent socket, the API address) is
+/// claimed before the store is opened, so a second `up` writes nothing.
 pub(crate) async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     let cancel = shutdown_token();
+    let socket = AgentSocket::claim(served_socket(args.socket.as_deref(), global))?;
+    let listener = listen(args.listen).await?;
     let store = StoreArgs {
         data_dir: args.data_dir.clone(),
         store: None,
         etcd_prefix: cloison_store_etcd::DEFAULT_PREFIX.to_string(),
     };
-    let listener = bind_controller(&store, args.listen, cancel.clone()).await?;
-    let url = format!("http://{listener}");
+    let bound = serve_controller(&store, listener, cancel.clone()).await?;
+    let url = format!("http://{bound}");
     let control: Arc<dyn ControlPlane> = Arc::new(HttpControlPlane::new(&url)?);
-    let socket = served_socket(args.socket.as_deref(), global);
     run_agent(control, &args.host, socket, (&args.docker, &url), cancel).await
 }
 
 /// Runs the controller until SIGINT or SIGTERM.
 pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let cancel = shutdown_token();
-    bind_controller(&args.store, args.listen, cancel.clone()).await?;
+    let listener = listen(args.listen).await?;
+    serve_controller(&args.store, listener, cancel.clone()).await?;
     cancel.cancelled().await;
     Ok(())
 }
@@ -44,23 +48,41 @@ pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
 /// Runs this host's agent until SIGINT or SIGTERM.
 pub(crate) async fn agent(global: &GlobalArgs, args: AgentArgs) -> anyhow::Result<()> {
     let cancel = shutdown_token();
+    let socket = AgentSocket::claim(served_socket(args.socket.as_deref(), global))?;
     let control: Arc<dyn ControlPlane> = Arc::new(HttpControlPlane::new(&global.controller)?);
-    let socket = served_socket(args.socket.as_deref(), global);
     run_agent(control, &args.host, socket, (&args.docker, &global.controller), cancel).await
 }
 
-/// Opens the store, binds the API and serves it in the background. Returns the
-/// address actually bound.
-async fn bind_controller(
+/// This network namespace and the agent socket, claimed for one agent.
+struct AgentSocket {
+    _namespace: std::os::unix::net::UnixListener,
+    listener: tokio::net::UnixListener,
+    path: std::path::PathBuf,
+}
+
+impl AgentSocket {
+    fn claim(path: &Path) -> anyhow::Result<Self> {
+        let namespace = crate::preflight::claim_namespace()?;
+        let listener = bind_socket(path).context("cannot serve the agent socket")?;
+        Ok(AgentSocket { _namespace: namespace, listener, path: path.to_path_buf() })
+    }
+}
+
+async fn listen(address: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}; is another controller running?"))
+}
+
+/// Opens the store and serves the API on `listener` in the background. Returns the
+/// address bound.
+async fn serve_controller(
     store_args: &StoreArgs,
-    listen: std::net::SocketAddr,
+    listener: TcpListener,
     cancel: CancellationToken,
 ) -> anyhow::Result<std::net::SocketAddr> {
     let store = open_store(store_args).await?;
     let controller = Arc::new(Controller::new(store));
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}; is another controller running?"))?;
     let bound = listener.local_addr()?;
     info!(listen = %bound, store = %store_args.describe(), "controller listening");
     tokio::spawn(async move {
@@ -74,11 +96,10 @@ async fn bind_controller(
 async fn run_agent(
     control: Arc<dyn ControlPlane>,
     host: &HostArgs,
-    socket: &Path,
+    socket: AgentSocket,
     (docker, controller_url): (&DockerArgs, &str),
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let _namespace_claim = crate::preflight::claim_namespace()?;
     crate::preflight::ensure_bridge_netfilter()?;
     let dataplane = NetlinkDataplane::new(host.run_dir.clone()).context("cannot open netlink")?;
     let ctx = host_context(host, &dataplane).await?;
@@ -99,7 +120,8 @@ async fn run_agent(
         WatchOptions { after_repair: Some(crate::memory::trim), ..WatchOptions::default() },
         cancel.clone(),
     ));
-    let served = serve_socket(socket, control, reconciler, cancel.clone()).await;
+    let AgentSocket { _namespace, listener, path } = socket;
+    let served = serve_socket(listener, &path, control, reconciler, cancel.clone()).await;
     cancel.cancel();
     let _ = watch.await;
     served.context("agent socket failed")

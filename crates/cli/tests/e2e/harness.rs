@@ -16,7 +16,7 @@ use serde_json::Value;
 /// its own loopback, so the same port serves every test running in parallel.
 const LISTEN: &str = "127.0.0.1:7420";
 
-const BINARY: &str = env!("CARGO_BIN_EXE_cloison");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_cloison");
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::harness::{text, Host, Netns};
+use crate::harness::{run, text, Host, Netns, BINARY};
 use crate::probe::{eventually, tcp_reaches, TcpServer};
 
 #[test]
@@ -229,4 +229,25 @@ fn publish_one_port_on_two_addresses() {
     let removed = unpublish(&[]);
     assert!(removed.success, "unpublish of the last address failed: {}", removed.stderr);
     assert!(names().is_empty(), "publications left: {:?}", names());
+}
+
+/// A second `cloison up` whose agent socket another agent serves fails before it
+/// opens a store, so it leaves no data directory behind.
+#[test]
+fn second_up_with_busy_socket_writes_nothing() {
+    let host = Host::start("tr-busy");
+    let other = Netns::new("tr-busy2");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let socket = host.socket();
+    let net = format!("--net={}", other.path());
+    let (data, socket, run_dir) = (data_dir.display().to_string(), socket.display().to_string(), dir.path().join("run").display().to_string());
+    let args = [
+        net.as_str(), "--", BINARY, "up", "--host", "second", "--docker-socket=", "--data-dir", &data, "--socket", &socket, "--run-dir", &run_dir,
+    ];
+    let out = run("nsenter", &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second up started: {stderr}");
+    assert!(stderr.contains("another process is serving it"), "{stderr}");
+    assert!(!data_dir.exists(), "the second up created {}", data_dir.display());
 }
