@@ -3,7 +3,7 @@
 
 use cloison_agent::AgentStatus;
 use cloison_client::Client;
-use serde_json::Value;
+use cloison_model::Status;
 
 use crate::args::GlobalArgs;
 use crate::output;
@@ -20,7 +20,10 @@ pub(crate) async fn status(global: &GlobalArgs) -> anyhow::Result<()> {
     let both = serde_json::json!({ "controller": controller.as_ref().ok(), "agent": agent.as_ref().ok() });
     output::one(global.output, &both, |_| {
         let controller_line = match &controller {
-            Ok(status) => format!("controller {}: {status}", global.controller),
+            Ok(status) => format!(
+                "controller {}: revision {}, {} tenants, {} networks, {} endpoints, {} hosts",
+                global.controller, status.revision, status.tenants, status.networks, status.endpoints, status.hosts
+            ),
             Err(_) => format!("controller {}: unreachable", global.controller),
         };
         let agent_line = match &agent {
@@ -48,7 +51,7 @@ pub(crate) async fn status(global: &GlobalArgs) -> anyhow::Result<()> {
 }
 
 /// Returns the controller's status, or why it could not be read.
-async fn controller_status(global: &GlobalArgs) -> Result<Value, String> {
+async fn controller_status(global: &GlobalArgs) -> Result<Status, String> {
     let client = Client::tcp(&global.controller).map_err(|e| e.to_string())?;
     client.get("/v1/status").await.map_err(|e| e.to_string())
 }

@@ -105,7 +105,10 @@ fn status_fails_without_agent() {
     let out = host.cli(&["status", "--controller", "http://127.0.0.1:1"]);
     out.expect_error(&["controller", "unreachable"]);
     assert!(out.stdout.contains("agent on e2e"), "the agent's state was not printed: {}", out.stdout);
-    assert!(host.cli(&["status"]).success);
+    let both = host.cli(&["status"]);
+    assert!(both.success, "{}", both.stderr);
+    assert!(both.stdout.contains("networks, 0 endpoints, 1 hosts"), "the controller's state is not in words: {}", both.stdout);
+    assert!(!both.stdout.contains('{'), "text output contains JSON: {}", both.stdout);
     let help = host.cli(&["status", "--help"]);
     assert!(help.stdout.contains("Exit status"), "{}", help.stdout);
 }
