@@ -89,12 +89,12 @@ async fn synced() -> (Arc<FakeDataplane>, Reconciler) {
 
 #[tokio::test]
 async fn snapshot_replaces_host_tables() {
-    let (fake, _reconciler) = synced().await;
+    let (fake, reconciler) = synced().await;
     let scripts = fake.nftables_scripts(None);
     assert_eq!(scripts.len(), 1, "one transaction for the host namespace");
     assert!(scripts[0].contains("delete table bridge cloison"), "{}", scripts[0]);
     assert!(scripts[0].contains("delete table inet cloison"), "{}", scripts[0]);
-    let router = PathBuf::from("/run/cloison-test/netns/router-t1");
+    let router = router_t1(&reconciler);
     assert_eq!(fake.nftables_scripts(Some(&router)).len(), 1, "one transaction for the router");
 }
 
@@ -161,7 +161,7 @@ async fn flushed_ruleset_is_restored_by_repair() {
     let scripts = fake.nftables_scripts(None);
     assert_eq!(scripts.len(), 1, "the host tables are applied again");
     assert!(scripts[0].contains("table bridge cloison {"), "a full table, not elements: {}", scripts[0]);
-    let router = PathBuf::from("/run/cloison-test/netns/router-t1");
+    let router = router_t1(&reconciler);
     assert_eq!(fake.nftables_scripts(Some(&router)).len(), 1, "the router table is applied again");
 }
 
@@ -177,7 +177,7 @@ async fn emptied_set_is_replaced_by_repair() {
     let scripts = fake.nftables_scripts(None);
     assert_eq!(scripts.len(), 1, "the host tables are replaced");
     assert!(scripts[0].contains("delete table bridge cloison"), "a full replacement: {}", scripts[0]);
-    let router = PathBuf::from("/run/cloison-test/netns/router-t1");
+    let router = router_t1(&reconciler);
     assert!(fake.nftables_scripts(Some(&router)).is_empty(), "the router's table did not drift");
 
     fake.take_log();
@@ -252,10 +252,14 @@ fn publication(host_port: u16) -> Publication {
     }
 }
 
+/// Returns the namespace of tenant t1's router.
+fn router_t1(reconciler: &Reconciler) -> PathBuf {
+    reconciler.context().run_dir.join("netns").join("router-t1")
+}
+
 /// Returns true when a script applied to the router maps host port `port`.
-fn port_published(fake: &FakeDataplane, port: u16) -> bool {
-    let router = PathBuf::from("/run/cloison-test/netns/router-t1");
-    fake.nftables_scripts(Some(&router)).iter().any(|s| s.contains(&format!("tcp . {port} :")))
+fn port_published(fake: &FakeDataplane, reconciler: &Reconciler, port: u16) -> bool {
+    fake.nftables_scripts(Some(&router_t1(reconciler))).iter().any(|s| s.contains(&format!("tcp . {port} :")))
 }
 
 /// A publication of a port that a host service listens on waits, so the service
@@ -268,10 +272,10 @@ async fn publication_waits_for_used_port() {
 
     reconciler.apply_event(WatchEvent::Put { revision: 2, object: WatchObject::Publication(publication(22)) }).await;
     reconciler.apply_event(WatchEvent::Put { revision: 3, object: WatchObject::Publication(publication(8080)) }).await;
-    assert!(port_published(&fake, 8080), "the free port 8080 is programmed");
-    assert!(!port_published(&fake, 22), "port 22, which a host service uses, is programmed");
+    assert!(port_published(&fake, &reconciler, 8080), "the free port 8080 is programmed");
+    assert!(!port_published(&fake, &reconciler, 22), "port 22, which a host service uses, is programmed");
 
     fake.set_host_listeners(Vec::new());
     reconciler.repair().await.expect("repair");
-    assert!(port_published(&fake, 22), "port 22 is programmed once free");
+    assert!(port_published(&fake, &reconciler, 22), "port 22 is programmed once free");
 }

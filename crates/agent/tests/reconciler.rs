@@ -569,8 +569,9 @@ async fn replaced_namespace_gets_no_endpoint() {
     assert_eq!(fake.endpoint_ids(), vec!["a2".to_string()]);
 }
 
-/// After a restart the agent has no namespace recorded. Ensuring an existing
-/// endpoint records the namespace it is in, and a later replacement is caught.
+/// An agent whose run directory records no namespace (first start, or after a
+/// reboot) records the namespace of each existing endpoint it adopts, and a later
+/// replacement is caught.
 #[tokio::test]
 async fn adopted_endpoint_keeps_its_namespace() {
     let (logs, _guard) = collect_warnings();
@@ -587,4 +588,25 @@ async fn adopted_endpoint_keeps_its_namespace() {
     let _ = reconciler.repair().await;
     assert!(fake.endpoint_ids().is_empty(), "created in the namespace that took its path");
     assert_eq!(logs.count("another network namespace took the endpoint's sandbox path"), 1);
+}
+
+/// The repair pass records each endpoint's namespace in the run directory. An
+/// endpoint whose namespace went while the agent was stopped, and whose path
+/// another namespace took, is not created there after the restart.
+#[tokio::test]
+async fn recorded_namespace_survives_restart() {
+    let fake = Arc::new(FakeDataplane::new());
+    let context = ctx();
+    let n1 = network("n1", "t1", 42);
+    let a1 = endpoint("a1", &n1, ME, 2);
+    let before = Reconciler::new(fake.clone(), context.clone());
+    before.apply_event(snapshot(5, vec![n1.clone()], vec![a1.clone()])).await;
+    before.repair().await.expect("repair");
+    drop(before);
+
+    fake.replace_namespace(std::path::Path::new(&a1.sandbox));
+    let restarted = Reconciler::new(fake.clone(), context);
+    restarted.apply_event(snapshot(6, vec![n1], vec![a1])).await;
+    let _ = restarted.repair().await;
+    assert!(fake.endpoint_ids().is_empty(), "created in the namespace that took its path after the restart");
 }

@@ -4,15 +4,18 @@
 //! mount), and another namespace can take that path once the container's is gone:
 //! a namespace made again under the same name, or a reused process id. The agent
 //! remembers the cookie of the namespace each endpoint was created in or adopted
-//! from, and never creates the endpoint in another one. The memory lives in
-//! memory only, so after a restart the first ensure of an endpoint records it.
-//! NOTE: an endpoint whose interface is gone when the agent starts is therefore
+//! from, and never creates the endpoint in another one. The repair pass records
+//! the cookies in `<run-dir>/endpoint-namespaces.json`, so a restarted agent keeps
+//! them. Cookies start again at boot, when `/run` starts empty.
+//! NOTE: an endpoint created less than one repair pass (2 s) before the agent
+//! stopped has no recorded cookie. If its interface is gone at the restart, it is
 //! created in whatever namespace its path names then, unless that is the host's.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cloison_dataplane::{DataplaneError, LocalEndpointPlan, NetnsCookie};
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::Inner;
@@ -27,6 +30,17 @@ pub(super) struct Sandboxes {
     /// again, because the namespace they lived in is gone for good. Only a detach
     /// removes them.
     replaced: BTreeSet<String>,
+    /// True once the recorded cookies were read from the run directory.
+    loaded: bool,
+    /// True when `known` changed since it was last written.
+    changed: bool,
+}
+
+/// One endpoint's namespace as the run directory records it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Recorded {
+    sandbox: PathBuf,
+    cookie: u64,
 }
 
 impl Sandboxes {
@@ -42,10 +56,14 @@ impl Sandboxes {
     /// Records the namespace endpoint `id` was just ensured in, `None` for a
     /// handoff endpoint.
     pub(super) fn record(&mut self, id: &str, plan: &LocalEndpointPlan, cookie: Option<NetnsCookie>) {
-        match cookie {
-            Some(cookie) => self.known.insert(id.to_string(), (plan.sandbox.clone(), cookie)),
-            None => self.known.remove(id),
-        };
+        let entry = cookie.map(|cookie| (plan.sandbox.clone(), cookie));
+        if self.known.get(id) != entry.as_ref() {
+            self.changed = true;
+            match entry {
+                Some(entry) => self.known.insert(id.to_string(), entry),
+                None => self.known.remove(id),
+            };
+        }
     }
 
     /// Marks endpoint `id` as one whose namespace was replaced.
@@ -65,15 +83,68 @@ impl Sandboxes {
 
     /// Forgets endpoint `id`, once it is detached or deleted.
     pub(super) fn forget(&mut self, id: &str) {
-        self.known.remove(id);
+        self.changed |= self.known.remove(id).is_some();
         self.replaced.remove(id);
     }
 
     /// Keeps only the endpoints for which `wanted` returns true.
     pub(super) fn retain(&mut self, wanted: impl Fn(&str) -> bool) {
+        let before = self.known.len();
         self.known.retain(|id, _| wanted(id));
+        self.changed |= self.known.len() != before;
         self.replaced.retain(|id| wanted(id));
     }
+
+    /// Reads the cookies a previous run of the agent recorded in `run_dir`, once.
+    /// Cookies recorded since are kept.
+    pub(super) fn load(&mut self, run_dir: &Path) {
+        if std::mem::replace(&mut self.loaded, true) {
+            return;
+        }
+        let path = file(run_dir);
+        let recorded: BTreeMap<String, Recorded> = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+                warn!(path = %path.display(), %error, "ignoring unreadable endpoint namespaces");
+                BTreeMap::new()
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(error) => {
+                warn!(path = %path.display(), %error, "ignoring unreadable endpoint namespaces");
+                BTreeMap::new()
+            }
+        };
+        for (id, entry) in recorded {
+            self.known.entry(id).or_insert((entry.sandbox, NetnsCookie(entry.cookie)));
+        }
+    }
+
+    /// Writes the cookies to `run_dir` when they changed, through a temporary file
+    /// so a crash leaves the old or the new content. A failed write is logged and
+    /// retried at the next call.
+    pub(super) fn save(&mut self, run_dir: &Path) {
+        if !self.changed {
+            return;
+        }
+        let recorded: BTreeMap<&String, Recorded> = self
+            .known
+            .iter()
+            .map(|(id, (sandbox, cookie))| (id, Recorded { sandbox: sandbox.clone(), cookie: cookie.0 }))
+            .collect();
+        let path = file(run_dir);
+        let temporary = path.with_extension("json.tmp");
+        let result = serde_json::to_vec(&recorded)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::create_dir_all(run_dir).and_then(|()| std::fs::write(&temporary, bytes)))
+            .and_then(|()| std::fs::rename(&temporary, &path));
+        match result {
+            Ok(()) => self.changed = false,
+            Err(error) => warn!(path = %path.display(), %error, "recording endpoint namespaces failed"),
+        }
+    }
+}
+
+fn file(run_dir: &Path) -> PathBuf {
+    run_dir.join("endpoint-namespaces.json")
 }
 
 impl Inner {

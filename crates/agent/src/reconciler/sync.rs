@@ -25,6 +25,7 @@ impl Reconciler {
             }
         };
         inner.applied.clear();
+        inner.sandboxes.load(&self.ctx.run_dir);
         let wanted: Vec<String> = inner.desired.networks_present_on(&self.ctx.host);
         inner.resyncing = true;
         for id in &wanted {
@@ -171,6 +172,7 @@ impl Reconciler {
                 first_error.get_or_insert(e);
             }
         }
+        inner.sandboxes.save(&self.ctx.run_dir);
         first_error.map_or(Ok(()), Err)
     }
 

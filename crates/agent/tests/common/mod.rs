@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cloison_agent::HostContext;
 use cloison_model::{Endpoint, Host, MacAddr, Network, WatchEvent};
@@ -12,14 +13,19 @@ use cloison_model::{Endpoint, Host, MacAddr, Network, WatchEvent};
 /// Name of the host the reconciler under test runs on.
 pub(crate) const ME: &str = "h1";
 
-/// Returns the context of host `h1`, with an IPv4 underlay address.
+/// Returns the context of host `h1`, with an IPv4 underlay address and a run
+/// directory of its own under Cargo's temporary directory for tests, so what one
+/// test's agent records there never reaches another test.
 pub(crate) fn ctx() -> HostContext {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let number = NEXT.fetch_add(1, Ordering::Relaxed);
+    let run_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("agent-run-{}-{number}", std::process::id()));
     HostContext {
         host: ME.into(),
         underlay_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
         underlay_mtu: 1500,
         vxlan_port: 4789,
-        run_dir: PathBuf::from("/run/cloison-test"),
+        run_dir,
     }
 }
 
