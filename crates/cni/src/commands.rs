@@ -10,18 +10,18 @@ use crate::version::{require, SUPPORTED};
 use crate::{add_result, check_prev_result, Agent, CniError, Command, ErrorCode, Invocation, NetConf, SpecVersion};
 
 /// Runs one invocation. VERSION needs no configuration beyond `cniVersion`.
-pub async fn run(invocation: &Invocation, version: SpecVersion, config: Value) -> Result<Option<Value>, CniError> {
+pub fn run(invocation: &Invocation, version: SpecVersion, config: Value) -> Result<Option<Value>, CniError> {
     if invocation.command == Command::Version {
         return Ok(Some(version_reply(version)));
     }
     let conf = NetConf::from_value(config)?;
     let agent = Agent::new(&conf.agent_socket());
     match invocation.command {
-        Command::Add => add(&agent, &conf, version, invocation).await.map(Some),
-        Command::Del => del(&agent, &conf, invocation).await.map(|()| None),
-        Command::Check => check(&agent, &conf, version, invocation).await.map(|()| None),
-        Command::Status => status(&agent, version).await.map(|()| None),
-        Command::Gc => gc(&agent, &conf, version).await.map(|()| None),
+        Command::Add => add(&agent, &conf, version, invocation).map(Some),
+        Command::Del => del(&agent, &conf, invocation).map(|()| None),
+        Command::Check => check(&agent, &conf, version, invocation).map(|()| None),
+        Command::Status => status(&agent, version).map(|()| None),
+        Command::Gc => gc(&agent, &conf, version).map(|()| None),
         Command::Version => Ok(Some(version_reply(version))),
     }
 }
@@ -34,7 +34,7 @@ pub fn version_reply(version: SpecVersion) -> Value {
     })
 }
 
-async fn add(agent: &Agent, conf: &NetConf, version: SpecVersion, inv: &Invocation) -> Result<Value, CniError> {
+fn add(agent: &Agent, conf: &NetConf, version: SpecVersion, inv: &Invocation) -> Result<Value, CniError> {
     check_ifname(&inv.ifname)?;
     let netns = inv.netns.clone().unwrap_or_default();
     let requested = conf.requested(&inv.args)?;
@@ -52,21 +52,21 @@ async fn add(agent: &Agent, conf: &NetConf, version: SpecVersion, inv: &Invocati
         groups: Vec::new(),
         labels: naming::labels(&conf.name, &inv.container_id, &inv.ifname),
     };
-    let attachment = agent.attach(&request).await?;
+    let attachment = agent.attach(&request)?;
     Ok(add_result(version, &attachment, &netns, conf.prev_result.as_ref()))
 }
 
 /// Removes the attachment's endpoint, which frees its addresses. Succeeds when the
 /// endpoint, the namespace or the interface is gone already.
-async fn del(agent: &Agent, conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
+fn del(agent: &Agent, conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
     let name = naming::endpoint_name(&conf.name, &inv.container_id, &inv.ifname);
-    agent.detach(&conf.tenant, &name).await.map(|_| ())
+    agent.detach(&conf.tenant, &name).map(|_| ())
 }
 
-async fn check(agent: &Agent, conf: &NetConf, version: SpecVersion, inv: &Invocation) -> Result<(), CniError> {
+fn check(agent: &Agent, conf: &NetConf, version: SpecVersion, inv: &Invocation) -> Result<(), CniError> {
     require(version, SpecVersion::V0_4_0, "CHECK")?;
     let name = naming::endpoint_name(&conf.name, &inv.container_id, &inv.ifname);
-    let attachment = agent.check(&conf.tenant, &name).await?;
+    let attachment = agent.check(&conf.tenant, &name)?;
     let netns = inv.netns.clone().unwrap_or_default();
     if attachment.endpoint.sandbox != netns {
         return Err(CniError::new(
@@ -78,25 +78,25 @@ async fn check(agent: &Agent, conf: &NetConf, version: SpecVersion, inv: &Invoca
     check_prev_result(conf.prev_result.as_ref(), &attachment, &netns)
 }
 
-async fn status(agent: &Agent, version: SpecVersion) -> Result<(), CniError> {
+fn status(agent: &Agent, version: SpecVersion) -> Result<(), CniError> {
     require(version, SpecVersion::V1_1_0, "STATUS")?;
     agent
         .status()
-        .await
+        
         .map(|_| ())
         .map_err(|e| CniError::new(ErrorCode::NotAvailable, "cloison agent not available", e.details))
 }
 
 /// Removes every attachment of this CNI network on this host that the runtime does
 /// not list as valid. Every stale one is tried; the first failure is returned.
-async fn gc(agent: &Agent, conf: &NetConf, version: SpecVersion) -> Result<(), CniError> {
+fn gc(agent: &Agent, conf: &NetConf, version: SpecVersion) -> Result<(), CniError> {
     require(version, SpecVersion::V1_1_0, "GC")?;
     let Some(valid) = &conf.valid_attachments else {
         return Err(CniError::config("cni.dev/valid-attachments is missing; GC needs the list of attachments to keep"));
     };
     let label = format!("{LABEL_NETWORK}={}", conf.name);
     let mut first_error = None;
-    for attachment in agent.list(&conf.tenant, &conf.network, &label).await? {
+    for attachment in agent.list(&conf.tenant, &conf.network, &label)? {
         let endpoint = &attachment.endpoint;
         let key = Attachment {
             container_id: endpoint.labels.get(LABEL_CONTAINER_ID).cloned().unwrap_or_default(),
@@ -105,7 +105,7 @@ async fn gc(agent: &Agent, conf: &NetConf, version: SpecVersion) -> Result<(), C
         if valid.contains(&key) {
             continue;
         }
-        if let Err(e) = agent.detach(&conf.tenant, &endpoint.name).await {
+        if let Err(e) = agent.detach(&conf.tenant, &endpoint.name) {
             first_error.get_or_insert(e);
         }
     }

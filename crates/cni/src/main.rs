@@ -44,12 +44,7 @@ fn execute(stdin: &[u8]) -> (Option<Value>, bool) {
         (Command::Version, Err(_)) => (Value::Null, SpecVersion::V1_1_0),
         (_, Err(e)) => return (failure(&e, requested_version(stdin)), false),
     };
-    let outcome = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CniError::new(ErrorCode::Io, "cannot start the async runtime", e.to_string()))
-        .and_then(|runtime| runtime.block_on(run(&invocation, version, config)));
-    match outcome {
+    match run(&invocation, version, config) {
         Ok(output) => (output, true),
         Err(e) => (failure(&e, Some(version.as_str().to_string())), false),
     }
