@@ -128,7 +128,8 @@ async fn deletion_during_creation_removes_endpoint() {
 
     reconciler.apply_event(WatchEvent::Delete { revision: 100, object: WatchObject::Endpoint(slow) }).await;
     fake.release_creations();
-    let _ = attach.await.expect("attach task");
+    let error = attach.await.expect("attach task").expect_err("the attach of a deleted endpoint succeeded");
+    assert!(error.to_string().contains("endpoint s (detached or deleted while it was being attached)"), "{error}");
     assert_eq!(fake.endpoint_ids(), vec!["a2".to_string()], "the deleted endpoint stayed");
 }
 

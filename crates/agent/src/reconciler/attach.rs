@@ -43,10 +43,11 @@ impl Reconciler {
     ) -> (MutexGuard<'a, Inner>, Result<(), AgentError>) {
         let network_id = network.id.clone();
         let endpoint_id = endpoint.id.clone();
+        let endpoint_name = endpoint.name.clone();
         // A detach of this endpoint, or its deletion elsewhere, may have come while
         // the attach waited.
         if inner.desired.is_detached(&endpoint_id) {
-            let what = format!("endpoint {} (detached while it was being attached)", endpoint.name);
+            let what = format!("endpoint {endpoint_name} (detached while it was being attached)");
             return (inner, Err(AgentError::NotFound { what }));
         }
         inner.desired.networks.insert(network_id.clone(), network);
@@ -81,8 +82,9 @@ impl Reconciler {
         let _ = self.converge_with_tenant(&mut inner, &network_id).await;
         // A failure is logged and retried by the repair pass.
         let _ = self.sync_policy(&mut inner).await;
+        // Without an error, the record or the network went while the interface was made.
         let error = result.err().unwrap_or_else(|| AgentError::NotFound {
-            what: format!("endpoint {endpoint_id} after attach"),
+            what: format!("endpoint {endpoint_name} (detached or deleted while it was being attached)"),
         });
         (inner, Err(error))
     }
