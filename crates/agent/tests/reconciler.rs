@@ -610,3 +610,23 @@ async fn recorded_namespace_survives_restart() {
     let _ = restarted.repair().await;
     assert!(fake.endpoint_ids().is_empty(), "created in the namespace that took its path after the restart");
 }
+
+/// A removal that keeps failing is retried at every repair pass and warned
+/// about once, beside the detach's own warning.
+#[tokio::test]
+async fn repeated_removal_failure_warned_once() {
+    let (logs, _guard) = collect_warnings();
+    let fake = Arc::new(FakeDataplane::new());
+    let reconciler = Arc::new(Reconciler::new(fake.clone(), ctx()));
+    let n1 = network("n1", "t1", 42);
+    let (a1, a2) = (endpoint("a1", &n1, ME, 2), endpoint("a2", &n1, ME, 3));
+    reconciler.apply_event(snapshot(5, vec![n1], vec![a1.clone(), a2])).await;
+
+    fake.fail_local_removals(true);
+    reconciler.detach(&a1).await.expect("detach");
+    for _ in 0..3 {
+        let _ = reconciler.repair().await;
+    }
+    assert!(fake.endpoint_ids().contains(&"a1".to_string()), "the failing removal removed a1");
+    assert_eq!(logs.count("endpoint removal failed"), 2, "warned at every repair pass");
+}

@@ -296,11 +296,24 @@ impl Reconciler {
             .retain(|id, _| wants.local.contains_key(id) || !inner.desired.endpoints.contains_key(id));
     }
 
+    /// Removes a local endpoint that is no longer wanted. A failed removal stays
+    /// applied, so the next convergence retries it, and is warned about once.
     async fn remove_local(&self, inner: &mut Inner, id: &str) {
         if let Some((network_id, plan)) = inner.applied.local.remove(id) {
-            if let Err(e) = self.dataplane.remove_local_endpoint(&plan.host_ifname).await {
-                warn!(endpoint.id = %id, error = %e, "endpoint removal failed");
-                inner.applied.local.insert(id.to_string(), (network_id, plan));
+            match self.dataplane.remove_local_endpoint(&plan.host_ifname).await {
+                Ok(()) => {
+                    inner.reported.remove(id);
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    if inner.reported.get(id) == Some(&text) {
+                        debug!(endpoint.id = %id, error = %e, "endpoint removal failed again");
+                    } else {
+                        warn!(endpoint.id = %id, error = %e, "endpoint removal failed; retrying at each repair pass");
+                        inner.reported.insert(id.to_string(), text);
+                    }
+                    inner.applied.local.insert(id.to_string(), (network_id, plan));
+                }
             }
         }
         inner.applied.broken.remove(id);

@@ -150,8 +150,9 @@ impl Reconciler {
                 dirty.insert(network_id.clone());
             }
         }
-        let Inner { reported, desired, sandboxes, .. } = &mut *inner;
-        reported.retain(|id, _| desired.endpoints.contains_key(id));
+        let Inner { reported, desired, sandboxes, applied, .. } = &mut *inner;
+        // A removal that keeps failing stays applied, and is reported once too.
+        reported.retain(|id, _| desired.endpoints.contains_key(id) || applied.local.contains_key(id));
         sandboxes.retain(|id| desired.endpoints.get(id).is_some_and(|e| e.host == self.ctx.host));
         let had_broken = !inner.applied.broken.is_empty();
         inner.applied.broken.clear();
