@@ -89,6 +89,7 @@ fn run_one(scenario: Scenario, options: &Options, prefix: &str, notes: &mut Vec<
             let attach = AttachOptions {
                 count: if options.quick { 20 } else { 200 },
                 concurrency: 8,
+                crowd: if options.quick { 30 } else { 300 },
                 cloison: options.cloison.clone(),
                 cloison_cni: options.cloison_cni.clone(),
                 prefix: format!("{prefix}a"),

@@ -33,6 +33,9 @@ pub struct AttachOptions {
     /// Attaches per peer and mode.
     pub count: usize,
     pub concurrency: usize,
+    /// Sandboxes attached, untimed, before the mode that measures attaches into a
+    /// crowded host; that mode times `count / 2` attaches.
+    pub crowd: usize,
     pub cloison: PathBuf,
     pub cloison_cni: PathBuf,
     /// Prefix of every namespace and directory this scenario creates.
@@ -179,18 +182,34 @@ fn agent_socket(options: &AttachOptions, runtime: &tokio::runtime::Handle) -> Re
 
 /// Attaches one anchor sandbox that stays for the whole measure, so no peer pays
 /// for creating or deleting its bridge inside a timed call, then measures the
-/// sequential and concurrent modes.
+/// sequential and concurrent modes, and sequential attaches into a host that
+/// holds `crowd` endpoints already.
 fn measure_peer(options: &AttachOptions, tag: &str, setup: Setup) -> Result<Vec<Measured>, BenchError> {
     let peer = setup.peer.as_ref();
     let anchor = sandboxes(options, tag, "a", 0..1)?;
     peer.attach(&anchor[0])?;
-    let sequential = sandboxes(options, tag, "s", 1..options.count + 1)?;
+    let count = options.count;
+    let sequential = sandboxes(options, tag, "s", 1..count + 1)?;
     let first = timed_mode(peer, &sequential, 1, "sequential");
-    let concurrent = sandboxes(options, tag, "c", options.count + 1..2 * options.count + 1)?;
+    let concurrent = sandboxes(options, tag, "c", count + 1..2 * count + 1)?;
     let mode = format!("{} concurrent", options.concurrency);
     let second = timed_mode(peer, &concurrent, options.concurrency, &mode);
+    let third = crowded_mode(peer, options, tag, 2 * count + 1);
     let _ = peer.detach(&anchor[0]);
-    Ok(vec![first?, second?])
+    Ok(vec![first?, second?, third?])
+}
+
+/// Attaches `crowd` sandboxes without timing them, measures `count / 2`
+/// sequential attaches and detaches beside them, then detaches the crowd.
+fn crowded_mode(peer: &dyn Peer, options: &AttachOptions, tag: &str, first_index: usize) -> Result<Measured, BenchError> {
+    let crowd_end = first_index + options.crowd;
+    let crowd = sandboxes(options, tag, "b", first_index..crowd_end)?;
+    let timed = sandboxes(options, tag, "x", crowd_end..crowd_end + (options.count / 2).max(1))?;
+    timed_all(&crowd, options.concurrency, |s| peer.attach(s))?;
+    let mode = format!("sequential beside {} endpoints", options.crowd);
+    let measured = timed_mode(peer, &timed, 1, &mode);
+    timed_all(&crowd, options.concurrency, |s| peer.detach(s))?;
+    measured
 }
 
 fn sandboxes(options: &AttachOptions, tag: &str, mode: &str, indexes: std::ops::Range<usize>) -> Result<Vec<Sandbox>, BenchError> {
