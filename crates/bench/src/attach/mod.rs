@@ -183,7 +183,7 @@ fn agent_socket(options: &AttachOptions, runtime: &tokio::runtime::Handle) -> Re
 /// Attaches one anchor sandbox that stays for the whole measure, so no peer pays
 /// for creating or deleting its bridge inside a timed call, then measures the
 /// sequential and concurrent modes, and sequential attaches into a host that
-/// holds `crowd` endpoints already.
+/// has `crowd` endpoints already.
 fn measure_peer(options: &AttachOptions, tag: &str, setup: Setup) -> Result<Vec<Measured>, BenchError> {
     let peer = setup.peer.as_ref();
     let anchor = sandboxes(options, tag, "a", 0..1)?;
