@@ -25,6 +25,10 @@ struct Prepared {
     _reservation: HeldValues,
 }
 
+/// Candidates an automatic pick checks one by one before it reads every allocation
+/// of the network.
+const POINT_READS: usize = 8;
+
 impl Controller {
     /// Creates an endpoint on a registered host, allocating its addresses and MAC
     /// unless the request gives them.
@@ -155,6 +159,10 @@ impl Controller {
             self.require_free(&keys::ipv4(&network.id, ip), what).await?;
             return Ok(ip);
         }
+        let next = |used: &BTreeSet<Ipv4Addr>| cloison_ipam::next_free_ipv4(network.subnet, network.gateway, used, cursor).ok();
+        if let Some(ip) = self.pick_by_point_reads(cursor.is_some(), picked, |ip| keys::ipv4(&network.id, *ip), next).await? {
+            return Ok(ip);
+        }
         let mut used: BTreeSet<Ipv4Addr> = self.allocated(&keys::ipv4_of(&network.id)).await?;
         used.extend(picked);
         Ok(cloison_ipam::next_free_ipv4(network.subnet, network.gateway, &used, cursor)?)
@@ -177,6 +185,10 @@ impl Controller {
             self.require_free(&keys::ipv6(&network.id, ip), what).await?;
             return Ok(ip);
         }
+        let next = |used: &BTreeSet<Ipv6Addr>| cloison_ipam::next_free_ipv6(subnet, gateway, used, cursor).ok();
+        if let Some(ip) = self.pick_by_point_reads(cursor.is_some(), picked, |ip| keys::ipv6(&network.id, *ip), next).await? {
+            return Ok(ip);
+        }
         let mut used: BTreeSet<Ipv6Addr> = self.allocated(&keys::ipv6_of(&network.id)).await?;
         used.extend(picked);
         Ok(cloison_ipam::next_free_ipv6(subnet, gateway, &used, cursor)?)
@@ -196,10 +208,41 @@ impl Controller {
             self.require_free(&keys::mac(&network.id, mac), what).await?;
             return Ok(mac);
         }
+        let seed = cursor.map_or(1, |mac| mac.low_bits() + 1);
+        let next = |used: &BTreeSet<MacAddr>| Some(cloison_ipam::next_free_mac(used, seed));
+        if let Some(mac) = self.pick_by_point_reads(cursor.is_some(), picked, |mac| keys::mac(&network.id, *mac), next).await? {
+            return Ok(mac);
+        }
         let mut used: BTreeSet<MacAddr> = self.allocated(&keys::mac_of(&network.id)).await?;
         used.extend(picked);
-        let seed = cursor.map_or(1, |mac| mac.low_bits() + 1);
         Ok(cloison_ipam::next_free_mac(&used, seed))
+    }
+
+    /// Picks a value with `next` from the values in flight alone, and checks each
+    /// candidate with one point read. The cursor moves past every pick, so the
+    /// value after it is mostly free. Reading every allocation of the network
+    /// instead costs time that grows with its endpoints. Returns `None` without a
+    /// cursor, or after [`POINT_READS`] candidates in use, so the caller reads every
+    /// allocation.
+    async fn pick_by_point_reads<T: Ord + Clone>(
+        &self,
+        has_cursor: bool,
+        picked: &BTreeSet<T>,
+        key: impl Fn(&T) -> String,
+        next: impl Fn(&BTreeSet<T>) -> Option<T>,
+    ) -> Result<Option<T>, ControllerError> {
+        if !has_cursor {
+            return Ok(None);
+        }
+        let mut used = picked.clone();
+        for _ in 0..POINT_READS {
+            let Some(candidate) = next(&used) else { return Ok(None) };
+            if self.store.get(&key(&candidate)).await?.is_none() {
+                return Ok(Some(candidate));
+            }
+            used.insert(candidate);
+        }
+        Ok(None)
     }
 
     /// Reads the values allocated under an `/alloc/` prefix.

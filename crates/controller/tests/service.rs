@@ -78,6 +78,42 @@ async fn automatic_pick_skips_requested_in_flight() {
     assert_ne!(automatic.ipv4, next);
 }
 
+/// Automatic picks after the first check the values after the cursor one by one
+/// instead of reading every allocation of the network.
+#[tokio::test]
+async fn automatic_picks_read_few_allocations() {
+    let (ctl, store) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.0.0.0/24")).await.expect("network");
+    // The first create has no cursor yet, so it reads every allocation.
+    ctl.create_endpoint("t1", endpoint_spec("web", "h1")).await.expect("first endpoint");
+    let first = store.allocation_ranges();
+    for _ in 0..10 {
+        ctl.create_endpoint("t1", endpoint_spec("web", "h1")).await.expect("endpoint");
+    }
+    assert_eq!(store.allocation_ranges(), first, "later creates read every allocation");
+}
+
+/// An automatic pick skips addresses in use after its cursor, a few checked one
+/// by one and more by reading every allocation.
+#[tokio::test]
+async fn automatic_pick_skips_addresses_after_cursor() {
+    let (ctl, _) = controller().await;
+    ctl.create_network("t1", network_spec("web", "10.0.0.0/24")).await.expect("network");
+    let request = |last: u8| EndpointSpec { ipv4: Some(Ipv4Addr::new(10, 0, 0, last)), ..endpoint_spec("web", "h1") };
+    for (taken_after, expected) in [(2u8, 13u8), (20, 31)] {
+        // Addresses after the cursor taken first, then the cursor moved back before them.
+        for last in 11..11 + taken_after {
+            ctl.create_endpoint("t1", request(last)).await.expect("requested address");
+        }
+        ctl.create_endpoint("t1", request(10)).await.expect("cursor address");
+        let automatic = ctl.create_endpoint("t1", endpoint_spec("web", "h1")).await.expect("automatic");
+        assert_eq!(automatic.ipv4, Ipv4Addr::new(10, 0, 0, expected), "{taken_after} taken after the cursor");
+        for endpoint in ctl.list_endpoints(&EndpointFilter::default()).await.expect("list") {
+            ctl.delete_endpoint("t1", &endpoint.name, None).await.expect("delete");
+        }
+    }
+}
+
 #[tokio::test]
 async fn deleted_endpoint_releases_address() {
     let (ctl, _) = controller().await;

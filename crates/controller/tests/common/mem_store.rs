@@ -28,6 +28,8 @@ struct State {
 pub struct MemStore {
     state: Mutex<State>,
     gather: Gather,
+    /// Range reads under `/alloc/`, see [`MemStore::allocation_ranges`].
+    allocation_ranges: std::sync::atomic::AtomicUsize,
 }
 
 /// See [`MemStore::gather_txns`].
@@ -47,6 +49,13 @@ struct Gather {
 const GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl MemStore {
+    /// Returns how many range reads under `/alloc/` (every allocation of one kind
+    /// in one network) the store served.
+    #[allow(dead_code)]
+    pub fn allocation_ranges(&self) -> usize {
+        self.allocation_ranges.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Makes every later call fail with [`StoreError::Unavailable`].
     #[allow(dead_code)]
     pub fn set_unavailable(&self) {
@@ -164,6 +173,9 @@ impl Store for MemStore {
     }
 
     async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
+        if prefix.contains("/alloc/") {
+            self.allocation_ranges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let state = self.lock();
         check(&state)?;
         let kvs = state
