@@ -629,4 +629,9 @@ async fn repeated_removal_failure_warned_once() {
     }
     assert!(fake.endpoint_ids().contains(&"a1".to_string()), "the failing removal removed a1");
     assert_eq!(logs.count("endpoint removal failed"), 2, "warned at every repair pass");
+
+    // Its interface gone by hand, the removed endpoint is not announced as recreated.
+    fake.remove_endpoint_by_hand("a1");
+    let _ = reconciler.repair().await;
+    assert_eq!(logs.count("recreating"), 0, "a removed endpoint was announced as recreated");
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use cloison_dataplane::{names, GatewayPlan, Inventory, NetworkPlan, OwnedNetwork, RouterPlan};
 use cloison_model::MacAddr;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Inner, Reconciler};
 use crate::AgentError;
@@ -136,7 +136,12 @@ impl Reconciler {
         let present_endpoints: BTreeSet<&str> = inventory.endpoints.iter().map(|e| e.host_ifname.as_str()).collect();
         for (id, (network_id, plan)) in &inner.applied.local {
             if !present_endpoints.contains(plan.host_ifname.as_str()) {
-                warn!(endpoint.id = %id, "endpoint interface missing from the kernel; recreating");
+                // An endpoint still applied after a failed removal is not recreated.
+                if inner.desired.endpoints.contains_key(id) {
+                    warn!(endpoint.id = %id, "endpoint interface missing from the kernel; recreating");
+                } else {
+                    debug!(endpoint.id = %id, "interface of a removed endpoint missing from the kernel");
+                }
                 dirty.insert(network_id.clone());
             }
         }
