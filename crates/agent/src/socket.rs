@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloison_dataplane::DataplaneError;
-use cloison_model::{Endpoint, EndpointSpec, Network, DEFAULT_IFNAME};
+use cloison_model::{Endpoint, EndpointSpec, ErrorBody, ErrorDetail, Network, DEFAULT_IFNAME};
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
@@ -318,7 +318,7 @@ fn error_response(error: AgentError) -> Response {
         AgentError::Controller { message, .. } => message.clone(),
         other => other.to_string(),
     };
-    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    let body = ErrorBody { error: ErrorDetail { code, message } };
     (status, Json(body)).into_response()
 }
 

@@ -86,6 +86,24 @@ fn count(log: &[Recorded], wanted: &Recorded) -> usize {
     log.iter().filter(|r| *r == wanted).count()
 }
 
+/// Starts an attach of `endpoint`, whose id starts with `slow`, and waits until its
+/// creation is held in the fake kernel.
+async fn start_held_attach(
+    fake: &FakeDataplane,
+    reconciler: &Arc<Reconciler>,
+    endpoint: &Endpoint,
+) -> tokio::task::JoinHandle<Result<(), cloison_agent::AgentError>> {
+    fake.hold_creation_of("slow");
+    let attach = tokio::spawn({
+        let (reconciler, endpoint) = (reconciler.clone(), endpoint.clone());
+        async move { reconciler.attach(network(), endpoint).await }
+    });
+    let creating = Recorded::EnsureLocalEndpoint(endpoint.id.clone());
+    let log = wait_for_request(fake, &creating).await;
+    assert!(log.contains(&creating), "the attach never started its creation: {log:?}");
+    attach
+}
+
 /// An attach to a network programmed here already creates its interface without
 /// the reconciler's lock, so another attach does not wait for it.
 #[tokio::test]
@@ -93,14 +111,7 @@ async fn attaches_create_side_by_side() {
     let a2 = endpoint("a2", "b", "sb", 3);
     let (fake, reconciler) = programmed(vec![a2]).await;
     let (slow, fast) = (endpoint("slow1", "s", "ss", 4), endpoint("fast1", "f", "sf", 5));
-    fake.hold_creation_of("slow");
-    let slow_attach = tokio::spawn({
-        let reconciler = reconciler.clone();
-        async move { reconciler.attach(network(), slow).await }
-    });
-    let creating = Recorded::EnsureLocalEndpoint("slow1".into());
-    let log = wait_for_request(&fake, &creating).await;
-    assert!(log.contains(&creating), "the slow attach never started its creation: {log:?}");
+    let slow_attach = start_held_attach(&fake, &reconciler, &slow).await;
 
     let second = tokio::time::timeout(Duration::from_secs(2), reconciler.attach(network(), fast)).await;
     assert!(matches!(second, Ok(Ok(()))), "the second attach waited for the first one's creation: {second:?}");
@@ -117,14 +128,7 @@ async fn attaches_create_side_by_side() {
 async fn deletion_during_creation_removes_endpoint() {
     let (fake, reconciler) = programmed(vec![endpoint("a2", "b", "sb", 3)]).await;
     let slow = endpoint("slow1", "s", "ss", 4);
-    fake.hold_creation_of("slow");
-    let attach = tokio::spawn({
-        let (reconciler, slow) = (reconciler.clone(), slow.clone());
-        async move { reconciler.attach(network(), slow).await }
-    });
-    let creating = Recorded::EnsureLocalEndpoint("slow1".into());
-    let log = wait_for_request(&fake, &creating).await;
-    assert!(log.contains(&creating), "the attach never started its creation: {log:?}");
+    let attach = start_held_attach(&fake, &reconciler, &slow).await;
 
     reconciler.apply_event(WatchEvent::Delete { revision: 100, object: WatchObject::Endpoint(slow) }).await;
     fake.release_creations();
@@ -141,14 +145,7 @@ async fn abandoned_attach_completes() {
     let a2 = endpoint("a2", "b", "sb", 3);
     let (fake, reconciler) = programmed(vec![a2]).await;
     let slow = endpoint("slow1", "s", "ss", 4);
-    fake.hold_creation_of("slow");
-    let caller = tokio::spawn({
-        let (reconciler, slow) = (reconciler.clone(), slow.clone());
-        async move { reconciler.attach(network(), slow).await }
-    });
-    let creating = Recorded::EnsureLocalEndpoint("slow1".into());
-    let log = wait_for_request(&fake, &creating).await;
-    assert!(log.contains(&creating), "the attach never started its creation: {log:?}");
+    let caller = start_held_attach(&fake, &reconciler, &slow).await;
     caller.abort();
     let _ = caller.await;
     fake.release_creations();

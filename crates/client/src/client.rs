@@ -5,7 +5,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use cloison_model::ErrorBody;
 
 use crate::target::{Connection, Target};
 use crate::ClientError;
@@ -20,18 +22,6 @@ use crate::ClientError;
 pub struct Client {
     targets: Vec<Target>,
     preferred: AtomicUsize,
-}
-
-/// The error body every cloison API returns.
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
 }
 
 impl Client {

@@ -9,8 +9,8 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
+use cloison_model::ErrorBody;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 /// A failed call to the agent.
 #[derive(Debug, thiserror::Error)]
@@ -28,18 +28,6 @@ pub enum HttpError {
     /// The agent returned an error status and body.
     #[error("{message} (HTTP {status}, {code})")]
     Api { status: u16, code: String, message: String },
-}
-
-/// The error body every cloison API returns.
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
 }
 
 /// Sends `method path` with an optional JSON body to the server on `socket` and

@@ -1,6 +1,7 @@
 //! The logical model of cloison: tenants, networks, endpoints, security groups and
 //! hosts, with the validation rules every entry point applies before anything is stored.
 
+mod api_error;
 mod error;
 mod groups;
 mod mac;
@@ -8,6 +9,7 @@ mod publications;
 mod resources;
 mod validate;
 
+pub use api_error::{ErrorBody, ErrorDetail};
 pub use error::ValidationError;
 pub use groups::{Direction, Peer, Protocol, Rule, SecurityGroup, SecurityGroupSpec};
 pub use mac::MacAddr;

@@ -47,8 +47,8 @@ impl Reconciler {
         // A detach of this endpoint, or its deletion elsewhere, may have come while
         // the attach waited.
         if inner.desired.is_detached(&endpoint_id) {
-            let what = format!("endpoint {endpoint_name} (detached while it was being attached)");
-            return (inner, Err(AgentError::NotFound { what }));
+            let error = AgentError::NotFound { what: format!("endpoint {endpoint_name} (detached while it was being attached)") };
+            return (inner, Err(error));
         }
         inner.desired.networks.insert(network_id.clone(), network);
         // The watch may have delivered a newer version of the record already, for

@@ -8,25 +8,10 @@ use axum::Json;
 use cloison_ipam::IpamError;
 use cloison_store::StoreError;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::ControllerError;
 
-/// Body of every error response: `{"error":{"code":"not_found","message":"..."}}`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// A machine-readable code and a message for people.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ErrorDetail {
-    /// One of `invalid_input`, `not_found`, `already_exists`, `in_use`, `overlap`,
-    /// `taken`, `exhausted`, `stale_version`, `conflict`, `store_unavailable`, `internal`.
-    pub code: String,
-    pub message: String,
-}
+pub use cloison_model::{ErrorBody, ErrorDetail};
 
 impl ControllerError {
     /// Returns the HTTP status and error code for this error. A stale resource_version
